@@ -1,0 +1,98 @@
+"""Every error ccwatch raises, and what the pipeline does with each.
+
+::
+
+    CcwatchError                     root; carries code / http_status / job / task / path context
+    ├── ConfigError                  refuse to start, exit 2; names the key (folders[1].rules[0].template)
+    ├── AccountError                 401, 403, 402: pause all submissions, probe, resume; exit 3 for check/--once
+    ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
+    │   └── RateLimited              429 with the server's Retry-After
+    └── FileError                    this file cannot be converted: quarantine it
+        └── OutputGone               an export vanished (404/403 on download after retries)
+
+Foreign exceptions (httpx, OSError from the API client) are translated into this tree at one boundary,
+``ccwatch.api``; everything else branches on these classes only.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FILES_FAILED = 1
+    CONFIG = 2
+    ACCOUNT = 3
+
+
+class CcwatchError(Exception):
+    """Root of the tree. ``str(err)`` is the one-line message for people."""
+
+    exit_code = ExitCode.FILES_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        job_id: str | None = None,
+        task: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.job_id = job_id
+        self.task = task
+        self.path = path
+
+    def context(self) -> dict[str, Any]:
+        """The fields an error file or a log line carries."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "http_status": self.http_status,
+            "job_id": self.job_id,
+            "task": self.task,
+        }
+
+
+class ConfigError(CcwatchError):
+    """The configuration cannot run: the daemon refuses to start."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem, code="CONFIG")
+        self.key = key
+        self.problem = problem
+
+
+class AccountError(CcwatchError):
+    """The account cannot submit now (auth, scope, credits): nobody's file is to blame."""
+
+    exit_code = ExitCode.ACCOUNT
+
+
+class TransientError(CcwatchError):
+    """Worth trying again later; the file keeps its ledger state."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(TransientError):
+    """HTTP 429: wait at least ``retry_after_s``."""
+
+
+class FileError(CcwatchError):
+    """This file cannot be converted: it goes to quarantine with the message."""
+
+
+class OutputGone(FileError):
+    """An export URL answered 404/403 after retries: the output is lost on the server side."""
