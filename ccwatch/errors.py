@@ -4,11 +4,12 @@
 
     CcwatchError                     root; carries code / http_status / job / task / path context
     ├── ConfigError                  refuse to start, exit 2; names the key (folders[1].rules[0].template)
-    ├── AccountError                 401, 403, 402: pause all submissions, probe, resume; exit 3 for check/--once
+    ├── AccountError                 401, 403, 402: pause submissions, probe, resume; exit 3 (check, --once)
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
     │   └── RateLimited              429 with the server's Retry-After
-    └── FileError                    this file cannot be converted: quarantine it
-        └── OutputGone               an export vanished (404/403 on download after retries)
+    ├── FileError                    this file cannot be converted: quarantine it
+    │   └── OutputGone               an export vanished (404/403 on download after retries)
+    └── FileVanished                 the file changed or went away before upload: forget that version
 
 Foreign exceptions (httpx, OSError from the API client) are translated into this tree at one boundary,
 ``ccwatch.api``; everything else branches on these classes only.
@@ -96,3 +97,7 @@ class FileError(CcwatchError):
 
 class OutputGone(FileError):
     """An export URL answered 404/403 after retries: the output is lost on the server side."""
+
+
+class FileVanished(CcwatchError):
+    """The file changed or was removed before it was sent: drop that version quietly."""

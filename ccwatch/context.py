@@ -1,0 +1,34 @@
+"""What every stage needs, bundled once by the pipeline: config, ledger, API client, clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import Clock
+from ccwatch.config import Config, FolderConfig, Rule
+from ccwatch.ledger import Entry, Ledger
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    ledger: Ledger
+    api: CloudConvertClient
+    clock: Clock
+    webhook_url: str | None = None
+    _folders: dict[str, FolderConfig] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._folders.update({f.name: f for f in self.config.folders})
+
+    def folder(self, name: str) -> FolderConfig:
+        return self._folders[name]
+
+    def source(self, entry: Entry) -> Path:
+        """The original file's current absolute path."""
+        return self.folder(entry.folder).input / PurePosixPath(entry.relpath)
+
+    def rule(self, entry: Entry) -> Rule:
+        return self.folder(entry.folder).rules[entry.rule]

@@ -1,0 +1,214 @@
+"""The daemon's lifecycle: open the ledger and the API, watch, crank the pipeline, drain on stop.
+
+Effects live here: threads (APScheduler, watchdog), signals, the embedded engine, sd_notify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from loguru import logger
+
+from ccwatch import fs, logs, watch
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import Clock, SystemClock
+from ccwatch.config import Config
+from ccwatch.context import Context
+from ccwatch.errors import ConfigError, ExitCode
+from ccwatch.ledger import Ledger
+from ccwatch.pipeline import Pipeline
+
+STEP_S = 0.1
+EMBEDDED_KEY = "embedded-engine"
+
+
+def sd_notify(message: str) -> bool:
+    """Send a systemd notification when ``NOTIFY_SOCKET`` is set; silently nothing otherwise."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        logger.warning("sd_notify failed: {}", exc)
+        return False
+    return True
+
+
+def watchdog_interval_s() -> float | None:
+    """Half of systemd's WatchdogSec, when the unit asks for keep-alives."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or not usec.isdigit():
+        return None
+    return int(usec) / 2_000_000
+
+
+@contextmanager
+def _api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
+    """(base URL, sync base URL, API key); starts the in-process engine for ``embedded``."""
+    cc = config.cloudconvert
+    if cc.endpoint != "embedded":
+        key = cc.api_key.reveal() if cc.api_key else None
+        if not key:
+            raise ConfigError("cloudconvert.api_key_env",
+                              f"no API key: set ${cc.api_key_env}, cloudconvert.api_key_file, or the "
+                              "systemd credential cloudconvert-api-key")
+        yield cc.base_url(), cc.sync_base_url(), key
+        return
+    from ccwatch.emulator import Emulator, serve
+
+    engine = Emulator(api_key=EMBEDDED_KEY, webhook_secret="")
+    with serve(engine, host="127.0.0.1", port=0) as base_url:
+        logger.info("embedded engine serving on {} (no account, no network)", base_url)
+        yield base_url, base_url + "/sync", EMBEDDED_KEY
+
+
+@dataclass
+class Runtime:
+    ctx: Context
+    pipeline: Pipeline
+
+
+@contextmanager
+def open_runtime(config: Config, *, clock: Clock | None = None,
+                 webhook_url: str | None = None) -> Iterator[Runtime]:
+    """Ledger + API client + pipeline, closed in reverse order."""
+    clock = clock or SystemClock()
+    with ExitStack() as stack:
+        base, sync_base, key = stack.enter_context(_api_base(config))
+        logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
+        state_dir = config.daemon.resolved_state_dir()
+        ledger = Ledger(state_dir / "ledger.sqlite3")
+        stack.callback(ledger.close)
+        api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
+                                 clock=clock)
+        stack.callback(api.close)
+        for folder in config.folders:
+            for place in (folder.output, folder.quarantine):
+                removed = fs.remove_temps(place)
+                if removed:
+                    logger.bind(folder=folder.name).info(
+                        "removed {} unfinished temp file(s) from {}", removed, place)
+        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
+        pipeline = Pipeline(ctx)
+        stack.callback(pipeline.close, wait=False)
+        yield Runtime(ctx, pipeline)
+
+
+class Daemon:
+    """``ccwatch run``: watch until told to stop, then drain within ``shutdown_grace_s``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.stop_event = threading.Event()
+        self._watchers: list[watch.FolderWatcher] = []
+
+    def _start_watchers(self) -> None:
+        pipeline = self.runtime.pipeline
+        for folder in self.runtime.ctx.config.folders:
+            mode, reason = watch.choose_mode(folder.input, folder.watch)
+            logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode,
+                                                 reason)
+            watcher = watch.FolderWatcher(
+                folder.input, mode=mode, recursive=folder.recursive, poll_s=folder.poll_s,
+                on_path=functools.partial(pipeline.note, folder.name))
+            watcher.start()
+            self._watchers.append(watcher)
+
+    def _schedule(self, scheduler: BackgroundScheduler) -> None:
+        pipeline = self.runtime.pipeline
+        scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
+                          max_instances=1, coalesce=True)
+        for folder in self.runtime.ctx.config.folders:
+            scheduler.add_job(pipeline.scan, "interval", args=[folder], seconds=folder.rescan_s,
+                              id=f"rescan-{folder.name}", max_instances=1, coalesce=True)
+
+    def status_line(self) -> str:
+        p = self.runtime.pipeline
+        paused = f", PAUSED: {p.pause.reason}" if p.pause else ""
+        return (f"{p.active_count()} in progress, {p.delivered} done, {p.failed} failed"
+                f"{paused}")
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> bool:
+        """Run until ``stop_event``; True when the drain finished within the grace period."""
+        pipeline = self.runtime.pipeline
+        config = self.runtime.ctx.config
+        scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
+        try:
+            self._start_watchers()
+            for folder in config.folders:
+                found = pipeline.scan(folder)
+                logger.bind(folder=folder.name).info("startup scan: {} new file(s)", found)
+            self._schedule(scheduler)
+            scheduler.start()
+            sd_notify("READY=1\nSTATUS=" + self.status_line())
+            keepalive = watchdog_interval_s()
+            tick = min(keepalive, 5.0) if keepalive else 5.0
+            while not self.stop_event.wait(tick):
+                sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
+        finally:
+            sd_notify("STOPPING=1")
+            pipeline.stop_intake()
+            for watcher in self._watchers:
+                with contextlib.suppress(Exception):
+                    watcher.stop()
+        drained = self._drain(config.daemon.shutdown_grace_s)
+        scheduler.shutdown(wait=False)
+        return drained
+
+    def _drain(self, grace_s: float) -> bool:
+        pipeline = self.runtime.pipeline
+        clock = self.runtime.ctx.clock
+        deadline = clock.monotonic() + grace_s
+        while pipeline.busy_count() and clock.monotonic() < deadline:
+            sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line())
+            clock.sleep(0.05)
+        left = pipeline.busy_count()
+        if left:
+            logger.warning("{} transfer(s) still running after {} s; they resume on next start",
+                           left, grace_s)
+            return False
+        logger.info("stopped; {} file(s) left in the ledger resume on next start",
+                    pipeline.active_count())
+        return True
+
+
+def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
+    """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
+    pipeline = runtime.pipeline
+    clock = runtime.ctx.clock
+    total = pipeline.active_count()
+    for folder in runtime.ctx.config.folders:
+        total += pipeline.scan(folder)
+    while True:
+        pipeline.step()
+        if on_progress:
+            on_progress(pipeline.delivered + pipeline.failed, total)
+        if pipeline.pause is not None:
+            logger.error("stopping: {}", pipeline.pause.reason)
+            return ExitCode.ACCOUNT
+        if pipeline.idle():
+            break
+        clock.sleep(0.02)
+    return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK

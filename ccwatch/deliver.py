@@ -1,0 +1,126 @@
+"""Deliver stage: stream each export to a temp name in the destination, then rename it into place.
+
+Final paths are chosen (collisions resolved) and written to the ledger *before* any rename, so a
+delivery resumed after a crash writes exactly those paths: never a ``name (1).pdf`` duplicate.
+Then the originals policy runs (keep, delete, move to archive), only after every output is in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from loguru import logger
+
+from ccwatch import fs, templates, track
+from ccwatch.context import Context
+from ccwatch.errors import FileError, OutputGone, TransientError
+from ccwatch.ledger import Entry, PlannedOutput, State
+
+
+def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...]) -> tuple[PlannedOutput, ...]:
+    """Give every output its final path (or mark it skipped) under the folder's output tree."""
+    folder = ctx.folder(entry.folder)
+    rule = ctx.rule(entry)
+    relpath = PurePosixPath(entry.relpath)
+    dest_dir = folder.output / relpath.parent
+    date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
+    taken: set[Path] = set()
+    planned: list[PlannedOutput] = []
+    for n, out in enumerate(outputs, start=1):
+        server_name = fs.sanitize_filename(out.filename)
+        name = templates.format_output_name(rule.output_name, input_relpath=relpath,
+                                            output_filename=server_name, n=n, date=date)
+        name = fs.sanitize_filename(name)
+        final = dest_dir / name
+        if not fs.inside(folder.output, final):
+            raise FileError(f"output name {name!r} leaves the output folder", code="UNSAFE_FILENAME")
+        if rule.on_conflict == "skip" and (final.exists() or final in taken):
+            logger.bind(file=entry.relpath).info("{} exists; skipped (on_conflict = skip)", final)
+            planned.append(replace(out, final_path=None, delivered=True))
+            continue
+        if rule.on_conflict == "rename":
+            final = _free_path(final, taken)
+        taken.add(final)
+        planned.append(replace(out, final_path=str(final)))
+    return tuple(planned)
+
+
+def _free_path(path: Path, taken: set[Path]) -> Path:
+    candidate = fs.unique_path(path) if path.exists() or path in taken else path
+    while candidate in taken:  # two outputs of one job wanting the same name
+        stem, suffix = candidate.stem, candidate.suffix
+        candidate = fs.unique_path(candidate.with_name(f"{stem} (0){suffix}"))
+    return candidate
+
+
+def deliver(ctx: Context, entry: Entry) -> Entry:
+    """Write every planned, undelivered output; then apply the originals policy and finish."""
+    outputs = list(entry.outputs)
+    for i, out in enumerate(outputs):
+        if out.delivered or out.final_path is None:
+            continue
+        try:
+            _fetch(ctx, entry, out)
+        except OutputGone:
+            # Download URLs expire; the job may still list a fresh one. One more try, then quarantine.
+            out = _refreshed(ctx, entry, i, out)
+            _fetch(ctx, entry, out)
+        outputs[i] = replace(out, delivered=True)
+        entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), outputs=tuple(outputs))
+    _originals(ctx, entry)
+    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
+                             transient_since=None, error=None)
+
+
+def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:
+    assert entry.job_id is not None
+    job = ctx.api.get_job(entry.job_id, path=entry.relpath)
+    fresh = track.outputs_of(job, ctx.config.templates[entry.template].export_url_tasks)
+    if index >= len(fresh):
+        raise FileError("the job no longer lists this output", code="OUTPUT_GONE",
+                        job_id=entry.job_id, path=entry.relpath)
+    return replace(out, url=fresh[index].url)
+
+
+def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
+    assert out.final_path is not None and out.url is not None and entry.job_id is not None
+    final = Path(out.final_path)
+    rule = ctx.rule(entry)
+    with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks:
+        try:
+            temp, written = fs.write_stream(final.parent, chunks)
+        except OSError as exc:
+            # Disk full, permissions, a vanished share: the output is still on the server; try later.
+            raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
+                                 job_id=entry.job_id, path=entry.relpath) from exc
+    try:
+        if out.size is not None and written != out.size:
+            raise TransientError(f"download of {out.filename} was {written} of {out.size} bytes",
+                                 code="SHORT_DOWNLOAD", job_id=entry.job_id, path=entry.relpath)
+        # The path was chosen as ours (and recorded) before this rename; on resume it may
+        # already hold our own earlier copy, so only "skip" refuses to replace it.
+        committed = fs.commit(temp, final, overwrite=rule.on_conflict != "skip")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if not committed:
+        temp.unlink(missing_ok=True)
+        logger.bind(file=entry.relpath).info("{} appeared meanwhile; skipped", final)
+        return
+    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
+        "delivered {}", final)
+
+
+def _originals(ctx: Context, entry: Entry) -> None:
+    folder = ctx.folder(entry.folder)
+    source = ctx.source(entry)
+    st = fs.stat_regular(source)
+    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+        return  # already handled before a restart, or replaced by a newer version: leave it
+    if folder.originals == "delete":
+        source.unlink(missing_ok=True)
+    elif folder.originals == "move":
+        assert folder.archive is not None
+        fs.move_no_clobber(source, folder.archive / PurePosixPath(entry.relpath))

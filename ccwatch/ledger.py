@@ -1,0 +1,264 @@
+"""The ledger: one SQLite row per file version, written *before* each side effect it announces.
+
+A file version's identity is (folder, relpath, size, mtime_ns). States::
+
+    settled → submitting → uploading → processing → delivering → done
+                                                              ↘ failed (quarantined) | skipped
+
+WAL mode lets ``ccwatch status`` read while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class State(enum.StrEnum):
+    SETTLED = "settled"
+    SUBMITTING = "submitting"
+    UPLOADING = "uploading"
+    PROCESSING = "processing"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL = frozenset({State.DONE, State.FAILED, State.SKIPPED})
+ACTIVE = tuple(s for s in State if s not in TERMINAL)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    folder TEXT NOT NULL,
+    relpath TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    rule INTEGER NOT NULL DEFAULT 0,
+    template TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 1,
+    job_tag TEXT,
+    job_id TEXT,
+    upload_task_id TEXT,
+    outputs TEXT,
+    error TEXT,
+    first_seen REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    transient_since REAL,
+    UNIQUE (folder, relpath, size, mtime_ns)
+);
+CREATE INDEX IF NOT EXISTS files_state ON files (state);
+CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLUMNS = (
+    "id, folder, relpath, size, mtime_ns, state, rule, template, attempt, job_tag, job_id, "
+    "upload_task_id, outputs, error, first_seen, updated_at, transient_since"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOutput:
+    """One export file and, once chosen, the final path it is written to (recorded before the rename)."""
+
+    filename: str
+    url: str | None
+    size: int | None
+    final_path: str | None = None
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    folder: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    state: State
+    rule: int
+    template: str
+    attempt: int
+    job_tag: str | None
+    job_id: str | None
+    upload_task_id: str | None
+    outputs: tuple[PlannedOutput, ...]
+    error: dict[str, Any] | None
+    first_seen: float
+    updated_at: float
+    transient_since: float | None
+
+    @property
+    def identity(self) -> tuple[str, str, int, int]:
+        return (self.folder, self.relpath, self.size, self.mtime_ns)
+
+
+def job_tag(entry_id: int, attempt: int) -> str:
+    """The idempotency key a job is created with and looked up by after a crash."""
+    return f"ccwatch-{entry_id}-{attempt}"
+
+
+def _row_to_entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
+    outputs = tuple(PlannedOutput(**o) for o in json.loads(row[12])) if row[12] else ()
+    return Entry(
+        id=row[0], folder=row[1], relpath=row[2], size=row[3], mtime_ns=row[4],
+        state=State(row[5]), rule=row[6], template=row[7], attempt=row[8], job_tag=row[9],
+        job_id=row[10], upload_task_id=row[11], outputs=outputs,
+        error=json.loads(row[13]) if row[13] else None,
+        first_seen=row[14], updated_at=row[15], transient_since=row[16],
+    )
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field == "outputs":
+        return json.dumps([
+            {"filename": o.filename, "url": o.url, "size": o.size, "final_path": o.final_path,
+             "delivered": o.delivered} for o in value
+        ])
+    if field == "error":
+        return None if value is None else json.dumps(value)
+    if field == "state":
+        return str(value)
+    return value
+
+
+_UPDATABLE = frozenset({
+    "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
+    "error", "transient_since",
+})
+
+
+class Ledger:
+    """Thread-safe access to the ledger database (one connection behind a lock)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            uri = f"file:{path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=10,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across process crashes in WAL mode (only power loss can drop the tail).
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, tuple(params)))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry:
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (entry_id,))
+        if not rows:
+            raise KeyError(entry_id)
+        return _row_to_entry(rows[0])
+
+    def lookup(self, folder: str, relpath: str, size: int, mtime_ns: int) -> Entry | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND size = ? "
+            "AND mtime_ns = ?", (folder, relpath, size, mtime_ns))
+        return _row_to_entry(rows[0]) if rows else None
+
+    def known_identities(self, folder: str) -> set[tuple[str, int, int]]:
+        """Every (relpath, size, mtime_ns) the ledger holds for a folder: one query for a whole scan."""
+        rows = self._query("SELECT relpath, size, mtime_ns FROM files WHERE folder = ?", (folder,))
+        return {(r[0], r[1], r[2]) for r in rows}
+
+    def active(self) -> list[Entry]:
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM files WHERE state IN ({marks}) ORDER BY id", ACTIVE)
+        return [_row_to_entry(r) for r in rows]
+
+    def latest_for_path(self, folder: str, relpath: str) -> Entry | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM files WHERE folder = ? AND relpath = ? ORDER BY id DESC LIMIT 1",
+            (folder, relpath))
+        return _row_to_entry(rows[0]) if rows else None
+
+    def count_by_state(self, folder: str | None = None) -> dict[str, int]:
+        sql = "SELECT state, COUNT(*) FROM files"
+        params: tuple[Any, ...] = ()
+        if folder is not None:
+            sql += " WHERE folder = ?"
+            params = (folder,)
+        return {r[0]: r[1] for r in self._query(sql + " GROUP BY state", params)}
+
+    def recent(self, state: State, *, since: float = 0.0, limit: int = 1000) -> list[Entry]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM files WHERE state = ? AND updated_at >= ? "
+            "ORDER BY updated_at DESC LIMIT ?", (str(state), since, limit))
+        return [_row_to_entry(r) for r in rows]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def add(self, folder: str, relpath: str, size: int, mtime_ns: int, *, rule: int,
+            template: str, now: float) -> Entry | None:
+        """Record a settled file version; None when that exact version is already known."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
+                " first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now))
+            if cur.rowcount == 0:
+                return None
+            new_id = cur.lastrowid
+        assert new_id is not None
+        return self.get(new_id)
+
+    def update(self, entry_id: int, *, now: float, **fields: Any) -> Entry:
+        """Write fields (typically a new ``state`` plus what a resumed run needs) in one transaction."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not ledger fields: {sorted(unknown)}")
+        names = sorted(fields)
+        assignments = ", ".join(f"{n} = ?" for n in names)
+        values = [_encode(n, fields[n]) for n in names]
+        with self._tx() as db:
+            db.execute(f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ?",
+                       (*values, now, entry_id))
+        return self.get(entry_id)
+
+    def forget(self, entry_id: int) -> None:
+        """Drop a row: the file vanished before anything was sent for it."""
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE id = ?", (entry_id,))
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (key, json.dumps(value)))
+
+    def get_meta(self, key: str) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None

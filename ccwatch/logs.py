@@ -1,0 +1,82 @@
+"""Logging, configured in one place: one stderr sink (journald captures it), text or JSON.
+
+Every line may carry ``folder``, ``file`` and ``job`` (bound by the stages). Secrets registered with
+``redact`` are replaced by ``[secure]`` in every message, whatever path they took into it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+REDACTED = "[secure]"
+
+
+def redact(*secrets: str | None) -> None:
+    """Register values that must never appear in log output."""
+    with _secrets_lock:
+        _secrets.update(s for s in secrets if s and len(s) >= 4)
+
+
+def scrub(text: str) -> str:
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _patch(record: Record) -> None:
+    record["message"] = scrub(record["message"])
+    for key, value in list(record["extra"].items()):
+        if isinstance(value, str):
+            record["extra"][key] = scrub(value)
+    if record["exception"] is not None:
+        record["extra"]["_exc"] = True
+
+
+def _context(record: Record) -> str:
+    extra = record["extra"]
+    parts = [f"{k}={extra[k]}" for k in ("folder", "file", "job") if extra.get(k)]
+    return (" [" + " ".join(parts) + "]") if parts else ""
+
+
+def _text_format(record: Record) -> str:
+    record["extra"]["_ctx"] = _context(record).replace("{", "{{").replace("}", "}}")
+    return "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}{extra[_ctx]}\n{exception}"
+
+
+def _json_sink(message: Any) -> None:
+    record = message.record
+    line = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "message": record["message"],
+    }
+    for key in ("folder", "file", "job"):
+        if record["extra"].get(key):
+            line[key] = record["extra"][key]
+    if record["exception"] is not None:
+        line["exception"] = scrub(str(record["exception"].value))
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
+
+
+def setup(log_format: str = "text", *, level: str = "INFO") -> None:
+    """Replace every sink with the one stderr sink; call once, from the CLI."""
+    logger.remove()
+    logger.configure(patcher=_patch)
+    if log_format == "json":
+        logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
+    else:
+        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False,
+                   diagnose=False)

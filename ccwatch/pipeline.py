@@ -1,0 +1,402 @@
+"""The pipeline: the only module that knows the order of the stages.
+
+    note (watch/scan) → settle → ledger → submit → track → deliver → done
+                                              ╰──────────────┴──────→ quarantine
+
+``step()`` is one turn of the crank: it moves noted paths into the settlers, admits settled files to
+the ledger, and hands due entries to bounded worker pools (uploads, tracking, downloads). Everything a
+file waits for (its next poll, a retry backoff, an account pause) is a time on its slot, not a
+sleeping thread, so thousands of long conversions cost no threads. The daemon calls ``step()`` from
+one scheduled job; ``run --once`` and tests call it in a loop.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from loguru import logger
+
+from ccwatch import deliver, fs, submit, track, watch
+from ccwatch.config import FolderConfig
+from ccwatch.context import Context
+from ccwatch.errors import (
+    AccountError,
+    CcwatchError,
+    FileError,
+    FileVanished,
+    RateLimited,
+    TransientError,
+)
+from ccwatch.ledger import TERMINAL, Entry, State
+from ccwatch.quarantine import quarantine
+from ccwatch.settle import Settler
+
+# Retry backoff for transient errors: 1 s doubling to 5 min, with jitter.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 300.0
+# With webhooks the poll sweep is only a safety net.
+WEBHOOK_SAFETY_POLL_S = 60.0
+
+
+@dataclass
+class Slot:
+    """Runtime bookkeeping for one active ledger entry (rebuilt from the ledger on start)."""
+
+    entry: Entry
+    due: float = 0.0  # monotonic time it may next be worked on
+    polls: int = 0
+    retries: int = 0
+    busy: bool = False
+    pushed_job: dict[str, Any] | None = None  # a verified webhook delivery waiting to be read
+
+
+@dataclass
+class Pause:
+    reason: str
+    since: float
+    next_probe: float
+
+
+class Pipeline:
+    def __init__(self, ctx: Context, *, rng: random.Random | None = None) -> None:
+        self.ctx = ctx
+        self._clock = ctx.clock
+        self._rng = rng or random.Random()
+        daemon = ctx.config.daemon
+        self._lock = threading.RLock()
+        self._slots: dict[int, Slot] = {}
+        self._by_job: dict[str, int] = {}
+        self._inbox: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
+        self._settlers = {f.name: Settler(f.settle_s) for f in ctx.config.folders}
+        self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
+        self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
+        self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
+        self.pause: Pause | None = None
+        self._hold_submissions_until = 0.0
+        self._stopping = False
+        self.delivered = 0
+        self.failed = 0
+        self.on_change: Callable[[], None] | None = None
+        for entry in ctx.ledger.active():
+            self._track_slot(Slot(entry))
+        if self._slots:
+            logger.info("resuming {} unfinished file(s) from the ledger", len(self._slots))
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def note(self, folder: str, path: Path) -> None:
+        """A watcher saw ``path`` change (any thread; cheap)."""
+        self._inbox.put((folder, path))
+
+    def scan(self, folder: FolderConfig) -> int:
+        """Note every file of a folder the ledger does not already know (startup and rescans)."""
+        known = self.ctx.ledger.known_identities(folder.name)
+        new = 0
+        for relpath, path in watch.scan(folder.input, recursive=folder.recursive,
+                                        ignore=folder.ignore):
+            st = fs.stat_regular(path)
+            if st is None or (str(relpath), st.size, st.mtime_ns) in known:
+                continue
+            if watch.match_rule(relpath, folder.rules) is None:
+                continue
+            self.note(folder.name, path)
+            new += 1
+        return new
+
+    def _relpath(self, folder: FolderConfig, path: Path) -> PurePosixPath | None:
+        try:
+            return PurePosixPath(path.relative_to(folder.input).as_posix())
+        except ValueError:
+            return None
+
+    def _drain_inbox(self, now: float) -> None:
+        while True:
+            try:
+                name, path = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            folder = self.ctx.folder(name)
+            relpath = self._relpath(folder, path)
+            if relpath is None or watch.is_junk(relpath, folder.ignore):
+                continue
+            if not folder.recursive and len(relpath.parts) > 1:
+                continue
+            if watch.match_rule(relpath, folder.rules) is None:
+                continue
+            self._settlers[name].note(path, now)
+
+    def _admit(self, folder: FolderConfig, path: Path, st: fs.FileStat) -> None:
+        relpath = self._relpath(folder, path)
+        if relpath is None:
+            return
+        rule = watch.match_rule(relpath, folder.rules)
+        if rule is None:
+            return
+        entry = self.ctx.ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
+                                    template=folder.rules[rule].template, now=self._clock.wall())
+        if entry is None:
+            return  # this exact version was seen before (converted, failed or in progress)
+        logger.bind(folder=folder.name, file=str(relpath)).info("settled ({} bytes)", st.size)
+        slot = Slot(entry)
+        with self._lock:
+            self._track_slot(slot)
+        if st.size > folder.max_file_size:
+            self._fail(slot, FileError(
+                f"file is {st.size} bytes, larger than max_file_size ({folder.max_file_size})",
+                code="FILE_TOO_LARGE", path=str(relpath)))
+
+    def _track_slot(self, slot: Slot) -> None:
+        self._slots[slot.entry.id] = slot
+        if slot.entry.job_id:
+            self._by_job[slot.entry.job_id] = slot.entry.id
+
+    # -- the crank ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One turn: settle, admit, dispatch whatever is due. Called from one thread at a time."""
+        now = self._clock.monotonic()
+        if not self._stopping:
+            self._drain_inbox(now)
+            for folder in self.ctx.config.folders:
+                for path, st in self._settlers[folder.name].poll(now, fs.stat_regular):
+                    try:
+                        self._admit(folder, path, st)
+                    except OSError as exc:
+                        logger.bind(folder=folder.name).error("cannot admit {}: {}", path, exc)
+        self._dispatch(now)
+
+    def _dispatch(self, now: float) -> None:
+        with self._lock:
+            slots = sorted(self._slots.values(), key=lambda s: s.entry.id)
+            in_flight = sum(1 for s in slots if s.entry.state is not State.SETTLED)
+            for slot in slots:
+                if slot.busy or slot.due > now:
+                    continue
+                state = slot.entry.state
+                if state in (State.SETTLED, State.SUBMITTING, State.UPLOADING):
+                    fresh = state is State.SETTLED
+                    if self._stopping or not self._may_submit(now, fresh, in_flight):
+                        continue
+                    in_flight += fresh
+                    self._start(slot, self._uploads, self._submit)
+                elif state is State.PROCESSING:
+                    self._start(slot, self._trackers, self._track)
+                elif state is State.DELIVERING and not self._stopping:
+                    self._start(slot, self._downloads, self._deliver)
+
+    def _may_submit(self, now: float, fresh: bool, in_flight: int) -> bool:
+        if fresh and in_flight >= self.ctx.config.daemon.max_in_flight:
+            return False
+        if now < self._hold_submissions_until:
+            return False
+        if self.pause is not None:
+            if now < self.pause.next_probe:
+                return False
+            # Probe: let one submission through; its outcome resumes or extends the pause.
+            self.pause.next_probe = now + self._probe_interval()
+            return True
+        return not (fresh and self.ctx.api.create_delay() > 0)
+
+    def _probe_interval(self) -> float:
+        return self.ctx.config.daemon.poll_max_s
+
+    def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
+        slot.busy = True
+        try:
+            pool.submit(self._guarded, slot, work)
+        except RuntimeError:  # pool shut down during a stop
+            slot.busy = False
+
+    # -- stage work (pool threads) --------------------------------------------------------------
+
+    def _submit(self, slot: Slot) -> None:
+        entry = submit.advance(self.ctx, slot.entry)
+        self._progress(slot, entry)
+        if self.pause is not None:
+            logger.info("submissions resumed: the account accepts jobs again")
+            self.pause = None
+            self.ctx.ledger.set_meta("paused", None)
+        slot.due = self._clock.monotonic() + self._first_poll_s()
+
+    def _first_poll_s(self) -> float:
+        if self.ctx.webhook_url:
+            return WEBHOOK_SAFETY_POLL_S
+        return self.ctx.config.daemon.poll_interval_s
+
+    def _track(self, slot: Slot) -> None:
+        pushed, slot.pushed_job = slot.pushed_job, None
+        outputs = track.check(self.ctx, slot.entry, pushed)
+        now = self._clock.monotonic()
+        if outputs is None:
+            slot.polls += 1
+            daemon = self.ctx.config.daemon
+            if self.ctx.webhook_url:
+                slot.due = now + WEBHOOK_SAFETY_POLL_S
+            else:
+                slot.due = now + track.poll_delay(slot.polls - 1, daemon.poll_interval_s,
+                                                  daemon.poll_max_s, rng=self._rng)
+            return
+        planned = deliver.plan(self.ctx, slot.entry, outputs)
+        entry = self.ctx.ledger.update(slot.entry.id, now=self._clock.wall(),
+                                       state=State.DELIVERING, outputs=planned)
+        self._progress(slot, entry)
+        slot.due = now
+
+    def _deliver(self, slot: Slot) -> None:
+        entry = deliver.deliver(self.ctx, slot.entry)
+        self._progress(slot, entry)
+
+    def _progress(self, slot: Slot, entry: Entry) -> None:
+        with self._lock:
+            slot.entry = entry
+            slot.retries = 0
+            if entry.job_id:
+                self._by_job[entry.job_id] = entry.id
+            if entry.state in TERMINAL:
+                self._retire(slot)
+                if entry.state is State.DONE:
+                    self.delivered += 1
+
+    def _retire(self, slot: Slot) -> None:
+        self._slots.pop(slot.entry.id, None)
+        if slot.entry.job_id:
+            self._by_job.pop(slot.entry.job_id, None)
+        if self.on_change:
+            self.on_change()
+
+    def _guarded(self, slot: Slot, work: Callable[[Slot], None]) -> None:
+        """The per-file error boundary: one bad file never stops the daemon."""
+        log = logger.bind(folder=slot.entry.folder, file=slot.entry.relpath, job=slot.entry.job_id)
+        try:
+            try:
+                work(slot)
+            except BaseException:
+                self._reload(slot)
+                raise
+        except FileVanished:
+            self._vanished(slot)
+        except AccountError as exc:
+            self._account(slot, exc)
+        except TransientError as exc:
+            self._transient(slot, exc)
+        except CcwatchError as exc:
+            self._fail(slot, exc)
+        except Exception as exc:
+            # A bug or an unexpected OS error: log it whole, then treat it as transient so the
+            # file is retried and, if it keeps failing, quarantined after give_up_after_s.
+            log.opt(exception=exc).error("unexpected error: {}", exc)
+            self._transient(slot, TransientError(f"unexpected error: {exc!r}", code="INTERNAL"))
+        finally:
+            slot.busy = False
+
+    def _reload(self, slot: Slot) -> None:
+        """After a failed step the ledger may be ahead of the slot (e.g. ``submitting`` written)."""
+        try:
+            slot.entry = self.ctx.ledger.get(slot.entry.id)
+        except KeyError:
+            pass
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _vanished(self, slot: Slot) -> None:
+        entry = slot.entry
+        log = logger.bind(folder=entry.folder, file=entry.relpath)
+        if entry.job_id:
+            try:
+                self.ctx.api.delete_job(entry.job_id, path=entry.relpath)
+            except CcwatchError as exc:
+                log.warning("could not delete the unused job {}: {}", entry.job_id, exc)
+        log.info("file changed or vanished before upload; dropped (a new version is converted)")
+        self.ctx.ledger.forget(entry.id)
+        with self._lock:
+            self._retire(slot)
+
+    def _account(self, slot: Slot, exc: AccountError) -> None:
+        now = self._clock.monotonic()
+        if self.pause is None:
+            logger.error("submissions paused for all folders: {} (no file is quarantined for "
+                         "this; probing every {:.0f} s)", exc.message, self._probe_interval())
+            self.pause = Pause(exc.message, self._clock.wall(), now + self._probe_interval())
+            self.ctx.ledger.set_meta("paused", {"reason": exc.message, "since": self.pause.since})
+        slot.due = now + self._probe_interval()
+
+    def _transient(self, slot: Slot, exc: TransientError) -> None:
+        entry = slot.entry
+        wall = self._clock.wall()
+        if entry.transient_since is None:
+            entry = self.ctx.ledger.update(entry.id, now=wall, transient_since=wall)
+            slot.entry = entry
+        assert entry.transient_since is not None
+        if wall - entry.transient_since >= self.ctx.config.daemon.give_up_after_s:
+            self._fail(slot, exc)
+            return
+        now = self._clock.monotonic()
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(slot.retries, 16))
+        delay *= self._rng.uniform(0.8, 1.2)
+        if exc.retry_after_s is not None:
+            delay = max(delay, exc.retry_after_s)
+        if isinstance(exc, RateLimited):
+            self._hold_submissions_until = max(self._hold_submissions_until, now + delay)
+        slot.retries += 1
+        slot.due = now + delay
+        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
+            "{} (retry {} in {:.1f} s)", exc.message, slot.retries, delay)
+
+    def _fail(self, slot: Slot, exc: CcwatchError) -> None:
+        try:
+            entry = quarantine(self.ctx, slot.entry, exc)
+        except OSError as err:
+            logger.bind(file=slot.entry.relpath).error(
+                "cannot quarantine ({}); will try again: {}", exc.message, err)
+            slot.due = self._clock.monotonic() + RETRY_MAX_S
+            return
+        with self._lock:
+            slot.entry = entry
+            self.failed += 1
+            self._retire(slot)
+
+    # -- webhooks, queries, shutdown ------------------------------------------------------------
+
+    def job_pushed(self, job: dict[str, Any]) -> bool:
+        """A verified webhook delivery for a job: track it now. False for jobs we do not track."""
+        job_id = job.get("id")
+        with self._lock:
+            entry_id = self._by_job.get(job_id) if isinstance(job_id, str) else None
+            slot = self._slots.get(entry_id) if entry_id is not None else None
+            if slot is None or slot.entry.state is not State.PROCESSING:
+                return False
+            slot.pushed_job = job
+            slot.due = 0.0
+        return True
+
+    def idle(self) -> bool:
+        """Nothing in flight, nothing settling (empty files that wait forever do not count)."""
+        if not self._inbox.empty():
+            return False
+        with self._lock:
+            if self._slots:
+                return False
+        return all(s.pending() == s.waiting_empty() for s in self._settlers.values())
+
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def busy_count(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots.values() if s.busy)
+
+    def stop_intake(self) -> None:
+        """Finish what runs; start nothing new (SIGTERM)."""
+        self._stopping = True
+
+    def close(self, *, wait: bool) -> None:
+        for pool in (self._uploads, self._trackers, self._downloads):
+            pool.shutdown(wait=wait, cancel_futures=True)

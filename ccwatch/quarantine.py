@@ -1,0 +1,58 @@
+"""Quarantine stage: move a failed original aside and write ``NAME.error.json`` beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from loguru import logger
+
+from ccwatch import __version__, fs
+from ccwatch.clock import iso
+from ccwatch.context import Context
+from ccwatch.errors import CcwatchError
+from ccwatch.ledger import Entry, State
+
+
+def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:
+    """The error file's fields (DESIGN §5); the message is the root task's."""
+    return {
+        "file": entry.relpath,
+        "folder": entry.folder,
+        "rule": entry.rule,
+        "template": entry.template,
+        "job_id": error.job_id or entry.job_id,
+        "task": error.task,
+        "code": error.code,
+        "message": error.message,
+        "http_status": error.http_status,
+        "attempts": entry.attempt,
+        "first_seen": iso(entry.first_seen),
+        "failed_at": iso(ctx.clock.wall()),
+        "ccwatch_version": __version__,
+    }
+
+
+def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
+    """Move the original to ``<quarantine>/<relpath>`` (never overwriting) with its error file.
+
+    The error is recorded in the ledger first; the move tolerates a source that is already gone
+    (a restart after the move but before the final state).
+    """
+    record = error_record(ctx, entry, error)
+    entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), error=record)
+    folder = ctx.folder(entry.folder)
+    source = ctx.source(entry)
+    log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
+    st = fs.stat_regular(source)
+    if st is not None and (st.size, st.mtime_ns) == (entry.size, entry.mtime_ns):
+        target = fs.move_no_clobber(source, folder.quarantine / PurePosixPath(entry.relpath))
+        fs.write_json(error_file_for(target), record)
+        log.error("quarantined as {}: {}", target, error.message)
+    else:
+        log.error("failed ({}); the original is no longer in the input folder", error.message)
+    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+
+
+def error_file_for(quarantined: Path) -> Path:
+    return quarantined.with_name(quarantined.name + ".error.json")

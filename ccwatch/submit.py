@@ -1,0 +1,118 @@
+"""Submit stage: create the job from its template (tag = idempotency key), then upload the file.
+
+Each step writes its ledger state first, so a run killed anywhere resumes without a second job and
+without a second upload:
+
+- ``submitting`` holds the tag; a resumed (or retried) create first looks the job up by tag, since a
+  5xx or timeout on create may still have created it.
+- ``uploading`` holds the job and upload task ids; a resumed upload re-reads the task and uploads
+  only while it is still ``waiting`` for the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from loguru import logger
+
+from ccwatch import fs, templates
+from ccwatch.context import Context
+from ccwatch.errors import FileError, FileVanished, TransientError
+from ccwatch.ledger import Entry, State, job_tag
+
+
+def advance(ctx: Context, entry: Entry) -> Entry:
+    """Take an entry from ``settled``/``submitting``/``uploading`` to ``processing``."""
+    resumed_create = entry.state is State.SUBMITTING
+    if entry.state is State.SETTLED:
+        _check_source(ctx, entry)
+        entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.SUBMITTING,
+                                  job_tag=job_tag(entry.id, entry.attempt))
+    job: dict[str, Any] | None = None
+    if entry.state is State.SUBMITTING:
+        job = _create_or_find(ctx, entry, look_up_first=resumed_create)
+        upload = _upload_task(job, entry)
+        entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.UPLOADING,
+                                  job_id=job["id"], upload_task_id=upload["id"])
+    if entry.state is State.UPLOADING:
+        _upload(ctx, entry, job)
+        entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.PROCESSING,
+                                  transient_since=None)
+    return entry
+
+
+def _check_source(ctx: Context, entry: Entry) -> None:
+    path = ctx.source(entry)
+    st = fs.stat_regular(path)
+    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+        raise FileVanished(str(path))
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except PermissionError as exc:
+        raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
+                        path=str(path)) from exc
+
+
+def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
+    template = ctx.config.templates[entry.template]
+    payload: dict[str, Any] = {
+        "tasks": templates.render(template, PurePosixPath(entry.relpath)),
+        "tag": entry.job_tag,
+    }
+    if ctx.webhook_url:
+        payload["webhook_url"] = ctx.webhook_url
+    return payload
+
+
+def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[str, Any]:
+    assert entry.job_tag is not None
+    if look_up_first:
+        found = ctx.api.find_jobs_by_tag(entry.job_tag, path=entry.relpath)
+        if found:
+            logger.bind(file=entry.relpath, job=found[0]["id"]).info(
+                "found the job created before the interruption; not creating another")
+            if "tasks" not in found[0]:
+                return ctx.api.get_job(found[0]["id"], path=entry.relpath)
+            return found[0]
+    job = ctx.api.create_job(_payload(ctx, entry), path=entry.relpath)
+    logger.bind(folder=entry.folder, file=entry.relpath, job=job["id"]).info("job created")
+    return job
+
+
+def _upload_task(job: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    for task in job.get("tasks") or []:
+        if isinstance(task, dict) and task.get("operation") == "import/upload":
+            return task
+    raise FileError("the job has no import/upload task", code="NO_UPLOAD_TASK",
+                    job_id=str(job.get("id")), path=entry.relpath)
+
+
+def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
+    assert entry.job_id is not None and entry.upload_task_id is not None
+    task: dict[str, Any] | None = None
+    if job is not None:
+        task = next((t for t in job.get("tasks") or [] if t.get("id") == entry.upload_task_id),
+                    None)
+    if task is None:  # resumed: the task may already have the file
+        task = ctx.api.get_task(entry.upload_task_id, job_id=entry.job_id, path=entry.relpath)
+    if task.get("status") != "waiting":
+        logger.bind(file=entry.relpath, job=entry.job_id).info(
+            "upload task is already {}; not uploading again", task.get("status"))
+        return
+    form = (task.get("result") or {}).get("form")
+    if not isinstance(form, dict):
+        # A task listed without its form: read it once more before giving up on this attempt.
+        task = ctx.api.get_task(entry.upload_task_id, job_id=entry.job_id, path=entry.relpath)
+        form = (task.get("result") or {}).get("form")
+        if not isinstance(form, dict):
+            raise TransientError("upload task has no form yet", code="NO_UPLOAD_FORM",
+                                 job_id=entry.job_id, path=entry.relpath)
+    path = ctx.source(entry)
+    st = fs.stat_regular(path)
+    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+        raise FileVanished(str(path))
+    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))
+    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
+        "uploaded {} bytes", entry.size)
