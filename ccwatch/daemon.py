@@ -19,7 +19,7 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from ccwatch import fs, logs, watch
+from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config
@@ -83,10 +83,10 @@ class Runtime:
 
 
 @contextmanager
-def open_runtime(config: Config, *, clock: Clock | None = None,
-                 webhook_url: str | None = None) -> Iterator[Runtime]:
-    """Ledger + API client + pipeline, closed in reverse order."""
+def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runtime]:
+    """Ledger + API client + pipeline (+ webhook receiver), closed in reverse order."""
     clock = clock or SystemClock()
+    webhook_url = config.webhook.public_url if config.webhook else None
     with ExitStack() as stack:
         base, sync_base, key = stack.enter_context(_api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
@@ -105,7 +105,29 @@ def open_runtime(config: Config, *, clock: Clock | None = None,
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
+        if config.webhook is not None:
+            stack.enter_context(_receiver(config, pipeline))
         yield Runtime(ctx, pipeline)
+
+
+@contextmanager
+def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
+    assert config.webhook is not None
+    hook = config.webhook
+    secret = hook.secret.reveal() if hook.secret else ""
+    if not secret:
+        raise ConfigError("webhook.secret_env", f"no webhook secret: set ${hook.secret_env} or the "
+                          "systemd credential cloudconvert-webhook-secret")
+    logs.redact(secret)
+    host, port = hook.host_port()
+    receiver = webhook.Receiver(path=hook.path(), secret=secret, on_job=pipeline.job_pushed)
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(webhook.serve(receiver, host, port))
+        except OSError as exc:
+            raise ConfigError("webhook.listen",
+                              f"cannot listen on {hook.listen}: {exc.strerror or exc}") from exc
+        yield url
 
 
 class Daemon:

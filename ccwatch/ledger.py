@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
 CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
+CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -187,6 +188,10 @@ class Ledger:
         rows = self._query(
             f"SELECT {_COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND size = ? "
             "AND mtime_ns = ?", (folder, relpath, size, mtime_ns))
+        return _row_to_entry(rows[0]) if rows else None
+
+    def by_job_id(self, job_id: str) -> Entry | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE job_id = ?", (job_id,))
         return _row_to_entry(rows[0]) if rows else None
 
     def known_identities(self, folder: str) -> set[tuple[str, int, int]]:

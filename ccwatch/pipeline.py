@@ -223,7 +223,8 @@ class Pipeline:
             logger.info("submissions resumed: the account accepts jobs again")
             self.pause = None
             self.ctx.ledger.set_meta("paused", None)
-        slot.due = self._clock.monotonic() + self._first_poll_s()
+        # A webhook may have arrived while the upload was finishing: then track at once.
+        slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
 
     def _first_poll_s(self) -> float:
         if self.ctx.webhook_url:
@@ -364,17 +365,28 @@ class Pipeline:
 
     # -- webhooks, queries, shutdown ------------------------------------------------------------
 
-    def job_pushed(self, job: dict[str, Any]) -> bool:
-        """A verified webhook delivery for a job: track it now. False for jobs we do not track."""
-        job_id = job.get("id")
+    def job_pushed(self, job: dict[str, Any]) -> str:
+        """A verified webhook delivery: "accepted" (tracked now), "unknown" or "done" (handled)."""
+        job_id = str(job.get("id"))
         with self._lock:
-            entry_id = self._by_job.get(job_id) if isinstance(job_id, str) else None
-            slot = self._slots.get(entry_id) if entry_id is not None else None
-            if slot is None or slot.entry.state is not State.PROCESSING:
-                return False
+            entry_id = self._by_job.get(job_id)
+        if entry_id is None:
+            # The delivery can overtake our own bookkeeping right after the upload: ask the ledger.
+            entry = self.ctx.ledger.by_job_id(job_id)
+            if entry is None:
+                return "unknown"
+            entry_id = entry.id
+        with self._lock:
+            slot = self._slots.get(entry_id)
+            if slot is None or slot.entry.state not in (State.UPLOADING, State.SUBMITTING,
+                                                        State.PROCESSING):
+                return "done"
+            if slot.pushed_job is not None:
+                return "done"
             slot.pushed_job = job
-            slot.due = 0.0
-        return True
+            if not slot.busy:
+                slot.due = 0.0
+        return "accepted"
 
     def idle(self) -> bool:
         """Nothing in flight, nothing settling (empty files that wait forever do not count)."""

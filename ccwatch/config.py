@@ -1,0 +1,385 @@
+"""The TOML configuration as frozen dataclasses: ``find_config_path``, ``load``, ``dump``.
+
+Every problem is a :class:`~ccwatch.errors.ConfigError` naming its dotted key
+(``folders[1].rules[0].template: no template 'pdf2'``). Relative paths are resolved against the
+config file's folder; folder checks (exist, writable, no output inside a watched input) live in
+:mod:`ccwatch.config_checks` and run as part of :func:`load`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from ccwatch.config_checks import verify_folders
+from ccwatch.config_dump import dump_toml
+from ccwatch.config_parse import Table, parse_endpoint, read_secret, show, split_listen
+from ccwatch.errors import ConfigError
+from ccwatch.templates import Template, check_output_name, load_template_file, parse_template
+
+__all__ = [
+    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "Rule", "Secret",
+    "WebhookConfig", "check_folders", "dump", "find_config_path", "load", "loads",
+]
+
+REGIONS = ("", "eu-central", "us-east")
+_HOSTS = {"live": "api.cloudconvert.com", "sandbox": "api.sandbox.cloudconvert.com"}
+API_KEY_CREDENTIAL = "cloudconvert-api-key"
+WEBHOOK_SECRET_CREDENTIAL = "cloudconvert-webhook-secret"
+SYSTEM_CONFIG = Path("/etc/ccwatch/config.toml")
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "[secure]"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConvertConfig:
+    endpoint: str = "live"  # live | sandbox | embedded | an http(s):// base URL
+    region: str = ""  # "" (nearest) | eu-central | us-east; live only
+    sync_endpoint: str = ""  # "" = derived from endpoint
+    api_key_env: str = "CLOUDCONVERT_API_KEY"
+    api_key_file: Path | None = None
+    timeout_s: float = 60.0
+    api_key: Secret | None = field(default=None, compare=False)  # resolved at load, never dumped
+
+    def base_url(self) -> str:
+        """The REST base URL (no ``/v2``). ``embedded`` has none: the daemon starts the emulator."""
+        if self.endpoint == "embedded":
+            raise ValueError("the embedded endpoint's URL is known only once the emulator runs")
+        if self.endpoint in _HOSTS:
+            prefix = f"{self.region}." if self.region else ""
+            return f"https://{prefix}{_HOSTS[self.endpoint]}"
+        return self.endpoint.rstrip("/")
+
+    def sync_base_url(self) -> str:
+        """The base URL of the blocking "wait" API: ``sync.api…``, or ``<endpoint>/sync``."""
+        if self.sync_endpoint:
+            return self.sync_endpoint.rstrip("/")
+        if self.endpoint in _HOSTS:
+            prefix = f"{self.region}." if self.region else ""
+            return f"https://{prefix}sync.{_HOSTS[self.endpoint]}"
+        return f"{self.base_url()}/sync"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    state_dir: Path | None = None  # None = the platform's per-user state dir
+    max_in_flight: int = 16
+    upload_workers: int = 4
+    download_workers: int = 4
+    poll_interval_s: float = 2.0
+    poll_max_s: float = 30.0
+    give_up_after_s: float = 86400.0
+    shutdown_grace_s: float = 30.0
+    log_format: str = "text"  # text | json
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or platformdirs.user_state_path("ccwatch")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    listen: str = "127.0.0.1:8765"
+    public_url: str = ""
+    secret_env: str = "CLOUDCONVERT_WEBHOOK_SECRET"
+    secret: Secret | None = field(default=None, compare=False)
+
+    def host_port(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+    def path(self) -> str:
+        """The path part of ``public_url``: where the receiver expects CloudConvert's POSTs."""
+        return urlsplit(self.public_url).path or "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    match: tuple[str, ...]  # globs on the path relative to the input, case-insensitive
+    template: str
+    output_name: str = "{stem}.{ext}"
+    on_conflict: str = "rename"  # rename | overwrite | skip
+
+
+@dataclass(frozen=True, slots=True)
+class FolderConfig:
+    name: str
+    input: Path
+    output: Path
+    quarantine: Path
+    recursive: bool = True
+    watch: str = "auto"  # auto | events | poll
+    poll_s: float = 5.0
+    rescan_s: float = 300.0
+    settle_s: float = 2.0
+    originals: str = "keep"  # keep | delete | move
+    archive: Path | None = None
+    ignore: tuple[str, ...] = ()
+    max_file_size: int = 1_000_000_000
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    cloudconvert: CloudConvertConfig
+    daemon: DaemonConfig
+    webhook: WebhookConfig | None
+    templates: Mapping[str, Template]
+    folders: tuple[FolderConfig, ...]
+    source: Path | None = field(default=None, compare=False)  # the file it came from
+    # Folders the TOML gave as relative paths: check_folders creates them when missing (absolute
+    # paths may be unmounted shares and are never created).
+    auto_create: frozenset[Path] = field(default=frozenset(), compare=False, repr=False)
+
+
+def find_config_path(explicit: Path | None, *, env: Mapping[str, str] | None = None,
+                     cwd: Path | None = None, user_config_dir: Path | None = None,
+                     system_path: Path = SYSTEM_CONFIG) -> Path:
+    """``--config``, ``$CCWATCH_CONFIG``, ``./ccwatch.toml``, the user config dir, /etc/ccwatch."""
+    env = os.environ if env is None else env
+    named = explicit if explicit is not None else (
+        Path(env["CCWATCH_CONFIG"]) if env.get("CCWATCH_CONFIG") else None)
+    if named is not None:
+        # A file the user named must exist: falling back to another one would hide the mistake.
+        if not named.is_file():
+            origin = "--config" if explicit is not None else "$CCWATCH_CONFIG"
+            raise ConfigError("config", f"{named} (from {origin}) is not a file")
+        return named
+    user_dir = user_config_dir or platformdirs.user_config_path("ccwatch")
+    candidates = [(cwd or Path.cwd()) / "ccwatch.toml", user_dir / "config.toml", system_path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise ConfigError("config", f"no configuration file found (looked in: --config, "
+                      f"$CCWATCH_CONFIG, {looked})")
+
+
+def load(path: Path, *, env: Mapping[str, str] | None = None,
+         check_folders: bool = True) -> Config:
+    """Read, validate and (unless ``check_folders=False``) check the folders of a config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path.name, f"cannot read {path}: {exc}") from exc
+    return _load_text(text, label=path.name, base_dir=path.absolute().parent, env=env,
+                      check=check_folders, source=path.absolute())
+
+
+def loads(text: str, *, base_dir: Path, env: Mapping[str, str] | None = None,
+          check_folders: bool = True) -> Config:
+    """Like :func:`load` for TOML text; relative paths are resolved against ``base_dir``."""
+    return _load_text(text, label="config", base_dir=base_dir.absolute(), env=env,
+                      check=check_folders, source=None)
+
+
+def check_folders(config: Config) -> None:
+    """Folders exist (relative ones are created) and are writable; outputs not inside inputs."""
+    verify_folders(config)
+
+
+def dump(config: Config) -> str:
+    """The config as TOML (absolute paths, every key); secrets are never written."""
+    return dump_toml(config)
+
+
+def _load_text(text: str, *, label: str, base_dir: Path, env: Mapping[str, str] | None,
+               check: bool, source: Path | None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
+        raise ConfigError(label, f"invalid TOML: {exc}") from exc
+    config = _build(Table(data, ""), base_dir=base_dir,
+                    env=os.environ if env is None else env, source=source)
+    if check:
+        verify_folders(config)
+    return config
+
+
+def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
+           source: Path | None) -> Config:
+    cloudconvert = _cloudconvert(top.table("cloudconvert") or Table({}, "cloudconvert"),
+                                 base_dir, env)
+    daemon = _daemon(top.table("daemon") or Table({}, "daemon"), base_dir)
+    webhook_table = top.table("webhook")
+    webhook = _webhook(webhook_table, env) if webhook_table is not None else None
+    templates = _templates(top.table("templates") or Table({}, "templates"), base_dir)
+    auto_create: set[Path] = set()
+    folder_tables = top.tables("folders")
+    if not folder_tables:
+        raise ConfigError("folders", "at least one [[folders]] entry is required")
+    folders = tuple(_folder(t, base_dir, templates, auto_create) for t in folder_tables)
+    seen: dict[str, int] = {}
+    for i, folder in enumerate(folders):
+        if folder.name in seen:
+            raise ConfigError(f"folders[{i}].name", f"\"{folder.name}\" is already the name of "
+                              f"folders[{seen[folder.name]}] (names must be unique)")
+        seen[folder.name] = i
+    top.finish()
+    return Config(cloudconvert=cloudconvert, daemon=daemon, webhook=webhook,
+                  templates=MappingProxyType(templates), folders=folders, source=source,
+                  auto_create=frozenset(auto_create))
+
+
+def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConvertConfig:
+    endpoint = parse_endpoint(t.string("endpoint", "live"), key=t.sub("endpoint"), named=True)
+    region = t.choice("region", "", REGIONS)
+    if region and endpoint != "live":
+        raise ConfigError(t.sub("region"), f"only applies to endpoint = \"live\", "
+                          f"not {show(endpoint)}")
+    sync = t.string("sync_endpoint", "")
+    sync = parse_endpoint(sync, key=t.sub("sync_endpoint"), named=False) if sync else ""
+    api_key_env = t.string("api_key_env", "CLOUDCONVERT_API_KEY")
+    api_key_file, _ = t.path("api_key_file", base_dir, required=False)
+    timeout_s = t.duration("timeout_s", 60.0)
+    t.finish()
+    key = read_secret(env=env, env_name=api_key_env, file=api_key_file,
+                      credential=API_KEY_CREDENTIAL, key=t.sub("api_key_file"))
+    return CloudConvertConfig(
+        endpoint=endpoint, region=region, sync_endpoint=sync, api_key_env=api_key_env,
+        api_key_file=api_key_file, timeout_s=timeout_s,
+        api_key=Secret(key) if key is not None else None,
+    )
+
+
+def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
+    state_dir, _ = t.path("state_dir", base_dir, required=False)
+    daemon = DaemonConfig(
+        state_dir=state_dir,
+        max_in_flight=t.integer("max_in_flight", 16, minimum=1),
+        upload_workers=t.integer("upload_workers", 4, minimum=1),
+        download_workers=t.integer("download_workers", 4, minimum=1),
+        poll_interval_s=t.duration("poll_interval_s", 2.0),
+        poll_max_s=t.duration("poll_max_s", 30.0),
+        give_up_after_s=t.duration("give_up_after_s", 86400.0),
+        shutdown_grace_s=t.duration("shutdown_grace_s", 30.0, allow_zero=True),
+        log_format=t.choice("log_format", "text", ("text", "json")),
+    )
+    if daemon.poll_max_s < daemon.poll_interval_s:
+        raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "
+                          f"({daemon.poll_interval_s:g}), got {daemon.poll_max_s:g}")
+    t.finish()
+    return daemon
+
+
+def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:
+    listen = t.string("listen", "127.0.0.1:8765")
+    try:
+        split_listen(listen)
+    except ValueError:
+        raise ConfigError(t.sub("listen"), f"must be host:port such as \"127.0.0.1:8765\", "
+                          f"got {show(listen)}") from None
+    public_url = t.required_string("public_url")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(t.sub("public_url"), f"must be the http(s):// URL CloudConvert posts "
+                          f"to, got {show(public_url)}")
+    secret_env = t.string("secret_env", "CLOUDCONVERT_WEBHOOK_SECRET")
+    t.finish()
+    secret = read_secret(env=env, env_name=secret_env, file=None,
+                         credential=WEBHOOK_SECRET_CREDENTIAL, key=t.sub("secret_env"))
+    return WebhookConfig(listen=listen, public_url=public_url, secret_env=secret_env,
+                         secret=Secret(secret) if secret is not None else None)
+
+
+def _templates(t: Table, base_dir: Path) -> dict[str, Template]:
+    templates: dict[str, Template] = {}
+    for name in t.data:
+        entry = t.table(name)
+        assert entry is not None  # name comes from the table's own keys
+        if entry.has("file"):
+            if entry.has("tasks") or entry.has("tag"):
+                raise ConfigError(entry.key, "give either file or tasks (with tag), not both")
+            path, _ = entry.path("file", base_dir, required=True)
+            assert path is not None  # required=True
+            entry.finish()
+            templates[name] = load_template_file(name, path, key=entry.key)
+        else:
+            if not entry.has("tasks"):
+                raise ConfigError(entry.key, "needs file = \"….json\" or [" + entry.key
+                                  + ".tasks.NAME] tables")
+            tasks, tag = entry.raw("tasks"), entry.raw("tag")
+            entry.finish()
+            data = {"tasks": tasks} if tag is None else {"tasks": tasks, "tag": tag}
+            templates[name] = parse_template(name, data, key=entry.key)
+    return templates
+
+
+def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
+            auto_create: set[Path]) -> FolderConfig:
+    paths: dict[str, Path | None] = {}
+    for name in ("input", "output", "quarantine", "archive"):
+        path, relative = t.path(name, base_dir, required=name != "archive")
+        paths[name] = path
+        if relative and path is not None:
+            auto_create.add(path)
+    input_dir, output, quarantine = paths["input"], paths["output"], paths["quarantine"]
+    assert input_dir is not None and output is not None and quarantine is not None
+    folder_name = t.string("name", "") if t.has("name") else (input_dir.name or str(input_dir))
+    if not folder_name.strip():
+        raise ConfigError(t.sub("name"), "must not be empty")
+    originals = t.choice("originals", "keep", ("keep", "delete", "move"))
+    if originals == "move" and paths["archive"] is None:
+        raise ConfigError(t.sub("archive"), "is required when originals = \"move\"")
+    rule_tables = t.tables("rules")
+    if not rule_tables:
+        raise ConfigError(t.sub("rules"), "at least one [[folders.rules]] entry is required")
+    folder = FolderConfig(
+        name=folder_name, input=input_dir, output=output, quarantine=quarantine,
+        recursive=t.boolean("recursive", True),
+        watch=t.choice("watch", "auto", ("auto", "events", "poll")),
+        poll_s=t.duration("poll_s", 5.0),
+        rescan_s=t.duration("rescan_s", 300.0),
+        settle_s=t.duration("settle_s", 2.0, allow_zero=True),
+        originals=originals, archive=paths["archive"],
+        ignore=t.strings("ignore"),
+        max_file_size=t.size("max_file_size", 1_000_000_000),
+        rules=tuple(_rule(r, templates) for r in rule_tables),
+    )
+    t.finish()
+    return folder
+
+
+def _rule(t: Table, templates: Mapping[str, Template]) -> Rule:
+    match = t.strings("match") if t.has("match") else ()
+    if not match:
+        raise ConfigError(t.sub("match"), 'needs at least one glob, such as ["*.docx"]')
+    template = t.required_string("template")
+    if template not in templates:
+        known = ", ".join(f"'{n}'" for n in templates) or "none defined"
+        raise ConfigError(t.sub("template"), f"no template '{template}' (known: {known})")
+    output_name = t.string("output_name", "{stem}.{ext}")
+    check_output_name(output_name, key=t.sub("output_name"))
+    on_conflict = t.choice("on_conflict", "rename", ("rename", "overwrite", "skip"))
+    t.finish()
+    return Rule(match=match, template=template, output_name=output_name,
+                on_conflict=on_conflict)
