@@ -339,14 +339,30 @@ def test_user_name_of_unknown_uid() -> None:
     assert user_name(2_000_000_123) == "uid 2000000123"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_unwritable_folder_is_refused(tmp_path: Path) -> None:
-    """A read-only output folder stops the load with the owner message."""
-    (tmp_path / "out").mkdir(mode=0o500)
+    """A read-only output folder stops the load with the owner message.
+
+    Root may write to any mode, so as root the folder is a read-only tmpfs mount instead.
+    """
+    import subprocess
+
+    path = write(tmp_path, minimal())
+    for name in ("in", "out", "failed"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(tmp_path / "out")],
+                       check=True, timeout=30)
+    else:
+        (tmp_path / "out").chmod(0o500)
     try:
         error = load_error(tmp_path, minimal())
     finally:
-        (tmp_path / "out").chmod(0o700)
+        if as_root:
+            subprocess.run(["umount", str(tmp_path / "out")], check=True, timeout=30)
+        else:
+            (tmp_path / "out").chmod(0o700)
+    assert path.exists()
     assert error.key == "folders[0].output" and "is not writable by user" in error.problem
 
 
