@@ -1,0 +1,266 @@
+"""The filesystem edge: stat, safe names, temp + fsync + rename, no-clobber moves.
+
+The only module that uses ``shutil`` or ``os.replace``. Every file ccwatch creates is first
+written as ``.ccwatch-<random>.tmp`` in its target folder and fsynced, then renamed, so a reader
+(or a crash) never sees a half-written output under its final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pwd
+import secrets
+import shutil
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from ccwatch.errors import FileError
+
+TEMP_PREFIX = ".ccwatch-"
+TEMP_SUFFIX = ".tmp"
+_COPY_CHUNK = 1024 * 1024
+_NAME_MAX = 255  # bytes, the limit of every filesystem we expect to write to
+
+# errnos meaning "no hard links on this filesystem" (FAT, some FUSE/SMB): fall back to rename
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size: int
+    mtime_ns: int
+
+
+def stat_regular(path: Path) -> FileStat | None:
+    """Size and mtime of a regular file; None if missing, not a regular file, or a symlink."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return FileStat(st.st_size, st.st_mtime_ns)
+
+
+def is_own_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def sanitize_filename(name: str) -> str:
+    """Reduce an untrusted (server-supplied) file name to a safe base name, or raise FileError."""
+
+    def refuse(why: str) -> FileError:
+        return FileError(f"unsafe file name {name!r}: {why}", code="UNSAFE_FILENAME")
+
+    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name):
+        raise refuse("control character")
+    # Windows separators count too: a name like "..\\x.pdf" is a path on the server's side.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if base.strip() in ("", ".", ".."):
+        raise refuse("no file name left")
+    if is_own_temp(base):
+        raise refuse("clashes with ccwatch's temporary names")
+    if len(base.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise refuse(f"longer than {_NAME_MAX} bytes")
+    return base
+
+
+def inside(root: Path, path: Path) -> bool:
+    """True if ``path`` (symlinks resolved) is ``root`` or lies beneath it."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes a rename durable; some filesystems (CIFS, some FUSE) refuse fsync on a directory.
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_stream(dest_dir: Path, chunks: Iterable[bytes]) -> tuple[Path, int]:
+    """Write ``chunks`` to a new fsynced temp file in ``dest_dir``; return (temp, bytes written)."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    temp = dest_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    # 0o666 minus the umask like any program's output (mkstemp's 0o600 would hide it on a share).
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise
+    return temp, written
+
+
+def commit(temp: Path, final: Path, *, overwrite: bool) -> bool:
+    """Rename ``temp`` to ``final``. Without ``overwrite``, an existing ``final`` is kept and False
+    returned (the temp stays for the caller to commit elsewhere or remove)."""
+    if overwrite:
+        os.replace(temp, final)
+    elif not _rename_if_absent(temp, final):
+        return False
+    _fsync_dir(final.parent)
+    return True
+
+
+def _rename_if_absent(src: Path, dst: Path) -> bool:
+    """Atomic no-clobber rename within one filesystem: link + unlink. False if ``dst`` exists.
+
+    Raises OSError(EXDEV) across filesystems."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_HARDLINKS:
+            raise
+        # No hard links here: check-then-rename. The window is small; nothing better is portable.
+        if os.path.lexists(dst):
+            return False
+        os.rename(src, dst)
+        return True
+    os.unlink(src)
+    return True
+
+
+def unique_path(path: Path) -> Path:
+    """``path`` if free, else the first free ``stem (n)suffix``."""
+    if not os.path.lexists(path):
+        return path
+    n = 1
+    while True:
+        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+def move_no_clobber(src: Path, dst: Path) -> Path:
+    """Move a file to ``dst`` (``dst (n)`` on a clash), never overwriting; return the final path."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        target = unique_path(dst)
+        try:
+            moved = _rename_if_absent(src, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return copy_then_delete(src, dst)
+        if moved:
+            _fsync_dir(target.parent)
+            _fsync_dir(src.parent)
+            return target
+        # someone took ``target`` between the check and the link: pick the next free name
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(_COPY_CHUNK):
+            yield chunk
+
+
+def copy_then_delete(src: Path, dst: Path) -> Path:
+    """The cross-filesystem move: copy to a temp beside ``dst``, fsync, commit without clobbering
+    (``dst (n)`` on a clash), and only then unlink ``src``. Returns the final path."""
+    expected = src.stat().st_size
+    temp, written = write_stream(dst.parent, _read_chunks(src))
+    try:
+        if written != expected:
+            raise OSError(errno.EIO, f"{src} changed size during the copy ({expected} → {written})")
+        # keep the mtime: quarantined and archived files stay recognisable
+        shutil.copystat(src, temp)
+        while True:
+            target = unique_path(dst)
+            if commit(temp, target, overwrite=False):
+                break
+    except BaseException:
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise
+    os.unlink(src)
+    _fsync_dir(src.parent)
+    return target
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (temp + fsync + replace)."""
+    body = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    temp, _ = write_stream(path.parent, [body])
+    try:
+        commit(temp, path, overwrite=True)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def remove_temps(folder: Path) -> int:
+    """Delete temp files a crashed run left under ``folder`` (recursively); return how many."""
+    removed = 0
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif is_own_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                        removed += 1
+        except OSError as exc:
+            logger.warning("cannot clean temp files in {}: {}", current, exc)
+    return removed
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def writable_problem(folder: Path) -> str | None:
+    """None if ``folder`` is a directory this process can create files in, else a sentence saying
+    why not, naming the folder's owner and the user ccwatch runs as."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return f"{folder} does not exist"
+    except OSError as exc:
+        return f"{folder} cannot be examined: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{folder} is not a folder"
+    me = _user_name(os.geteuid())
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return f"{folder} is on a read-only filesystem (ccwatch runs as {me})"
+    effective = os.access in os.supports_effective_ids
+    if os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+        return None
+    return (
+        f"{folder} is not writable by {me}: it belongs to {_user_name(st.st_uid)} "
+        f"with mode {stat.filemode(st.st_mode)}"
+    )

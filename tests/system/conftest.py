@@ -1,0 +1,86 @@
+"""System-test fixtures: a bindfs FUSE mirror, the stand-in for a network share.
+
+Writes made in the underlying folder reach the mirror without any change event, exactly like a file
+dropped on an NFS/SMB share by another machine, so only polling can see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_DEADLINE_S = 10.0
+
+
+def _fuse_missing() -> str | None:
+    if shutil.which("bindfs") is None:
+        return "bindfs is not installed (apt-get install bindfs fuse3; .ci/run does it)"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing: this machine (container?) cannot mount FUSE filesystems"
+    return None
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {_DEADLINE_S} s waiting until {what}")
+        time.sleep(0.02)
+
+
+def _unmount(mount_dir: Path) -> None:
+    commands = [[tool, "-u", str(mount_dir)] for tool in ("fusermount3", "fusermount")]
+    commands.append(["umount", str(mount_dir)])
+    deadline = time.monotonic() + _DEADLINE_S
+    while os.path.ismount(mount_dir):
+        for command in commands:
+            if shutil.which(command[0]) and subprocess.run(command, capture_output=True).returncode == 0:
+                break
+        else:
+            if time.monotonic() > deadline:
+                # still busy (a file left open): detach it lazily rather than leak the mount
+                subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+                return
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def bindfs_mirror(source: Path, mount_dir: Path, *options: str) -> Iterator[Path]:
+    """Mount ``source`` at ``mount_dir`` with bindfs (extra ``options``, e.g. "-r"); unmount after.
+
+    Skips the test, saying why, on a machine without bindfs or /dev/fuse."""
+    missing = _fuse_missing()
+    if missing:
+        pytest.skip(missing)
+    mount_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["bindfs", "--no-allow-other", *options, str(source), str(mount_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"bindfs could not mount {source} at {mount_dir}: {done.stderr.strip()}")
+    try:
+        _wait_until(lambda: os.path.ismount(mount_dir), f"{mount_dir} is mounted")
+        yield mount_dir
+    finally:
+        _unmount(mount_dir)
+
+
+@pytest.fixture
+def bindfs_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(underlying_dir, mount_dir): a FUSE mirror of a fresh folder; write in the first, watch the
+    second."""
+    underlying = tmp_path / "underlying"
+    underlying.mkdir()
+    with bindfs_mirror(underlying, tmp_path / "mirror") as mount_dir:
+        yield underlying, mount_dir
