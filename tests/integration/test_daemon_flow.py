@@ -74,7 +74,7 @@ def test_slow_writer_uploaded_once_and_whole(dirs: Dirs, make_config: MakeConfig
     make_image(source, size=(600, 400))
     data = source.read_bytes()
     target = dirs.input / "slow.png"
-    cfg = make_config(folder_extra="settle_s = 1.5")
+    cfg = make_config(settle_s=1.5)
 
     with running(cfg):
         with target.open("wb") as fh:
