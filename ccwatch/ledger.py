@@ -195,8 +195,12 @@ class Ledger:
         return _row_to_entry(rows[0]) if rows else None
 
     def known_identities(self, folder: str) -> set[tuple[str, int, int]]:
-        """Every (relpath, size, mtime_ns) the ledger holds for a folder: one query for a whole scan."""
-        rows = self._query("SELECT relpath, size, mtime_ns FROM files WHERE folder = ?", (folder,))
+        """The (relpath, size, mtime_ns) a scan may skip: one query for a whole folder.
+
+        Rows queued again (``settled``, e.g. by ``ccwatch retry``) are left out so a scan notes them.
+        """
+        rows = self._query("SELECT relpath, size, mtime_ns FROM files WHERE folder = ? AND state != ?",
+                           (folder, str(State.SETTLED)))
         return {(r[0], r[1], r[2]) for r in rows}
 
     def active(self) -> list[Entry]:
@@ -211,13 +215,36 @@ class Ledger:
             (folder, relpath))
         return _row_to_entry(rows[0]) if rows else None
 
-    def count_by_state(self, folder: str | None = None) -> dict[str, int]:
-        sql = "SELECT state, COUNT(*) FROM files"
-        params: tuple[Any, ...] = ()
+    def count_by_state(self, folder: str | None = None, *, since: float | None = None) -> dict[str, int]:
+        """Rows per state (for one folder; only those updated at or after ``since``)."""
+        clauses, params = [], []
         if folder is not None:
-            sql += " WHERE folder = ?"
-            params = (folder,)
-        return {r[0]: r[1] for r in self._query(sql + " GROUP BY state", params)}
+            clauses.append("folder = ?")
+            params.append(folder)
+        if since is not None:
+            clauses.append("updated_at >= ?")
+            params.append(since)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._query(f"SELECT state, COUNT(*) FROM files{where} GROUP BY state", params)
+        return {r[0]: r[1] for r in rows}
+
+    def oldest_in_flight(self, folder: str | None = None) -> Entry | None:
+        """The active entry waiting longest past ``settled`` (its job is the one to look at)."""
+        states = [str(s) for s in ACTIVE if s is not State.SETTLED]
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT {_COLUMNS} FROM files WHERE state IN ({marks})"
+        params: list[Any] = list(states)
+        if folder is not None:
+            sql += " AND folder = ?"
+            params.append(folder)
+        rows = self._query(sql + " ORDER BY first_seen LIMIT 1", params)
+        return _row_to_entry(rows[0]) if rows else None
+
+    def failed_for_path(self, folder: str, relpath: str) -> Entry | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND state = ? "
+            "ORDER BY id DESC LIMIT 1", (folder, relpath, str(State.FAILED)))
+        return _row_to_entry(rows[0]) if rows else None
 
     def recent(self, state: State, *, since: float = 0.0, limit: int = 1000) -> list[Entry]:
         rows = self._query(
@@ -252,6 +279,15 @@ class Ledger:
         with self._tx() as db:
             db.execute(f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ?",
                        (*values, now, entry_id))
+        return self.get(entry_id)
+
+    def requeue(self, entry_id: int, *, now: float) -> Entry:
+        """Queue a failed version again (``ccwatch retry``): a new attempt, so a new job tag."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state = ?, attempt = attempt + 1, job_tag = NULL, job_id = NULL,"
+                " upload_task_id = NULL, outputs = NULL, error = NULL, transient_since = NULL,"
+                " updated_at = ? WHERE id = ?", (str(State.SETTLED), now, entry_id))
         return self.get(entry_id)
 
     def forget(self, entry_id: int) -> None:

@@ -142,7 +142,14 @@ class Pipeline:
         entry = self.ctx.ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
                                     template=folder.rules[rule].template, now=self._clock.wall())
         if entry is None:
-            return  # this exact version was seen before (converted, failed or in progress)
+            # This exact version was seen before. Only a version queued again while we run
+            # (``ccwatch retry``) needs picking up; converted, failed or in-flight ones do not.
+            known = self.ctx.ledger.lookup(folder.name, str(relpath), st.size, st.mtime_ns)
+            with self._lock:
+                if known is not None and known.state is State.SETTLED and known.id not in self._slots:
+                    logger.bind(folder=folder.name, file=str(relpath)).info("queued again (retry)")
+                    self._track_slot(Slot(known))
+            return
         logger.bind(folder=folder.name, file=str(relpath)).info("settled ({} bytes)", st.size)
         slot = Slot(entry)
         with self._lock:

@@ -22,7 +22,24 @@ def test_identity_is_folder_path_size_mtime(ledger: Ledger) -> None:
     assert ledger.add("f", "a.png", 10, 222, rule=0, template="t", now=2.0) is not None
     assert ledger.add("f", "a.png", 11, 111, rule=0, template="t", now=2.0) is not None
     assert ledger.add("g", "a.png", 10, 111, rule=0, template="t", now=2.0) is not None
+    assert ledger.known_identities("f") == set()  # settled rows are still to be noted by scans
+    for e in ledger.active():
+        ledger.update(e.id, now=3.0, state=State.DONE)
     assert ledger.known_identities("f") == {("a.png", 10, 111), ("a.png", 10, 222), ("a.png", 11, 111)}
+
+
+def test_requeue_makes_a_new_attempt(ledger: Ledger) -> None:
+    """``ccwatch retry`` queues a failed version again with a fresh attempt and no old job."""
+    e = ledger.add("f", "a.png", 10, 111, rule=0, template="t", now=1.0)
+    assert e is not None
+    ledger.update(e.id, now=2.0, state=State.FAILED, job_tag="ccwatch-1-1", job_id="j",
+                  error={"code": "X"})
+    assert ledger.failed_for_path("f", "a.png") is not None
+    again = ledger.requeue(e.id, now=3.0)
+    assert (again.state, again.attempt, again.job_id, again.job_tag, again.error) == (
+        State.SETTLED, 2, None, None, None)
+    assert ledger.failed_for_path("f", "a.png") is None
+    assert [x.id for x in ledger.active()] == [e.id]
 
 
 def test_transitions_keep_what_resume_needs(ledger: Ledger) -> None:
