@@ -112,6 +112,7 @@ class WebhookConfig:
     listen: str = "127.0.0.1:8765"
     public_url: str = ""
     secret_env: str = "CLOUDCONVERT_WEBHOOK_SECRET"
+    safety_poll_s: float = 60.0    # the slow poll that still runs per job, so a lost delivery only delays
     secret: Secret | None = field(default=None, compare=False)
 
     def host_port(self) -> tuple[str, int]:
@@ -304,11 +305,12 @@ def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:
         raise ConfigError(t.sub("public_url"), f"must be the http(s):// URL CloudConvert posts "
                           f"to, got {show(public_url)}")
     secret_env = t.string("secret_env", "CLOUDCONVERT_WEBHOOK_SECRET")
+    safety_poll_s = t.duration("safety_poll_s", 60.0)
     t.finish()
     secret = read_secret(env=env, env_name=secret_env, file=None,
                          credential=WEBHOOK_SECRET_CREDENTIAL, key=t.sub("secret_env"))
     return WebhookConfig(listen=listen, public_url=public_url, secret_env=secret_env,
-                         secret=Secret(secret) if secret is not None else None)
+                         safety_poll_s=safety_poll_s, secret=Secret(secret) if secret is not None else None)
 
 
 def _templates(t: Table, base_dir: Path) -> dict[str, Template]:

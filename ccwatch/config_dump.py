@@ -38,7 +38,7 @@ def dump_toml(config: Config) -> str:
     if config.webhook is not None:
         w = config.webhook
         doc["webhook"] = {"listen": w.listen, "public_url": w.public_url,
-                          "secret_env": w.secret_env}
+                          "secret_env": w.secret_env, "safety_poll_s": w.safety_poll_s}
     doc["templates"] = {name: _dump_template(t) for name, t in config.templates.items()}
     doc["folders"] = [_dump_folder(f) for f in config.folders]
     return tomli_w.dumps(doc)

@@ -41,8 +41,6 @@ from ccwatch.settle import Settler
 # Retry backoff for transient errors: 1 s doubling to 5 min, with jitter.
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 300.0
-# With webhooks the poll sweep is only a safety net.
-WEBHOOK_SAFETY_POLL_S = 60.0
 
 
 @dataclass
@@ -234,9 +232,8 @@ class Pipeline:
         slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
 
     def _first_poll_s(self) -> float:
-        if self.ctx.webhook_url:
-            return WEBHOOK_SAFETY_POLL_S
-        return self.ctx.config.daemon.poll_interval_s
+        hook = self.ctx.config.webhook
+        return hook.safety_poll_s if hook else self.ctx.config.daemon.poll_interval_s
 
     def _track(self, slot: Slot) -> None:
         pushed, slot.pushed_job = slot.pushed_job, None
@@ -245,8 +242,9 @@ class Pipeline:
         if outputs is None:
             slot.polls += 1
             daemon = self.ctx.config.daemon
-            if self.ctx.webhook_url:
-                slot.due = now + WEBHOOK_SAFETY_POLL_S
+            if self.ctx.config.webhook:
+                # With webhooks this poll is only the safety net for a lost delivery.
+                slot.due = now + self.ctx.config.webhook.safety_poll_s
             else:
                 slot.due = now + track.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)
