@@ -60,6 +60,7 @@ class Pause:
     reason: str
     since: float
     next_probe: float
+    probe_id: int | None = None  # the one entry allowed through to test the account
 
 
 class Pipeline:
@@ -182,13 +183,18 @@ class Pipeline:
             slots = sorted(self._slots.values(), key=lambda s: s.entry.id)
             in_flight = sum(1 for s in slots if s.entry.state is not State.SETTLED)
             for slot in slots:
-                if slot.busy or slot.due > now:
+                # A webhook that arrived while this job was being polled must not wait a whole
+                # safety interval: a pushed, processing job is due at once.
+                pushed = slot.pushed_job is not None and slot.entry.state is State.PROCESSING
+                if slot.busy or (slot.due > now and not pushed):
                     continue
                 state = slot.entry.state
                 if state in (State.SETTLED, State.SUBMITTING, State.UPLOADING):
                     fresh = state is State.SETTLED
                     if self._stopping or not self._may_submit(now, fresh, in_flight):
                         continue
+                    if self.pause is not None:
+                        self.pause.probe_id = slot.entry.id
                     in_flight += fresh
                     self._start(slot, self._uploads, self._submit)
                 elif state is State.PROCESSING:
@@ -222,6 +228,15 @@ class Pipeline:
     # -- stage work (pool threads) --------------------------------------------------------------
 
     def _submit(self, slot: Slot) -> None:
+        # The pool may have queued this before a 429 or an account pause arrived: look again.
+        now = self._clock.monotonic()
+        if now < self._hold_submissions_until:
+            slot.due = self._hold_submissions_until
+            return
+        pause = self.pause
+        if pause is not None and slot.entry.id != pause.probe_id:
+            slot.due = pause.next_probe
+            return
         entry = submit.advance(self.ctx, slot.entry)
         self._progress(slot, entry)
         if self.pause is not None:
@@ -344,16 +359,21 @@ class Pipeline:
             self._fail(slot, exc)
             return
         now = self._clock.monotonic()
-        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(slot.retries, 16))
-        delay *= self._rng.uniform(0.8, 1.2)
         if exc.retry_after_s is not None:
-            delay = max(delay, exc.retry_after_s)
+            # The server said when: wait that long (a little more, so a crowd does not return at once).
+            delay = exc.retry_after_s * self._rng.uniform(1.0, 1.1)
+        else:
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(slot.retries, 16))
+            delay *= self._rng.uniform(0.8, 1.2)
         if isinstance(exc, RateLimited):
+            # The whole account is throttled, not this file: hold every submission, do not let
+            # the file's own backoff grow.
             self._hold_submissions_until = max(self._hold_submissions_until, now + delay)
-        slot.retries += 1
+        else:
+            slot.retries += 1
         slot.due = now + delay
         logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
-            "{} (retry {} in {:.1f} s)", exc.message, slot.retries, delay)
+            "{} (retrying in {:.1f} s)", exc.message, delay)
 
     def _fail(self, slot: Slot, exc: CcwatchError) -> None:
         try:
@@ -383,8 +403,10 @@ class Pipeline:
             entry_id = entry.id
         with self._lock:
             slot = self._slots.get(entry_id)
-            if slot is None or slot.entry.state not in (State.UPLOADING, State.SUBMITTING,
-                                                        State.PROCESSING):
+            # SETTLED too: a fresh slot's entry is only refreshed when its submit returns, and a
+            # fast job's webhook can arrive before that.
+            if slot is None or slot.entry.state not in (State.SETTLED, State.SUBMITTING,
+                                                        State.UPLOADING, State.PROCESSING):
                 return "done"
             if slot.pushed_job is not None:
                 return "done"

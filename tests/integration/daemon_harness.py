@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccwatch.config import Config
-from ccwatch.daemon import Daemon, Runtime, open_runtime, run_once
+from ccwatch.daemon import Daemon, open_runtime, run_once
 from ccwatch.errors import ExitCode
 
 
@@ -33,7 +33,7 @@ def once(cfg: Config) -> tuple[ExitCode, int, int]:
 
 
 @contextmanager
-def running(cfg: Config) -> Iterator[Runtime]:
+def running(cfg: Config) -> Iterator[Daemon]:
     """A daemon on a thread (no signal handlers), stopped and drained on exit."""
     with open_runtime(cfg) as runtime:
         daemon = Daemon(runtime)
@@ -48,7 +48,7 @@ def running(cfg: Config) -> Iterator[Runtime]:
         thread = threading.Thread(target=target, name="test-daemon", daemon=True)
         thread.start()
         try:
-            yield runtime
+            yield daemon
         finally:
             daemon.stop_event.set()
             thread.join(30)

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from daemon_harness import Dirs, MakeConfig, files_under, once, running
@@ -14,6 +15,7 @@ from PIL import Image
 
 from ccwatch.errors import ExitCode
 from ccwatch.testing import TO_JPG, make_image, wait_for
+
 
 def image_format(path: Path) -> str | None:
     with Image.open(path) as img:

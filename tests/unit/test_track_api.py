@@ -48,7 +48,8 @@ def test_root_failure_skips_input_task_failed() -> None:
         {"name": "in", "status": "finished"},
     ]}
     err = root_failure(job)
-    assert (err.task, err.code, err.message, err.job_id) == ("convert", "CONVERSION_FAILED", "bad pixels", "j")
+    assert (err.task, err.code, err.message, err.job_id) == (
+        "convert", "CONVERSION_FAILED", "bad pixels", "j")
 
 
 def test_outputs_in_template_order_and_require_urls() -> None:

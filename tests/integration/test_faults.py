@@ -1,0 +1,168 @@
+"""Faults from the emulator during real runs: rate limits, 5xx, dropped connections, account errors,
+lost events, vanished and replaced files. Nothing is lost, nothing is converted twice."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+from daemon_harness import Dirs, MakeConfig, files_under, once, running
+
+from ccwatch.errors import ExitCode
+from ccwatch.ledger import State
+from ccwatch.testing import make_image, wait_for
+
+
+def test_429_503_and_dropped_connections_during_a_50_file_run(dirs: Dirs, make_config: MakeConfig,
+                                                              emulator: Any) -> None:
+    """All 50 delivered once, none quarantined; after each 429 the next create waits Retry-After."""
+    for i in range(50):
+        make_image(dirs.input / f"f{i:02}.png")
+    f = emulator.faults
+    f.rate_limit(times=4, retry_after_s=1.0, method="POST", path="/v2/jobs")
+    f.http_error("GET", "/v2/jobs/*", status=503, times=10)
+    f.drop_connection("POST", "/upload/*", times=3)
+    f.drop_connection("GET", "/download/*", times=2)
+
+    code, delivered, failed = once(make_config(daemon_extra="upload_workers = 1"))
+
+    assert (code, delivered, failed) == (ExitCode.OK, 50, 0)
+    assert files_under(dirs.output) == [f"f{i:02}.jpg" for i in range(50)]
+    assert files_under(dirs.quarantine) == []
+    creates = [r for r in emulator.requests if r.method == "POST" and r.path == "/v2/jobs"]
+    assert sum(r.status == 429 for r in creates) == 4
+    assert sum(r.status == 201 for r in creates) == 50
+    for before, after in itertools.pairwise(creates):
+        if before.status == 429:
+            assert after.at - before.at >= 0.95, "a create did not honour Retry-After"
+    assert sum(r.status == 503 for r in emulator.requests) == 10
+    assert sum(r.status == 0 for r in emulator.requests) == 5  # the dropped connections
+
+
+def test_500_after_create_leaves_exactly_one_job_per_file(dirs: Dirs, make_config: MakeConfig,
+                                                          emulator: Any) -> None:
+    """A 500 that arrives after the server created the job: the retry finds it by tag."""
+    for name in ("a.png", "b.png", "c.png"):
+        make_image(dirs.input / name)
+    emulator.faults.http_error("POST", "/v2/jobs", status=500, times=2, after_work=True)
+
+    code, delivered, _ = once(make_config())
+
+    assert (code, delivered) == (ExitCode.OK, 3)
+    assert len(emulator.jobs()) == 3
+    assert len({j["tag"] for j in emulator.jobs()}) == 3
+    assert emulator.count("POST", "/v2/jobs") == 3
+    assert emulator.count("GET", "/v2/jobs") >= 2  # the lookups by tag
+
+
+def _account_fault_pauses_then_resumes(dirs: Dirs, make_config: MakeConfig, emulator: Any,
+                                       set_fault: Any) -> None:
+    cfg = make_config(daemon_extra="")
+    with running(cfg) as daemon:
+        make_image(dirs.input / "first.png")
+        wait_for(lambda: files_under(dirs.output) == ["first.jpg"], timeout=20, message="first")
+        set_fault()
+        for i in range(4):
+            make_image(dirs.input / f"later{i}.png")
+        pipeline = daemon.runtime.pipeline
+        wait_for(lambda: pipeline.pause is not None, timeout=20, message="submissions paused")
+        assert daemon.runtime.ctx.ledger.get_meta("paused")["reason"]
+        assert files_under(dirs.quarantine) == []
+        emulator.faults.clear()
+        wait_for(lambda: len(files_under(dirs.output)) == 5, timeout=30,
+                 message="all delivered after the fault cleared")
+        assert pipeline.pause is None
+        assert daemon.runtime.ctx.ledger.get_meta("paused") is None
+    assert files_under(dirs.quarantine) == []
+    assert len(emulator.jobs()) == 5
+
+
+def test_402_mid_run_pauses_and_resumes_without_restart(dirs: Dirs, make_config: MakeConfig,
+                                                        emulator: Any) -> None:
+    """Credits run out: submissions pause for all, no file is quarantined, the probe resumes."""
+    _account_fault_pauses_then_resumes(dirs, make_config, emulator,
+                                       lambda: emulator.faults.credits_exceeded())
+
+
+def test_401_mid_run_pauses_and_resumes_without_restart(dirs: Dirs, make_config: MakeConfig,
+                                                        emulator: Any) -> None:
+    """The key is refused for a while: same pause, same resume."""
+    _account_fault_pauses_then_resumes(dirs, make_config, emulator,
+                                       lambda: emulator.faults.unauthorized())
+
+
+def test_file_created_while_the_observer_was_down_is_caught_by_the_rescan(
+        dirs: Dirs, make_config: MakeConfig) -> None:
+    """A lost event (watcher stopped) strands nothing: the periodic rescan finds the file."""
+    with running(make_config(folder_extra="rescan_s = 1")) as daemon:
+        wait_for(lambda: daemon._watchers, timeout=10, message="watchers started")
+        for watcher in daemon._watchers:
+            watcher.stop()
+        make_image(dirs.input / "missed.png")
+        wait_for(lambda: files_under(dirs.output) == ["missed.jpg"], timeout=20,
+                 message="rescan picks up the file")
+
+
+def test_file_vanishing_before_upload_is_dropped_quietly(dirs: Dirs, make_config: MakeConfig,
+                                                         emulator: Any) -> None:
+    """Deleted between job creation and upload: the job is deleted, nothing quarantined, no row."""
+    emulator.faults.delay("POST", "/v2/jobs", seconds=1.0, times=1)
+    with running(make_config()) as daemon:
+        make_image(dirs.input / "gone.png")
+        ledger = daemon.runtime.ctx.ledger
+        wait_for(lambda: ledger.count_by_state().get("submitting") == 1, timeout=20,
+                 message="create in flight")
+        (dirs.input / "gone.png").unlink()
+        wait_for(lambda: ledger.count_by_state() == {}, timeout=20, message="row forgotten")
+        make_image(dirs.input / "after.png")
+        wait_for(lambda: files_under(dirs.output) == ["after.jpg"], timeout=20,
+                 message="daemon still converts")
+    assert files_under(dirs.quarantine) == []
+    assert emulator.count("DELETE", "/v2/jobs/*") == 1
+
+
+def test_file_replaced_while_its_job_runs_is_converted_again(dirs: Dirs, make_config: MakeConfig,
+                                                             emulator: Any) -> None:
+    """A new version written while the first converts becomes a second job and a second output."""
+    emulator.faults.latency(seconds=1.0)
+    with running(make_config()) as daemon:
+        make_image(dirs.input / "doc.png", size=(10, 10))
+        ledger = daemon.runtime.ctx.ledger
+        wait_for(lambda: ledger.count_by_state().get("processing") == 1, timeout=20,
+                 message="first version processing")
+        make_image(dirs.input / "doc.png", size=(20, 20))
+        wait_for(lambda: ledger.count_by_state().get("done") == 2, timeout=30,
+                 message="both versions done")
+    assert files_under(dirs.output) == ["doc (1).jpg", "doc.jpg"]
+    assert len(emulator.jobs()) == 2
+
+
+def test_write_error_on_delivery_is_retried_until_the_disk_has_room(
+        dirs: Dirs, make_config: MakeConfig, tmp_path: Path) -> None:
+    """ENOSPC while writing an output: logged, retried, the daemon keeps running, nothing lost."""
+    import random
+    import subprocess
+
+    from PIL import Image
+
+    out = dirs.output
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(out)], check=True)
+    try:
+        rng = random.Random(7)
+        noisy = Image.frombytes("RGB", (300, 300), bytes(rng.randrange(256) for _ in range(270000)))
+        noisy.save(dirs.input / "big.png")
+        cfg = make_config()
+        with running(cfg) as daemon:
+            ledger = daemon.runtime.ctx.ledger
+            wait_for(lambda: any(e.transient_since for e in ledger.active()), timeout=20,
+                     message="a failed write")
+            assert [e.state for e in ledger.active()] == [State.DELIVERING]
+            assert (dirs.input / "big.png").exists()
+            subprocess.run(["mount", "-o", "remount,size=10m", str(out)], check=True)
+            wait_for(lambda: files_under(out) == ["big.jpg"], timeout=30, message="delivered")
+        assert not [p for p in os.listdir(out) if p.startswith(".ccwatch-")]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+    assert files_under(dirs.quarantine) == []
