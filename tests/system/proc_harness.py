@@ -56,9 +56,9 @@ class Daemon:
     """``python -m ccwatch run`` with its stderr captured to a file."""
 
     def __init__(self, setup: Setup, api_key: str, *, once: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrap: list[str] | None = None) -> None:
         self.log = setup.root / f"daemon-{os.getpid()}-{id(self)}.log"
-        args = [sys.executable, "-m", "ccwatch", "run", "-c", str(setup.config)]
+        args = [*(wrap or []), sys.executable, "-m", "ccwatch", "run", "-c", str(setup.config)]
         if once:
             args.append("--once")
         full_env = {**os.environ, "CLOUDCONVERT_API_KEY": api_key, **(env or {})}
@@ -67,7 +67,8 @@ class Daemon:
                                      env=full_env, cwd=setup.root)
 
     def output(self) -> str:
-        self._log_fh.flush()
+        if not self._log_fh.closed:
+            self._log_fh.flush()
         return self.log.read_text(errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 30) -> None:

@@ -1,0 +1,27 @@
+"""A local CloudConvert API v2 for tests, demos and offline use (``ccwatch emulator``).
+
+::
+
+    core.py        Emulator: jobs and tasks, their status flow, upload forms, download URLs
+    app.py         WSGI app: request log, faults, auth, rate limits; /__emulator__/ control
+    routes.py      the API's endpoints (jobs, tasks, users, webhooks, formats, sync host)
+    files.py       upload form (multipart streamed to disk) and streamed downloads
+    manage.py      deletes, cancel, retry, uploads arriving, sync waits
+    validation.py  422 INVALID_DATA / INVALID_CONVERSION_TYPE like the API
+    work.py        what each operation does to files
+    engines.py     Pillow, thumbnail, archive, same-format copy; external.py: PATH tools
+    runner.py      worker pool + one timer thread for per-job latency
+    faults.py      scripted faults and the request log
+    webhooks.py    signed deliveries with retries
+    store.py       in-memory state and the API's JSON shapes
+    server.py      serve() / run_forever() on waitress
+"""
+
+from ccwatch.emulator.core import Emulator
+from ccwatch.emulator.faults import Fault, Faults, LoggedRequest
+from ccwatch.emulator.server import run_forever, serve
+from ccwatch.emulator.store import Upload
+from ccwatch.emulator.webhooks import Delivery, sign
+
+__all__ = ["Delivery", "Emulator", "Fault", "Faults", "LoggedRequest", "Upload", "run_forever",
+           "serve", "sign"]

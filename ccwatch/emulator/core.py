@@ -1,0 +1,362 @@
+"""The emulator's state machine: jobs and tasks move waiting → processing → finished | error."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from ccwatch.clock import Clock, SystemClock
+from ccwatch.emulator.engines import ConversionFailed, Engines
+from ccwatch.emulator.faults import Faults, LoggedRequest, RequestLog
+from ccwatch.emulator.runner import Runner
+from ccwatch.emulator.store import TERMINAL, Job, Shapes, Store, StoredFile, Task, Upload, new_id
+from ccwatch.emulator.validation import Invalid, check_conversion, check_task, validate_job
+from ccwatch.emulator.webhooks import Delivery, WebhookSender
+from ccwatch.emulator.work import Outcome, run_operation, safe_name
+
+
+class Emulator:
+    """A small CloudConvert API v2. Serve its ``app`` with :func:`ccwatch.emulator.serve`."""
+
+    def __init__(self, api_key: str = "test-key", webhook_secret: str = "test-secret",
+                 latency_s: float = 0.0, storage: Path | str | None = None,
+                 url_ttl_s: float = 86400.0, sync_wait_cap_s: float = 60.0, *,
+                 rate_limit_per_minute: int = 10_000, credits: int = 1000, workers: int = 4,
+                 webhook_retry_pause_s: float = 0.5, clock: Clock | None = None) -> None:
+        from ccwatch.emulator.app import EmulatorApp  # the app needs this class; import late
+
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.latency_s = latency_s
+        self.url_ttl_s = url_ttl_s
+        self.sync_wait_cap_s = sync_wait_cap_s
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.credits = credits
+        self.clock: Clock = clock or SystemClock()
+        self._own_storage = storage is None
+        self.storage = Path(tempfile.mkdtemp(prefix="ccwatch-emulator-") if storage is None
+                            else storage)
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.base_url: str | None = None
+        self.store = Store()
+        self.faults = Faults()
+        self.log = RequestLog()
+        self.engines = Engines()
+        self._url_key = secrets.token_bytes(16)  # signs upload forms and download URLs
+        self.runner = Runner(self._execute, workers)
+        self.webhooks = WebhookSender(webhook_secret, self.faults, self._disable_webhook,
+                                      retry_pause_s=webhook_retry_pause_s)
+        self.app = EmulatorApp(self)
+        self._closed = False
+
+    def __repr__(self) -> str:  # keys stay out of reprs and logs
+        return f"Emulator(base_url={self.base_url!r}, storage={str(self.storage)!r})"
+
+    # --- the Python API tests use ---
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        return self.log.snapshot()
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for r in self.log.snapshot()
+                   if r.method == method.upper() and fnmatch.fnmatchcase(r.path, path))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            shapes = self.shapes()
+            return [shapes.job(j) for j in self.store.jobs.values()]
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs per status: a cheap progress check for benchmarks and polls."""
+        with self.store.lock:
+            counts: dict[str, int] = {}
+            for job in self.store.jobs.values():
+                counts[job.status] = counts.get(job.status, 0) + 1
+            return counts
+
+    def uploads(self) -> list[Upload]:
+        with self.store.lock:
+            return list(self.store.uploads)
+
+    def webhook_deliveries(self) -> list[Delivery]:
+        return self.webhooks.deliveries()
+
+    def shapes(self) -> Shapes:
+        return Shapes(self.store, self.base_url or "")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self.store.changed:
+            self.store.closing = True
+            self.store.changed.notify_all()
+        self.runner.close()
+        self.webhooks.close()
+        if self._own_storage:
+            shutil.rmtree(self.storage, ignore_errors=True)
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- creation ---
+
+    def create_job(self, body: Any) -> dict[str, Any]:
+        """``POST /v2/jobs``; raises validation.Invalid."""
+        tasks = validate_job(body, self.engines)
+        now = self.clock.wall()
+        with self.store.lock:
+            job = Job(id=new_id(), tag=body.get("tag"), webhook_url=body.get("webhook_url"),
+                      created_at=now)
+            ids = {name: new_id() for name in tasks}
+            for name, payload in tasks.items():
+                task = Task(id=ids[name], name=name, job_id=job.id, operation=payload["operation"],
+                            payload=payload, depends_on=[ids[i] for i in payload.get("input", [])],
+                            created_at=now)
+                job.task_ids.append(task.id)
+                self.store.add_task(task)
+            self.store.jobs[job.id] = job
+            for task in self.store.job_tasks(job):
+                if not task.depends_on:
+                    self.start_task(task)
+            self._notify_hooks("job.created", job)
+            return self.shapes().job(job)
+
+    def create_task(self, operation: str, body: Any) -> dict[str, Any]:
+        """``POST /v2/{operation}``: a task outside any job; ``input`` holds task ids."""
+        errors: dict[str, list[str]] = {}
+        payload = {**body, "operation": operation} if isinstance(body, dict) else None
+        with self.store.lock:
+            check_task(payload, "", set(self.store.tasks), errors)
+            if errors or payload is None:
+                raise Invalid(errors)
+            if "input" in payload:
+                payload["input"] = [payload["input"]] if isinstance(payload["input"], str) \
+                    else list(payload["input"])
+            deps = [self.store.tasks[i] for i in payload.get("input", [])]
+            formats = [f.filename.rsplit(".", 1)[-1] for d in deps for f in d.files]
+            check_conversion(payload, formats, self.engines)
+            task = Task(id=new_id(), name=None, job_id=None, operation=operation, payload=payload,
+                        depends_on=[d.id for d in deps], created_at=self.clock.wall())
+            self.store.add_task(task)
+            if any(d.status == "error" for d in deps):
+                self.fail_task(task, "INPUT_TASK_FAILED", "Input task has failed")
+            elif all(d.status == "finished" for d in deps):
+                self.start_task(task)
+            return self.shapes().task(task)
+
+    # --- transitions (store lock held) ---
+
+    def start_task(self, task: Task) -> None:
+        """A task whose inputs are all finished: uploads wait for their file, the rest run."""
+        if task.operation == "import/upload":
+            task.message = "Waiting for file upload"
+            task.result = {"form": self._upload_form(task.id)}
+            return
+        delay = 0.0
+        job = self.store.jobs.get(task.job_id) if task.job_id else None
+        if not task.operation.startswith("import/") and (job is None or not job.latency_applied):
+            if job is not None:
+                job.latency_applied = True  # latency is per job, not per task
+            delay = max(self.latency_s, self.faults.latency_for(self._input_names(task)))
+        task.status = "processing"
+        task.started_at = self.clock.wall()
+        self._mark_job_processing(task)
+        self.runner.submit(task.id, delay)
+
+    def _mark_job_processing(self, task: Task) -> None:
+        job = self.store.jobs.get(task.job_id) if task.job_id else None
+        if job is not None and job.status == "waiting":
+            job.status = "processing"
+            job.started_at = self.clock.wall()
+
+    def _input_names(self, task: Task) -> list[str]:
+        return [f.filename for d in task.depends_on if d in self.store.tasks
+                for f in self.store.tasks[d].files]
+
+    def finish_task(self, task: Task, outcome: Outcome) -> None:
+        task.status = "finished"
+        task.ended_at = self.clock.wall()
+        task.message = None
+        task.files = outcome.files
+        task.engine, task.engine_version = outcome.engine, outcome.engine_version
+        task.credits = outcome.credits
+        self.credits = max(0, self.credits - outcome.credits)
+        task.result = {"files": [self._file_shape(task, i, f) for i, f in enumerate(task.files)]}
+        for dep_id in self.store.dependants.get(task.id, []):
+            dep = self.store.tasks.get(dep_id)
+            if dep is not None and dep.status == "waiting" and all(
+                    d in self.store.tasks and self.store.tasks[d].status == "finished"
+                    for d in dep.depends_on):
+                self.start_task(dep)
+        self.settle_job(task.job_id)
+        self.store.changed.notify_all()
+
+    def fail_task(self, task: Task, code: str, message: str) -> None:
+        """The task and, transitively, every task waiting on it end in ``error``."""
+        pending = [(task, code, message)]
+        while pending:
+            current, c, m = pending.pop()
+            current.status, current.code, current.message = "error", c, m
+            current.ended_at = self.clock.wall()
+            current.result = None
+            for dep_id in self.store.dependants.get(current.id, []):
+                dep = self.store.tasks.get(dep_id)
+                if dep is not None and dep.status not in TERMINAL:
+                    pending.append((dep, "INPUT_TASK_FAILED", "Input task has failed"))
+        self.settle_job(task.job_id)
+        self.store.changed.notify_all()
+
+    def settle_job(self, job_id: str | None) -> None:
+        job = self.store.jobs.get(job_id) if job_id else None
+        if job is None:
+            return
+        tasks = self.store.job_tasks(job)
+        if any(t.status not in TERMINAL for t in tasks):
+            if job.status in TERMINAL:  # a retried task reopens its job
+                job.status, job.ended_at = "processing", None
+            return
+        if job.status in TERMINAL:
+            return
+        job.status = "finished" if all(t.status == "finished" for t in tasks) else "error"
+        job.started_at = job.started_at or self.clock.wall()
+        job.ended_at = self.clock.wall()
+        event = "job.finished" if job.status == "finished" else "job.failed"
+        if job.webhook_url:
+            self.webhooks.send(job.webhook_url, event, self.shapes().job(job))
+        self._notify_hooks(event, job)
+
+    def _notify_hooks(self, event: str, job: Job) -> None:
+        hooks = [h for h in self.store.webhooks.values() if not h.disabled and event in h.events]
+        if hooks:  # the shape is only built when someone listens
+            shape = self.shapes().job(job)
+            for hook in hooks:
+                self.webhooks.send(hook.url, event, shape, hook.id)
+
+    def _disable_webhook(self, hook_id: str) -> None:
+        with self.store.lock:
+            hook = self.store.webhooks.get(hook_id)
+            if hook is not None:
+                hook.disabled = True
+
+    # --- running (pool threads) ---
+
+    def _execute(self, task_id: str) -> None:
+        with self.store.lock:
+            task = self.store.tasks.get(task_id)
+            if task is None or task.status != "processing":
+                return  # deleted or cancelled while it waited
+            inputs = [(f.filename, f.path) for d in task.depends_on if d in self.store.tasks
+                      for f in self.store.tasks[d].files]
+            operation, payload = task.operation, dict(task.payload)
+            fault = None if operation.startswith("import/") else \
+                self.faults.take_for_names("task_error", [n for n, _ in inputs])
+        out_dir = self.storage / task_id
+        try:
+            if fault is not None:
+                raise ConversionFailed(fault.message, fault.code)
+            if operation == "export/url":
+                outcome = self._export(payload, inputs, out_dir)
+            else:
+                outcome = run_operation(operation, payload, inputs, out_dir, self.engines,
+                                        self.resolve_download_url)
+        except ConversionFailed as exc:
+            code, message = exc.code, exc.message
+        except Exception as exc:  # an engine bug fails the task, never the emulator
+            code, message = "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
+        else:
+            code = message = ""
+        with self.store.lock:
+            task = self.store.tasks.get(task_id)
+            if task is None or task.status != "processing":
+                shutil.rmtree(out_dir, ignore_errors=True)
+            elif code:
+                self.fail_task(task, code, message)
+            else:
+                self.finish_task(task, outcome)
+
+    def _export(self, payload: dict[str, Any], inputs: list[tuple[str, Path]],
+                out_dir: Path) -> Outcome:
+        if payload.get("archive_multiple_files") and len(inputs) > 1:
+            from ccwatch.emulator.engines import archive
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            archive(inputs, out_dir / "archive.zip", "zip")
+            inputs = [("archive.zip", out_dir / "archive.zip")]
+        expires = self.clock.wall() + self.url_ttl_s
+        files = []
+        for name, path in inputs:  # exports point at their input's file: no copy
+            files.append(StoredFile(filename=name, path=path, size=path.stat().st_size,
+                                    url_serial=self.faults.issue_url_serial(), expires_at=expires))
+        return Outcome(files)
+
+    # --- upload form and download URLs ---
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self._url_key, text.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def _upload_form(self, task_id: str) -> dict[str, Any]:
+        expires = str(int(self.clock.wall() + self.url_ttl_s))
+        return {"url": f"{self.base_url}/upload/{task_id}",
+                "parameters": {"expires": expires, "max_file_count": "1",
+                               "max_file_size": "10000000000",
+                               "signature": self._sign(f"upload:{task_id}:{expires}")}}
+
+    def form_signature_ok(self, task_id: str, fields: dict[str, str]) -> bool:
+        expires = fields.get("expires", "")
+        good = self._sign(f"upload:{task_id}:{expires}")
+        return hmac.compare_digest(fields.get("signature", ""), good) and \
+            expires.isdigit() and int(expires) >= self.clock.wall()
+
+    def _file_shape(self, task: Task, index: int, f: StoredFile) -> dict[str, Any]:
+        if task.operation == "export/url":
+            expires = int(f.expires_at)
+            sig = self._sign(f"download:{task.id}:{index}:{expires}")
+            url = (f"{self.base_url}/download/{task.id}/{index}/{quote(f.filename)}"
+                   f"?expires={expires}&signature={sig}")
+            return {"filename": f.filename, "size": f.size, "url": url}
+        if task.operation.startswith("import/"):
+            return {"filename": f.filename, "size": f.size, "md5": f.md5}
+        return {"filename": f.filename, "size": f.size}
+
+    def find_download(self, task_id: str, index: int, expires: str, signature: str
+                      ) -> tuple[str, StoredFile | None, bool]:
+        """(status, file, inline): status is "ok", "missing" or "expired"."""
+        with self.store.lock:
+            task = self.store.tasks.get(task_id)
+            if task is None or task.operation != "export/url" or not 0 <= index < len(task.files):
+                return "missing", None, False
+            f = task.files[index]
+            inline = bool(task.payload.get("inline"))
+        good = self._sign(f"download:{task_id}:{index}:{expires}")
+        if not hmac.compare_digest(signature, good):
+            return "expired", None, False
+        if self.faults.url_expired(f.url_serial) or self.clock.wall() > f.expires_at:
+            return "expired", None, False
+        if not f.path.exists():
+            return "missing", None, False
+        return "ok", f, inline
+
+    def resolve_download_url(self, url: str) -> tuple[str, Path] | None:
+        """An export URL of this emulator → (file name, path), for import/url."""
+        parts = urlsplit(url)
+        base = urlsplit(self.base_url or "")
+        segments = parts.path.split("/")
+        if (parts.netloc != base.netloc or len(segments) != 5 or segments[1] != "download"
+                or not segments[3].isdigit()):
+            return None
+        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        status, f, _ = self.find_download(segments[2], int(segments[3]), query.get("expires", ""),
+                                          query.get("signature", ""))
+        return (safe_name(unquote(segments[4])), f.path) if status == "ok" and f else None

@@ -1,0 +1,141 @@
+"""Changes to existing jobs and tasks: uploads arriving, deletes, cancel, retry, sync waits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccwatch.emulator.store import TERMINAL, Task, Upload, new_id
+from ccwatch.emulator.validation import Invalid
+from ccwatch.emulator.work import Outcome, safe_name, stored
+
+if TYPE_CHECKING:
+    from ccwatch.emulator.core import Emulator
+
+
+def upload_dir(emu: Emulator, task_id: str) -> Path | None:
+    """Where an upload for this task may be written, or None when it waits for no file."""
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        if task is None or task.operation != "import/upload" or task.status != "waiting" \
+                or task.result is None:
+            return None
+    folder = emu.storage / task_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, md5: str) -> bool:
+    """Move the received file to its name and finish the task; False if the task moved on."""
+    name = safe_name(filename)
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        if task is None or task.status != "waiting":
+            received.unlink(missing_ok=True)
+            return False
+        final = received.with_name(name)
+        received.replace(final)
+        file = stored(final, name)
+        file.md5 = md5
+        emu.store.uploads.append(Upload(task_id, name, file.size, md5))
+        task.started_at = emu.clock.wall()
+        emu.finish_task(task, Outcome([file]))
+        return True
+
+
+def fail_upload(emu: Emulator, task_id: str) -> None:
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        if task is not None and task.status == "waiting":
+            emu.fail_task(task, "UPLOAD_FAILED", "Upload failed: no files to process")
+
+
+def _drop_task_files(emu: Emulator, task_ids: list[str]) -> None:
+    for task_id in task_ids:
+        shutil.rmtree(emu.storage / task_id, ignore_errors=True)
+
+
+def delete_job(emu: Emulator, job_id: str) -> bool:
+    with emu.store.lock:
+        job = emu.store.jobs.pop(job_id, None)
+        if job is None:
+            return False
+        for task_id in job.task_ids:
+            emu.store.remove_task(task_id)
+        emu.store.changed.notify_all()
+    _drop_task_files(emu, job.task_ids)
+    return True
+
+
+def delete_task(emu: Emulator, task_id: str) -> bool:
+    with emu.store.lock:
+        task = emu.store.remove_task(task_id)
+        if task is None:
+            return False
+        job = emu.store.jobs.get(task.job_id) if task.job_id else None
+        if job is not None and task_id in job.task_ids:
+            job.task_ids.remove(task_id)
+        emu.store.changed.notify_all()
+    _drop_task_files(emu, [task_id])
+    return True
+
+
+def cancel_task(emu: Emulator, task_id: str) -> dict[str, Any] | None:
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        if task is None:
+            return None
+        if task.status in TERMINAL:
+            raise Invalid({"status": ["Cannot change status: task already completed."]})
+        emu.fail_task(task, "CANCELLED", "Task has been cancelled")
+        return emu.shapes().task(task)
+
+
+def retry_task(emu: Emulator, task_id: str) -> dict[str, Any] | None:
+    """A new task with the original's payload and inputs (``retry_of_task_id`` names the original)."""
+    with emu.store.lock:
+        original = emu.store.tasks.get(task_id)
+        if original is None:
+            return None
+        if original.status not in TERMINAL:
+            raise Invalid({"status": ["Only finished or failed tasks can be retried."]})
+        task = Task(id=new_id(), name=original.name, job_id=original.job_id,
+                    operation=original.operation, payload=dict(original.payload),
+                    depends_on=list(original.depends_on), created_at=emu.clock.wall(),
+                    retry_of_task_id=original.id)
+        emu.store.add_task(task)
+        job = emu.store.jobs.get(task.job_id) if task.job_id else None
+        if job is not None:
+            job.task_ids.append(task.id)
+            job.latency_applied = False
+        deps = [emu.store.tasks.get(d) for d in task.depends_on]
+        if any(d is None or d.status == "error" for d in deps):
+            emu.fail_task(task, "INPUT_TASK_FAILED", "Input task has failed")
+        elif all(d is not None and d.status == "finished" for d in deps):
+            emu.start_task(task)
+        emu.settle_job(task.job_id)
+        return emu.shapes().task(task)
+
+
+def wait_job(emu: Emulator, job_id: str) -> dict[str, Any] | None:
+    """Block (condition wait) until the job ends or the cap passes; then its current state."""
+    def ended() -> bool:
+        job = emu.store.jobs.get(job_id)
+        return job is None or job.status in TERMINAL
+
+    emu.store.wait_until(ended, emu.sync_wait_cap_s)
+    with emu.store.lock:
+        job = emu.store.jobs.get(job_id)
+        return None if job is None else emu.shapes().job(job)
+
+
+def wait_task(emu: Emulator, task_id: str) -> dict[str, Any] | None:
+    def ended() -> bool:
+        task = emu.store.tasks.get(task_id)
+        return task is None or task.status in TERMINAL
+
+    emu.store.wait_until(ended, emu.sync_wait_cap_s)
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        return None if task is None else emu.shapes().task(task)

@@ -1,0 +1,185 @@
+"""Jobs, tasks and their files, held in memory behind one lock; and their API JSON shapes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ccwatch.clock import iso
+
+TERMINAL = frozenset({"finished", "error"})
+USER_ID = 37116784  # the id the API's recorded fixtures carry
+
+
+@dataclass
+class StoredFile:
+    filename: str
+    path: Path
+    size: int
+    md5: str | None = None
+    url_serial: int = 0  # issue order of its download URL, for forced expiry
+    expires_at: float = 0.0  # wall-clock expiry of its download URL
+
+
+@dataclass
+class Task:
+    id: str
+    name: str | None
+    job_id: str | None
+    operation: str
+    payload: dict[str, Any]
+    depends_on: list[str]
+    created_at: float
+    status: str = "waiting"
+    message: str | None = None
+    code: str | None = None
+    credits: int | None = None
+    engine: str | None = None
+    engine_version: str | None = None
+    result: dict[str, Any] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    retry_of_task_id: str | None = None
+    files: list[StoredFile] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    id: str
+    tag: str | None
+    webhook_url: str | None
+    created_at: float
+    task_ids: list[str] = field(default_factory=list)
+    status: str = "waiting"
+    started_at: float | None = None
+    ended_at: float | None = None
+    latency_applied: bool = False
+
+
+@dataclass
+class Webhook:
+    id: str
+    url: str
+    events: list[str]
+    created_at: float
+    disabled: bool = False
+    failing: bool = False
+
+
+class Upload(NamedTuple):
+    task_id: str
+    filename: str
+    size: int
+    md5: str
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _ts(value: float | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+class Store:
+    """All mutable state. Callers hold ``lock`` while reading or changing it; ``changed`` wakes sync waits."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.jobs: dict[str, Job] = {}
+        self.tasks: dict[str, Task] = {}
+        self.dependants: dict[str, list[str]] = {}
+        self.webhooks: dict[str, Webhook] = {}
+        self.uploads: list[Upload] = []
+        self.closing = False
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.id] = task
+        for dep in task.depends_on:
+            self.dependants.setdefault(dep, []).append(task.id)
+
+    def remove_task(self, task_id: str) -> Task | None:
+        task = self.tasks.pop(task_id, None)
+        self.dependants.pop(task_id, None)
+        return task
+
+    def job_tasks(self, job: Job) -> list[Task]:
+        return [self.tasks[t] for t in job.task_ids if t in self.tasks]
+
+    def wait_until(self, done: Any, timeout_s: float) -> None:
+        """Block (on the condition, no polling) until ``done()`` is true, the cap passes or we close."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.closing or done(), timeout=timeout_s)
+
+    def notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+
+class Shapes:
+    """Builds the API's JSON objects; ``base`` is the emulator's own base URL."""
+
+    def __init__(self, store: Store, base: str) -> None:
+        self.store = store
+        self.base = base
+
+    def task(self, task: Task) -> dict[str, Any]:
+        return {
+            "id": task.id,
+            "name": task.name,
+            "job_id": task.job_id,
+            "status": task.status,
+            "credits": task.credits,
+            "code": task.code,
+            "message": task.message,
+            "percent": 100,
+            "operation": task.operation,
+            "engine": task.engine,
+            "engine_version": task.engine_version,
+            "payload": task.payload,
+            "result": task.result,
+            "created_at": iso(task.created_at),
+            "started_at": _ts(task.started_at),
+            "ended_at": _ts(task.ended_at),
+            "retry_of_task_id": task.retry_of_task_id,
+            "copy_of_task_id": task.retry_of_task_id,
+            "user_id": USER_ID,
+            "priority": -10,
+            "host_name": None,
+            "storage": "emulator",
+            "region": "local",
+            "depends_on_task_ids": list(task.depends_on),
+            "links": {"self": f"{self.base}/v2/tasks/{task.id}"},
+        }
+
+    def job(self, job: Job, *, with_tasks: bool = True) -> dict[str, Any]:
+        shape: dict[str, Any] = {
+            "id": job.id,
+            "tag": job.tag,
+            "status": job.status,
+            "created_at": iso(job.created_at),
+            "started_at": _ts(job.started_at),
+            "ended_at": _ts(job.ended_at),
+        }
+        if with_tasks:
+            shape["tasks"] = [self.task(t) for t in self.store.job_tasks(job)]
+        shape["webhook_url"] = job.webhook_url
+        shape["links"] = {"self": f"{self.base}/v2/jobs/{job.id}"}
+        return shape
+
+    def webhook(self, hook: Webhook, secret: str) -> dict[str, Any]:
+        return {
+            "id": hook.id,
+            "url": hook.url,
+            "events": hook.events,
+            "disabled": hook.disabled,
+            "failing": hook.failing,
+            "signing_secret": secret,
+            "created_at": iso(hook.created_at),
+            "updated_at": iso(hook.created_at),
+            "links": {"self": f"{self.base}/v2/webhooks/{hook.id}"},
+        }
