@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ccwatch import __version__, config, logs
 from ccwatch.config import Config
-from ccwatch.daemon import Daemon, Runtime, open_runtime, run_once
 from ccwatch.errors import CcwatchError, ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from ccwatch.daemon import Runtime
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,6 +63,9 @@ def _load_config(config_path: Path | None) -> Config:
               help="Convert what is in the folders now, show progress, then exit.")
 def run(config_path: Path | None, once: bool) -> None:
     """Run the daemon (or one pass with --once)."""
+    # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
+    from ccwatch.daemon import Daemon, open_runtime
+
     cfg = _load_config(config_path)
     logs.setup(cfg.daemon.log_format)
     try:
@@ -81,6 +86,8 @@ def run(config_path: Path | None, once: bool) -> None:
 
 
 def _run_once_with_progress(runtime: Runtime) -> ExitCode:
+    from ccwatch.daemon import run_once
+
     console = Console(stderr=True)
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False,
@@ -94,3 +101,107 @@ def _run_once_with_progress(runtime: Runtime) -> ExitCode:
     p = runtime.pipeline
     click.echo(f"{p.delivered} converted, {p.failed} failed", err=True)
     return code
+
+
+_CONFIG_OPTION = click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Configuration file (default: $CCWATCH_CONFIG, ./ccwatch.toml, user, /etc).")
+
+
+def _load_unchecked(config_path: Path | None) -> Config:
+    """The config without the folder checks: status and retry must work with a share unmounted."""
+    try:
+        return config.load(config.find_config_path(config_path), check_folders=False)
+    except ConfigError as err:
+        _fail(err)
+
+
+@main.command()
+@click.argument("path", required=False, default="ccwatch.toml",
+                type=click.Path(dir_okay=False, path_type=Path))
+def init(path: Path) -> None:
+    """Write a commented starter config (default ./ccwatch.toml); asks only on a terminal."""
+    from ccwatch import starter
+
+    if path.exists():  # say so before asking anything
+        _fail(ConfigError("init", f"{path} already exists; not overwriting it"))
+    answers = starter.StarterAnswers()
+    if sys.stdin.isatty():
+        answers = starter.StarterAnswers(
+            input=click.prompt("Folder to watch", default=answers.input),
+            output=click.prompt("Folder for converted files", default=answers.output),
+            quarantine=click.prompt("Folder for files that fail", default=answers.quarantine),
+            endpoint=click.prompt("Endpoint (embedded = offline, no account; live; sandbox; URL)",
+                                  default=answers.endpoint))
+    try:
+        starter.write(path, answers)
+    except ConfigError as err:
+        _fail(err)
+    click.echo(f"wrote {path}; next: ccwatch check -c {path}, then ccwatch run -c {path}")
+
+
+@main.command()
+@_CONFIG_OPTION
+def check(config_path: Path | None) -> None:
+    """Validate the config, folders, API account and webhook, as the daemon would at start."""
+    from ccwatch import checks
+
+    cfg = _load_unchecked(config_path)
+    report = checks.run_checks(cfg)
+    console = Console(highlight=False)
+    marks = {checks.OK: "[green]ok  [/]", checks.WARN: "[yellow]warn[/]", checks.FAIL: "[red]FAIL[/]"}
+    console.print(f"config {cfg.source}", markup=False)
+    for finding in report.findings:
+        console.print(f"{marks[finding.level]} {finding.subject}: ", end="")
+        console.print(finding.message, markup=False)
+    code = report.exit_code
+    verdict = {ExitCode.OK: "ready to run", ExitCode.CONFIG: "configuration problems (exit 2)",
+               ExitCode.ACCOUNT: "account problems (exit 3)"}[code]
+    console.print(verdict)
+    sys.exit(int(code))
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON form for scripts.")
+def status(config_path: Path | None, as_json: bool) -> None:
+    """Queued, in-flight, done and failed files per folder, from the ledger (safe while running)."""
+    import json
+
+    from ccwatch import status as status_mod
+
+    cfg = _load_unchecked(config_path)
+    try:
+        report = status_mod.collect(cfg)
+    except CcwatchError as err:
+        _fail(err)
+    if as_json:
+        click.echo(json.dumps(status_mod.as_json(report), indent=2, ensure_ascii=False))
+    else:
+        status_mod.render(report, Console(highlight=False))
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--all", "retry_all", is_flag=True, help="Every quarantined file with an error file.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) -> None:
+    """Move quarantined files back into their input folder to be converted again.
+
+    PATH is a quarantined file or its .error.json. Exit 2 when any PATH could not be retried
+    (the others still are; nothing is ever overwritten or lost).
+    """
+    from ccwatch.retry import Retrier, quarantined
+
+    if bool(paths) == retry_all:
+        raise click.UsageError("give PATH… or --all (not both)")
+    cfg = _load_unchecked(config_path)
+    with Retrier(cfg) as retrier:
+        outcome = retrier.retry_all(list(quarantined(cfg)) if retry_all else paths)
+    for done in outcome.retried:
+        click.echo(f"retrying {done.source} → {done.target}")
+    for problem in outcome.problems:
+        click.echo(f"ccwatch: cannot retry {problem}", err=True)
+    if retry_all and not outcome.retried and not outcome.problems:
+        click.echo("nothing in quarantine")
+    sys.exit(int(ExitCode.CONFIG if outcome.problems else ExitCode.OK))

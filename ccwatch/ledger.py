@@ -217,7 +217,8 @@ class Ledger:
 
     def count_by_state(self, folder: str | None = None, *, since: float | None = None) -> dict[str, int]:
         """Rows per state (for one folder; only those updated at or after ``since``)."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if folder is not None:
             clauses.append("folder = ?")
             params.append(folder)

@@ -13,14 +13,19 @@ import hmac
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from loguru import logger
+from waitress import wasyncore
+from waitress.server import create_server
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 MAX_BODY = 1 << 20
+# waitress buffers a whole body before the app sees it: stop absurd ones there, but let a merely
+# oversized one through so the refusal is ours and logged.
+SERVER_BODY_LIMIT = 4 * MAX_BODY
 SIGNATURE_HEADER = "CloudConvert-Signature"
 EVENTS = ("job.finished", "job.failed")
 
@@ -31,15 +36,20 @@ def signature(body: bytes, secret: str) -> str:
 
 
 def verify(body: bytes, header: str | None, secret: str) -> bool:
-    if not header:
+    """Constant-time check of a ``CloudConvert-Signature`` header against the raw body."""
+    if not header or not secret:
         return False
-    return hmac.compare_digest(signature(body, secret), header.strip().lower())
+    # Bytes, not str: compare_digest raises on non-ASCII str, and a header is attacker-chosen.
+    candidate = header.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(signature(body, secret).encode(), candidate)
 
 
 class Receiver:
     """The WSGI app. ``on_job(job)`` answers "accepted", "unknown" (not ours) or "done" (handled)."""
 
     def __init__(self, *, path: str, secret: str, on_job: Callable[[dict[str, Any]], str]) -> None:
+        if not secret:
+            raise ValueError("a webhook receiver needs a signing secret")
         self.path = path or "/"
         self._secret = secret
         self._on_job = on_job
@@ -83,7 +93,13 @@ class Receiver:
         job = _job_of(body)
         if job is None:
             return self._refuse(400, "not a CloudConvert job event", request)
-        verdict = self._on_job(job)
+        try:
+            verdict = self._on_job(job)
+        except Exception as exc:
+            # A 5xx makes CloudConvert retry the delivery; the safety poll covers the rest.
+            logger.bind(job=job["id"]).opt(exception=exc).error("webhook handling failed: {}", exc)
+            return Response(json.dumps({"error": "internal error"}), status=500,
+                            mimetype="application/json")
         if verdict == "unknown":
             return self._refuse(404, f"job {job['id']} is not one of ours", request)
         if verdict != "accepted":
@@ -107,19 +123,52 @@ def _job_of(body: bytes) -> dict[str, Any] | None:
     return job
 
 
+class _Loop:
+    """waitress's loop one poll at a time, so closing ends it at once.
+
+    ``server.close()`` alone leaves the loop serving keep-alive channels (CloudConvert's and the
+    emulator's client keep theirs open) until they time out, and the worker threads running.
+    The lock orders "stop and wake the loop" before "close the sockets": waking a closed trigger
+    would write to a file descriptor number something else may own by then.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="ccwatch-webhook", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping:
+                wasyncore.loop(timeout=1.0, map=self.server._map, use_poll=True, count=1)
+        finally:
+            with self.lock:
+                self.stopping = True
+                for channel in list(self.server._map.values()):
+                    with suppress(OSError):
+                        channel.close()
+            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+
+    def stop(self) -> None:
+        with self.lock:
+            if not self.stopping:
+                self.stopping = True
+                self.server.pull_trigger()
+        self.thread.join(timeout=10)
+
+
 @contextmanager
 def serve(receiver: Receiver, host: str, port: int) -> Iterator[str]:
-    """Serve on a daemon thread; yields ``http://host:port``."""
-    from waitress.server import create_server
-
-    server = create_server(receiver, host=host, port=port, threads=4, channel_timeout=10,
-                           clear_untrusted_proxy_headers=True, ident="ccwatch")
-    bound_port = server.socket.getsockname()[1]  # type: ignore[union-attr]
-    thread = threading.Thread(target=server.run, name="ccwatch-webhook", daemon=True)
-    thread.start()
+    """Serve on a daemon thread; yields ``http://host:port``. Raises OSError if it cannot bind."""
+    server: Any = create_server(receiver, host=host, port=port, threads=4, channel_timeout=10,
+                                max_request_body_size=SERVER_BODY_LIMIT, asyncore_use_poll=True,
+                                clear_untrusted_proxy_headers=True, ident="ccwatch")
+    bound_port = server.socket.getsockname()[1]
+    loop = _Loop(server)
+    loop.thread.start()
     logger.info("webhook receiver listening on {}:{}{}", host, bound_port, receiver.path)
     try:
         yield f"http://{host}:{bound_port}"
     finally:
-        server.close()
-        thread.join(5)
+        loop.stop()

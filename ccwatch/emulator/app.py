@@ -128,7 +128,11 @@ class EmulatorApp:
         refused, limit_headers = self.gate(request, endpoint)
         if refused is not None:
             return refused
+        if fault := emu.faults.take("delay", method, path, after_work=False):
+            time.sleep(fault.seconds)
         response = self.run(endpoint, request, args)
+        if fault := emu.faults.take("delay", method, path, after_work=True):
+            time.sleep(fault.seconds)
         if fault := emu.faults.take("http_error", method, path, after_work=True):
             response = fault_response(fault)  # the work is done; the client hears an error
         response.headers.update(limit_headers)

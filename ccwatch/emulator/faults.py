@@ -97,6 +97,12 @@ class Faults:
     def drop_connection(self, method: str | None, path: str, times: int | None = 1) -> Fault:
         return self._add(Fault("drop_connection", method=method, path=path, times=times))
 
+    def delay(self, method: str | None, path: str, seconds: float, times: int | None = 1,
+              after_work: bool = False) -> Fault:
+        """Hold matching requests ``seconds`` before answering (``after_work``: after doing the work)."""
+        return self._add(Fault("delay", method=method, path=path, seconds=seconds, times=times,
+                               after_work=after_work))
+
     def truncate_downloads(self, times: int | None = 1) -> Fault:
         return self._add(Fault("truncate_download", path="/download/*", times=times))
 
@@ -137,7 +143,7 @@ class Faults:
         adders: dict[str, Callable[..., Fault]] = {
             "http_error": self.http_error, "rate_limit": self.rate_limit,
             "credits_exceeded": self.credits_exceeded, "unauthorized": self.unauthorized,
-            "latency": self.latency, "drop_connection": self.drop_connection,
+            "latency": self.latency, "drop_connection": self.drop_connection, "delay": self.delay,
             "truncate_downloads": self.truncate_downloads, "task_error": self.task_error,
             "drop_webhooks": self.drop_webhooks,
         }

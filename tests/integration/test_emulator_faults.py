@@ -141,6 +141,35 @@ def test_dropped_connection_then_recovery(emulator: Emulator, api: httpx.Client)
     assert wait_job(api, job["id"])["status"] == "finished"
 
 
+def test_delay_before_and_after_work(emulator: Emulator, api: httpx.Client) -> None:
+    """A delayed answer: before the work nothing exists yet; after it, the job is already there."""
+    emulator.faults.delay("POST", "/v2/jobs", seconds=0.4, times=1, after_work=True)
+    started = time.monotonic()
+    seen_during: list[int] = []
+
+    import threading
+
+    def watch() -> None:
+        while time.monotonic() - started < 0.3:
+            time.sleep(0.02)
+        seen_during.append(len(emulator.jobs()))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    create_job(api)
+    watcher.join()
+    assert time.monotonic() - started >= 0.4
+    assert seen_during == [1]  # created before the answer came
+
+    emulator.faults.delay("GET", "/v2/users/me", seconds=0.3, times=1)
+    started = time.monotonic()
+    assert api.get("/v2/users/me").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    assert api.get("/v2/users/me").status_code == 200
+    assert time.monotonic() - started < 0.3  # used up
+
+
 def test_truncated_download_then_whole(emulator: Emulator, api: httpx.Client) -> None:
     """Content-Length promises more than arrives; the next download is whole."""
     url = export_url(convert_png(api))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ class Setup:
         ledger = Ledger(db, readonly=True)
         try:
             rows = ledger._query("SELECT relpath, state FROM files ORDER BY id")
+        except sqlite3.OperationalError:  # created but its tables not yet written
+            return {}
         finally:
             ledger.close()
         return {r[0]: r[1] for r in rows}

@@ -12,7 +12,6 @@ from proc_harness import daemon, make_setup
 from ccwatch.testing import make_image, wait_for
 
 
-
 def test_unreadable_file_is_reported_not_fatal(tmp_path: Path, emulator: Any, api_key: str) -> None:
     """A mode-000 file goes to quarantine with a permission message; the next file converts."""
     setup = make_setup(tmp_path, emulator)

@@ -1,0 +1,18 @@
+"""Benchmarks for ccwatch (not tests): ``python -m bench [--quick] [--write] [NAME...]``.
+
+::
+
+    __main__.py    command line: runs the benchmarks, prints their tables, updates docs/benchmarks.md
+    common.py      workspaces, configs, the served emulator, child processes measured with wait4
+    report.py      machine facts, text/markdown tables, docs/benchmarks.md sections
+    tree.py        large trees of files already "done" in the ledger (restart, idle)
+    sdk_client.py  script run with PYTHONPATH=.sdk: the official SDK, as a loop or a naive watcher
+    throughput.py  N images at once, 0.5 s per job: ccwatch vs the SDK loop vs a naive watcher
+    overhead.py    CPU seconds per file with zero latency
+    memory.py      peak RSS converting a 2 GB file, ccwatch vs the SDK
+    latency.py     file close → job creation, events and poll mode
+    restart.py     start-up over 100,000 files already done: time to idle, API calls, ledger size
+    idle.py        CPU while watching a 10,000-file tree with nothing to do
+
+Speed is measured here and reported in docs/benchmarks.md; it is never asserted in tests.
+"""

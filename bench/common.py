@@ -1,0 +1,353 @@
+"""What every benchmark needs: a workspace, a config, a served emulator, measured child processes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccwatch.emulator import Emulator, serve
+from ccwatch.testing import TO_JPG
+
+REPO = Path(__file__).resolve().parents[1]
+SDK_DIR = REPO / ".sdk"  # git-ignored; the official SDK lives here, apart from our venv
+SDK_SPEC = "cloudconvert==2.1.0"
+SDK_CLIENT = Path(__file__).with_name("sdk_client.py")
+API_KEY = "bench-key"
+
+# The official SDK: upload the file, export the upload as it is (no conversion work at all).
+PASSTHROUGH = """
+[templates.passthrough.tasks.in]
+operation = "import/upload"
+[templates.passthrough.tasks.out]
+operation = "export/url"
+input = "in"
+"""
+TEMPLATES = {"to-jpg": TO_JPG, "passthrough": PASSTHROUGH}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def input(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def staging(self) -> Path:
+        """Files are prepared here, then copied into ``input`` when a benchmark "drops" them."""
+        return self.root / "staging"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "ccwatch.toml"
+
+
+@contextlib.contextmanager
+def workspace(name: str) -> Iterator[Workspace]:
+    with tempfile.TemporaryDirectory(prefix=f"ccwatch-bench-{name}-") as root:
+        ws = Workspace(Path(root))
+        for folder in (ws.input, ws.output, ws.quarantine, ws.state, ws.staging):
+            folder.mkdir()
+        yield ws
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ccwatch settings a benchmark runs with (printed beside its figures)."""
+
+    template: str = "to-jpg"
+    match: str = "*.png"
+    settle_s: float = 0.5
+    watch: str = "events"
+    poll_s: float = 5.0
+    rescan_s: float = 300.0
+    max_in_flight: int = 16
+    upload_workers: int = 4
+    download_workers: int = 4
+    poll_interval_s: float = 0.25
+    poll_max_s: float = 1.0
+    max_file_size: str = "1 GB"
+
+    def describe(self) -> str:
+        return (f"template {self.template}, settle_s {self.settle_s}, watch {self.watch}"
+                f"{f' (poll_s {self.poll_s})' if self.watch == 'poll' else ''}, max_in_flight "
+                f"{self.max_in_flight}, upload/download workers {self.upload_workers}/"
+                f"{self.download_workers}, poll_interval_s {self.poll_interval_s}, poll_max_s "
+                f"{self.poll_max_s}")
+
+
+def write_config(ws: Workspace, base_url: str, settings: Settings) -> Path:
+    s = settings
+    text = f"""
+[cloudconvert]
+endpoint = "{base_url}"
+
+[daemon]
+state_dir = "{ws.state}"
+max_in_flight = {s.max_in_flight}
+upload_workers = {s.upload_workers}
+download_workers = {s.download_workers}
+poll_interval_s = {s.poll_interval_s}
+poll_max_s = {s.poll_max_s}
+shutdown_grace_s = 10
+
+{TEMPLATES[s.template]}
+
+[[folders]]
+name = "inbox"
+input = "{ws.input}"
+output = "{ws.output}"
+quarantine = "{ws.quarantine}"
+recursive = true
+watch = "{s.watch}"
+poll_s = {s.poll_s}
+rescan_s = {s.rescan_s}
+settle_s = {s.settle_s}
+max_file_size = "{s.max_file_size}"
+
+[[folders.rules]]
+match = ["{s.match}"]
+template = "{s.template}"
+"""
+    ws.config_path.write_text(text)
+    return ws.config_path
+
+
+@contextlib.contextmanager
+def emulator(latency_s: float = 0.0) -> Iterator[Emulator]:
+    """A fresh emulator served in this process on a free loopback port (``.base_url`` set)."""
+    with Emulator(api_key=API_KEY, webhook_secret="bench-secret", latency_s=latency_s) as emu, \
+            serve(emu):
+        yield emu
+
+
+# --- child processes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A finished child's own figures (``wait4``: this process only, not the bench)."""
+
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    maxrss_mb: float
+
+
+class Child:
+    """A subprocess whose output goes to a log file and whose resource use is read at exit."""
+
+    def __init__(self, args: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.log_path = log_path
+        self.args = [str(a) for a in args]
+        self._log = log_path.open("wb")
+        child_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        child_env.update(env or {})
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(list(args), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=child_env, cwd=cwd)
+        self.usage: Usage | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_text(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def terminate(self) -> None:
+        if self.usage is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float) -> Usage:
+        """Reap the child with ``wait4`` (its own CPU and peak RSS); kill it at the deadline."""
+        if self.usage is not None:
+            return self.usage
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pid, status, rusage = os.wait4(self.proc.pid, 0)
+                self._finish(status, rusage)
+                raise BenchError(f"{' '.join(self.args)} did not finish within {timeout_s} s; "
+                                 f"its log ends:\n{self.log_tail()}")
+            time.sleep(0.02)
+        return self._finish(status, rusage)
+
+    def _finish(self, status: int, rusage: resource.struct_rusage) -> Usage:
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code  # already reaped: keep Popen from waiting again
+        self._log.close()
+        # Linux reports ru_maxrss in KiB.
+        self.usage = Usage(code, time.monotonic() - self.started,
+                           rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024)
+        return self.usage
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.usage is None:
+            self.proc.kill()
+            with contextlib.suppress(BenchError):
+                self.wait(10)
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not measure what it set out to (a contender failed or hung)."""
+
+
+def ccwatch_args(config: Path, *, once: bool) -> list[str]:
+    return [sys.executable, "-m", "ccwatch", "run", "-c", str(config), *(["--once"] if once else [])]
+
+
+def ccwatch_env() -> dict[str, str]:
+    return {"CLOUDCONVERT_API_KEY": API_KEY}
+
+
+def run_ccwatch_once(ws: Workspace, config: Path, timeout_s: float) -> Usage:
+    with Child(ccwatch_args(config, once=True), ws.root / "once.log", env=ccwatch_env(),
+               cwd=ws.root) as child:
+        usage = child.wait(timeout_s)
+        if usage.returncode != 0:
+            raise BenchError(f"ccwatch run --once exited {usage.returncode}:\n{child.log_tail()}")
+        return usage
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str,
+               child: Child | None = None, interval_s: float = 0.02) -> float:
+    """Poll ``condition`` until true; returns the monotonic time it became true."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return time.monotonic()
+        if child is not None and child.proc.poll() is not None:
+            raise BenchError(f"the process died while waiting for {what}:\n{child.log_tail()}")
+        if time.monotonic() > deadline:
+            tail = f"; its log ends:\n{child.log_tail()}" if child else ""
+            raise BenchError(f"gave up after {timeout_s} s waiting for {what}{tail}")
+        time.sleep(interval_s)
+
+
+def daemon_ready(child: Child, folders: int = 1) -> Callable[[], bool]:
+    """True once the daemon logged its start-up scan for every folder (it is watching by then)."""
+    return lambda: child.log_text().count("startup scan:") >= folders
+
+
+def count_files(folder: Path) -> int:
+    """Finished files under ``folder`` (hidden names, i.e. ccwatch's temp files, do not count)."""
+    return sum(1 for _, _, files in os.walk(folder) for f in files if not f.startswith("."))
+
+
+@dataclass(frozen=True)
+class DaemonRun:
+    seconds: float  # from the drop until every output exists
+    cpu_s: float  # the daemon's CPU over that span (start-up excluded)
+    usage: Usage  # the whole process, reaped after SIGTERM
+
+
+def daemon_drop(ws: Workspace, config: Path, paths: Sequence[Path], timeout_s: float) -> DaemonRun:
+    """Start ``ccwatch run``, wait until it watches, drop ``paths`` into the input at once, wait for
+    all outputs, then SIGTERM it."""
+    import psutil
+
+    with Child(ccwatch_args(config, once=False), ws.root / "daemon.log", env=ccwatch_env(),
+               cwd=ws.root) as child:
+        wait_until(daemon_ready(child), 60, "the daemon to start watching", child)
+        proc = psutil.Process(child.pid)
+        cpu_before = sum(proc.cpu_times()[:2])
+        started = time.monotonic()
+        drop(paths, ws.input)
+        finished = wait_until(lambda: count_files(ws.output) >= len(paths), timeout_s,
+                              f"{len(paths)} outputs", child, interval_s=0.05)
+        cpu_s = sum(proc.cpu_times()[:2]) - cpu_before
+        child.terminate()
+        usage = child.wait(60)
+        if usage.returncode != 0:
+            raise BenchError(f"ccwatch run exited {usage.returncode} after SIGTERM:\n{child.log_tail()}")
+        return DaemonRun(finished - started, cpu_s, usage)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def png_bytes(size: tuple[int, int] = (32, 24), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def stage_images(ws: Workspace, count: int, prefix: str = "img") -> list[Path]:
+    """``count`` small PNGs in the staging folder (same pixels, distinct names)."""
+    data = png_bytes()
+    paths = [ws.staging / f"{prefix}{i:05d}.png" for i in range(count)]
+    for path in paths:
+        path.write_bytes(data)
+    return paths
+
+
+def drop(paths: Sequence[Path], into: Path) -> None:
+    """Copy files in as fast as possible: each is created and closed, one change event per file."""
+    for path in paths:
+        shutil.copyfile(path, into / path.name)
+
+
+# --- the official SDK ------------------------------------------------------------------------
+
+
+def ensure_sdk() -> Path:
+    if not (SDK_DIR / "cloudconvert" / "__init__.py").exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "--target", str(SDK_DIR), SDK_SPEC], check=True, timeout=300)
+    return SDK_DIR
+
+
+def sdk_child(ws: Workspace, mode: str, base_url: str, template: str, count: int, *,
+              input_dir: Path, settle_s: float = 0.0, log_name: str = "sdk.log") -> Child:
+    """The SDK script (see sdk_client.py) as a child process with the SDK on its path."""
+    args = [sys.executable, str(SDK_CLIENT), mode, base_url, API_KEY, template, str(input_dir),
+            str(ws.output), str(count), str(settle_s)]
+    return Child(args, ws.root / log_name, env={"PYTHONPATH": str(ensure_sdk())}, cwd=ws.root)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]

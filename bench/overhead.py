@@ -1,0 +1,68 @@
+"""Overhead: ccwatch's own CPU per file when the service answers instantly (zero latency)."""
+
+from __future__ import annotations
+
+from bench.common import (
+    BenchError,
+    Settings,
+    count_files,
+    daemon_drop,
+    emulator,
+    run_ccwatch_once,
+    stage_images,
+    workspace,
+    write_config,
+)
+from bench.report import Result, Target
+
+SETTINGS = Settings(settle_s=0.5, poll_interval_s=0.25, poll_max_s=1.0)
+TARGET_MS = 5.0
+
+
+def _once(n: int) -> tuple[float, float]:
+    """(CPU s, wall s) of ``run --once`` over ``n`` images (n = 0: start-up and exit only)."""
+    with workspace("overhead") as ws, emulator() as emu:
+        stage_images(ws, n)
+        for path in sorted(ws.staging.iterdir()):
+            path.rename(ws.input / path.name)
+        assert emu.base_url
+        usage = run_ccwatch_once(ws, write_config(ws, emu.base_url, SETTINGS), timeout_s=60 + n)
+        if count_files(ws.output) != n:
+            raise BenchError(f"run --once delivered {count_files(ws.output)} of {n} files")
+        return usage.cpu_s, usage.wall_s
+
+
+def _daemon(n: int) -> float:
+    """The running daemon's CPU from the drop of ``n`` images until all outputs exist."""
+    with workspace("overhead-daemon") as ws, emulator() as emu:
+        paths = stage_images(ws, n)
+        assert emu.base_url
+        return daemon_drop(ws, write_config(ws, emu.base_url, SETTINGS), paths, 60 + n).cpu_s
+
+
+def run(quick: bool) -> Result:
+    n = 40 if quick else 500
+    base_cpu, base_wall = _once(0)
+    cpu, wall = _once(n)
+    daemon_cpu = _daemon(n)
+    per_file_ms = cpu / n * 1000
+    marginal_ms = (cpu - base_cpu) / n * 1000
+    daemon_ms = daemon_cpu / n * 1000
+    rows = [
+        ("run --once, empty folder (start-up + exit)", "0", f"{base_wall:.2f}", f"{base_cpu:.2f}", ""),
+        (f"run --once, {n} files", str(n), f"{wall:.2f}", f"{cpu:.2f}", f"{per_file_ms:.2f}"),
+        ("  the same minus start-up", str(n), "", f"{cpu - base_cpu:.2f}", f"{marginal_ms:.2f}"),
+        ("running daemon, drop to last output", str(n), "", f"{daemon_cpu:.2f}", f"{daemon_ms:.2f}"),
+    ]
+    summary = (f"{per_file_ms:.2f} ms CPU/file for run --once over {n} files "
+               f"({marginal_ms:.2f} ms without start-up; daemon {daemon_ms:.2f} ms)")
+    return Result(
+        name="overhead", title="Overhead (CPU per file, zero latency)", summary=summary,
+        headers=("run", "files", "wall s", "CPU s", "CPU ms/file"), rows=rows,
+        settings=[f"{n} PNG images of 32x24 px to JPEG, emulator latency 0",
+                  f"ccwatch: {SETTINGS.describe()}"],
+        notes=["CPU is user + system time of the ccwatch process alone (wait4 at exit; psutil for "
+               "the running daemon); the emulator and the bench run in another process."],
+        targets=[Target(f"<= {TARGET_MS} ms CPU per file, run --once including start-up "
+                        f"({per_file_ms:.2f} ms)", per_file_ms <= TARGET_MS)],
+    )

@@ -1,0 +1,201 @@
+"""``ccwatch check``: everything the daemon would verify at start, reported all at once.
+
+Where ``run`` stops at the first problem, ``check`` goes on and lists each one, then exits with
+the code the daemon would have: 2 for the configuration (folders, webhook), 3 for the account
+(no key, 401, 402). An unreachable API is only a warning: the daemon starts and retries; so is
+a 403 on the account call, which needs a scope (user.read) the daemon does not.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ccwatch import fs, watch
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import SystemClock
+from ccwatch.config import Config, WebhookConfig
+from ccwatch.config_checks import check_nesting, ensure_folder
+from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
+from ccwatch.status import ledger_path
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: str  # ok | warn | fail
+    subject: str  # what was checked: "folders[0].input", "api", "webhook.listen", …
+    message: str
+    exit_code: ExitCode = ExitCode.OK  # for a failure: the exit code it maps to
+
+
+@dataclass(slots=True)
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: str, subject: str, message: str,
+            exit_code: ExitCode = ExitCode.OK) -> None:
+        self.findings.append(Finding(level, subject, message, exit_code))
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """Config problems first (nothing runs), then account ones."""
+        codes = {f.exit_code for f in self.findings if f.level == FAIL}
+        for code in (ExitCode.CONFIG, ExitCode.ACCOUNT):
+            if code in codes:
+                return code
+        return ExitCode.OK
+
+
+def run_checks(config: Config) -> Report:
+    """``config`` was loaded with ``check_folders=False``: the folder checks happen here."""
+    report = Report()
+    names = ", ".join(config.templates) or "none"
+    report.add(OK, "templates", f"{len(config.templates)} valid ({names})")
+    _folders(config, report)
+    _state_dir(config, report)
+    _api(config, report)
+    if config.webhook is not None:
+        _webhook(config.webhook, report)
+    return report
+
+
+def _folder_paths(config: Config) -> Iterator[tuple[str, Path]]:
+    for i, folder in enumerate(config.folders):
+        for name in ("input", "output", "quarantine", "archive"):
+            path: Path | None = getattr(folder, name)
+            if path is not None:
+                yield f"folders[{i}].{name}", path
+
+
+def _folders(config: Config, report: Report) -> None:
+    try:
+        check_nesting(config)
+    except ConfigError as err:
+        report.add(FAIL, err.key, err.problem, ExitCode.CONFIG)
+    for key, path in _folder_paths(config):
+        try:
+            ensure_folder(path, key=key, create=path in config.auto_create)
+        except ConfigError as err:
+            report.add(FAIL, key, err.problem, ExitCode.CONFIG)
+            continue
+        problem = fs.writable_problem(path)
+        if problem:
+            report.add(FAIL, key, problem, ExitCode.CONFIG)
+        else:
+            report.add(OK, key, f"{path} (writable)")
+    for i, folder in enumerate(config.folders):
+        if folder.input.is_dir():
+            mode, reason = watch.choose_mode(folder.input, folder.watch)
+            report.add(OK, f"folders[{i}].watch", f"'{folder.name}' will use {mode}: {reason}")
+
+
+def _state_dir(config: Config, report: Report) -> None:
+    ledger = ledger_path(config)
+    state_dir = ledger.parent
+    existing = state_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the daemon creates the missing part: its parent must allow it
+    problem = fs.writable_problem(existing)
+    if problem:
+        report.add(FAIL, "daemon.state_dir", f"the ledger cannot be written in {state_dir}: "
+                   f"{problem}", ExitCode.CONFIG)
+    else:
+        report.add(OK, "daemon.state_dir", f"ledger {ledger}"
+                   + ("" if ledger.exists() else " (created on first run)"))
+
+
+def _api(config: Config, report: Report) -> None:
+    cc = config.cloudconvert
+    if cc.endpoint == "embedded":
+        report.add(OK, "api", "embedded engine: no account needed, no network used")
+        return
+    key = cc.api_key.reveal() if cc.api_key else None
+    if not key:
+        report.add(FAIL, "cloudconvert.api_key_env", f"no API key: set ${cc.api_key_env}, "
+                   "cloudconvert.api_key_file, or the systemd credential cloudconvert-api-key",
+                   ExitCode.ACCOUNT)
+        return
+    client = CloudConvertClient(cc.base_url(), cc.sync_base_url(), key,
+                                timeout_s=min(cc.timeout_s, 20.0), clock=SystemClock())
+    try:
+        user = client.me()
+    except AccountError as err:
+        if err.http_status == 403:  # only this call needs user.read; the daemon does not
+            report.add(WARN, "api", f"{cc.base_url()}: the key may not read the account (403, "
+                       "scope user.read), so credits are unknown; converting needs task.read "
+                       "and task.write")
+        else:
+            report.add(FAIL, "api", f"{cc.base_url()}: {err.message}", ExitCode.ACCOUNT)
+        return
+    except TransientError as err:
+        report.add(WARN, "api", f"{cc.base_url()} is not reachable now ({err.message}); the "
+                   "daemon would start and keep retrying")
+        return
+    except CcwatchError as err:  # e.g. 404: the endpoint is not a CloudConvert API
+        report.add(FAIL, "cloudconvert.endpoint", f"{cc.base_url()}: {err.message}",
+                   ExitCode.CONFIG)
+        return
+    finally:
+        client.close()
+    who = user.get("username") or user.get("email") or user.get("id") or "?"
+    credits = user.get("credits")
+    if isinstance(credits, int | float) and credits <= 0:
+        report.add(WARN, "api", f"{cc.base_url()}: account {who} has no credits left: jobs will "
+                   "be refused (402) and submissions paused")
+    else:
+        report.add(OK, "api", f"{cc.base_url()}: account {who}, {credits} credits left")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _webhook(hook: WebhookConfig, report: Report) -> None:
+    if hook.secret is None:
+        report.add(FAIL, "webhook.secret_env", f"no webhook secret: set ${hook.secret_env} or the "
+                   "systemd credential cloudconvert-webhook-secret", ExitCode.CONFIG)
+    host, port = hook.host_port()
+    report.add(*_bind_result(host, port, hook.listen))
+    parts = urlsplit(hook.public_url)
+    host_name = parts.hostname or ""
+    if parts.scheme != "https" and not _loopback(host_name):
+        report.add(WARN, "webhook.public_url", f"{hook.public_url} is not https: CloudConvert "
+                   "posts job results over the internet; put TLS in front (a reverse proxy)")
+    elif parts.path in ("", "/"):
+        report.add(WARN, "webhook.public_url", f"{hook.public_url} has no path: the receiver "
+                   "then answers on /, so any stray request reaches it; use e.g. /ccwatch/webhook")
+    else:
+        report.add(OK, "webhook.public_url", f"{hook.public_url} (receiver path {hook.path()})")
+
+
+def _bind_result(host: str, port: int, listen: str) -> tuple[str, str, str, ExitCode]:
+    """Can the receiver bind ``listen``? Binds a socket and lets it go at once."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return FAIL, "webhook.listen", f"{listen}: {exc.strerror or exc}", ExitCode.CONFIG
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        if os.name == "posix":  # as the real receiver does: a socket in TIME_WAIT is no conflict
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            hint = " (is ccwatch already running?)" if exc.errno == errno.EADDRINUSE else ""
+            return (FAIL, "webhook.listen", f"cannot listen on {listen}: "
+                    f"{exc.strerror or exc}{hint}", ExitCode.CONFIG)
+    return OK, "webhook.listen", f"{listen} is free for the receiver", ExitCode.OK

@@ -1,0 +1,170 @@
+"""``ccwatch retry``: put quarantined files back into their input folder to be converted again.
+
+Order matters, so that no file is lost and a running daemon notices: the ledger row is requeued
+*before* the move (a daemon that sees the file arrive must find it queued, not failed), the move
+never overwrites (``fs.move_no_clobber``), and the error file is removed only after the move.
+A move that lands on another name (the input path was taken) is a new file version anyway, so
+its row is put back as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ccwatch import fs
+from ccwatch.clock import Clock, SystemClock
+from ccwatch.config import Config, FolderConfig
+from ccwatch.ledger import Entry, Ledger
+from ccwatch.quarantine import error_file_for
+from ccwatch.status import ledger_path
+
+ERROR_SUFFIX = ".error.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    source: Path  # where it was in the quarantine
+    target: Path  # where it is now, in the input folder
+    requeued: bool  # the ledger's failed row was queued again (False: it is simply a new file)
+
+
+@dataclass(slots=True)
+class Outcome:
+    retried: list[Retried] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # one sentence per path not retried
+
+
+def _split(path: Path) -> tuple[Path, Path]:
+    """(the quarantined file, its error file) from either of the two."""
+    if path.name.endswith(ERROR_SUFFIX):
+        return path.with_name(path.name[: -len(ERROR_SUFFIX)]), path
+    return path, error_file_for(path)
+
+
+def _read_record(error_file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(error_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # absent or damaged: the file's place in the quarantine still says enough
+    return data if isinstance(data, dict) else {}
+
+
+def _safe_relpath(value: Any) -> PurePosixPath | None:
+    if not isinstance(value, str) or not value:
+        return None
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None  # the error file is plain JSON a person may edit: never trust it to escape
+    return rel
+
+
+def _home(config: Config, file: Path, record: dict[str, Any]) -> tuple[FolderConfig, PurePosixPath] | None:
+    """The folder whose quarantine holds ``file`` and the relpath it came from in that input."""
+    holders = [f for f in config.folders if fs.inside(f.quarantine, file)]
+    if not holders:
+        return None
+    named = [f for f in holders if f.name == record.get("folder")]
+    folder = (named or holders)[0]
+    relpath = _safe_relpath(record.get("file"))
+    if relpath is None:
+        relpath = PurePosixPath(file.resolve().relative_to(folder.quarantine.resolve()).as_posix())
+    return folder, relpath
+
+
+def quarantined(config: Config) -> Iterator[Path]:
+    """Every file under the folders' quarantines that has an error file beside it."""
+    seen: set[Path] = set()
+    for folder in config.folders:
+        if not folder.quarantine.is_dir():
+            continue
+        for error_file in sorted(folder.quarantine.rglob("*" + ERROR_SUFFIX)):
+            original, _ = _split(error_file)
+            if error_file.resolve() not in seen and error_file.is_file():
+                seen.add(error_file.resolve())
+                yield original
+
+
+class Retrier:
+    """Moves files back and requeues their ledger rows; one ledger connection for a whole run."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._stack = ExitStack()
+        self._ledger: Ledger | None = None
+        path = ledger_path(config)
+        if path.is_file():  # no ledger (never ran): nothing to requeue, and none to create
+            self._ledger = Ledger(path)
+            self._stack.callback(self._ledger.close)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Retrier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def retry_all(self, paths: Iterable[Path]) -> Outcome:
+        outcome = Outcome()
+        for path in paths:
+            result = self.retry(path)
+            if isinstance(result, Retried):
+                outcome.retried.append(result)
+            else:
+                outcome.problems.append(result)
+        return outcome
+
+    def retry(self, path: Path) -> Retried | str:
+        """Retry one file (given as itself or as its error file); a sentence when it cannot be."""
+        file, error_file = _split(path.absolute())
+        if fs.stat_regular(file) is None:
+            return f"{file}: no such quarantined file"
+        record = _read_record(error_file)
+        home = _home(self.config, file, record)
+        if home is None:
+            quarantines = ", ".join(str(f.quarantine) for f in self.config.folders)
+            return f"{file}: not inside any folder's quarantine ({quarantines})"
+        folder, relpath = home
+        if not folder.input.is_dir():
+            # An absent input is usually an unmounted share: creating it would hide that.
+            return f"{file}: the input folder {folder.input} of '{folder.name}' does not exist"
+        target = folder.input / relpath
+        entry = self._requeue(folder, relpath, file, target)
+        try:
+            final = fs.move_no_clobber(file, target)
+        except OSError as exc:
+            self._restore(entry)
+            return f"{file}: cannot move it back to {target}: {exc.strerror or exc}"
+        if entry is not None and final != target:
+            self._restore(entry)
+            entry = None
+        error_file.unlink(missing_ok=True)
+        return Retried(source=file, target=final, requeued=entry is not None)
+
+    def _requeue(self, folder: FolderConfig, relpath: PurePosixPath, file: Path,
+                 target: Path) -> Entry | None:
+        """Queue the failed row of this exact version again; returns the row as it was."""
+        if self._ledger is None or os.path.lexists(target):
+            return None  # the move will pick another name: a new version, converted as new
+        failed = self._ledger.failed_for_path(folder.name, relpath.as_posix())
+        st = fs.stat_regular(file)
+        if failed is None or st is None or (failed.size, failed.mtime_ns) != (st.size, st.mtime_ns):
+            return None  # edited in the quarantine (or unknown): a new version, converted as new
+        self._ledger.requeue(failed.id, now=self.clock.wall())
+        return failed
+
+    def _restore(self, entry: Entry | None) -> None:
+        if entry is None or self._ledger is None:
+            return
+        self._ledger.update(entry.id, now=self.clock.wall(), state=entry.state,
+                            attempt=entry.attempt, job_tag=entry.job_tag, job_id=entry.job_id,
+                            upload_task_id=entry.upload_task_id, outputs=entry.outputs,
+                            error=entry.error, transient_since=entry.transient_since)

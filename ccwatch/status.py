@@ -1,0 +1,191 @@
+"""``ccwatch status``: what the ledger says, read-only, while the daemon may be writing it.
+
+The JSON form (:func:`as_json`) is a stable interface for scripts; docs/operations.md documents it.
+Bump ``SCHEMA`` when a field changes meaning or goes away (adding fields does not bump it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ccwatch.clock import Clock, SystemClock, iso
+from ccwatch.config import Config
+from ccwatch.errors import ConfigError
+from ccwatch.ledger import ACTIVE, Entry, Ledger, State
+
+SCHEMA = 1
+LEDGER_NAME = "ledger.sqlite3"
+DAY_S = 86400.0
+RECENT_FAILURES = 10
+_IN_FLIGHT = tuple(str(s) for s in ACTIVE if s is not State.SETTLED)
+
+
+def ledger_path(config: Config) -> Path:
+    """Where the daemon keeps its ledger for this config."""
+    return config.daemon.resolved_state_dir() / LEDGER_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    file: str
+    state: str
+    job_id: str | None
+    since: float  # when the file was first seen
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    name: str
+    queued: int
+    in_flight: int
+    done_24h: int
+    failed: int
+    oldest_in_flight: InFlight | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    folder: str
+    file: str
+    failed_at: float
+    code: str | None
+    message: str
+    job_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    reason: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    ledger: Path
+    ledger_exists: bool
+    paused: Pause | None
+    folders: tuple[FolderStatus, ...]
+    recent_failures: tuple[Failure, ...]
+    now: float
+
+
+def collect(config: Config, *, clock: Clock | None = None) -> Status:
+    """Read the ledger of ``config``; a ledger that does not exist yet means zero of everything."""
+    now = (clock or SystemClock()).wall()
+    path = ledger_path(config)
+    if not path.is_file():
+        empty = tuple(FolderStatus(f.name, 0, 0, 0, 0, None) for f in config.folders)
+        return Status(path, False, None, empty, (), now)
+    try:
+        ledger = Ledger(path, readonly=True)
+    except sqlite3.Error as exc:
+        raise ConfigError("daemon.state_dir", f"cannot open the ledger {path}: {exc}") from exc
+    try:
+        return _read(ledger, config, path, now)
+    except sqlite3.Error as exc:
+        raise ConfigError("daemon.state_dir", f"cannot read the ledger {path}: {exc}") from exc
+    finally:
+        ledger.close()
+
+
+def _read(ledger: Ledger, config: Config, path: Path, now: float) -> Status:
+    folders = []
+    for folder in config.folders:
+        counts = ledger.count_by_state(folder.name)
+        recent = ledger.count_by_state(folder.name, since=now - DAY_S)
+        oldest = ledger.oldest_in_flight(folder.name)
+        folders.append(FolderStatus(
+            name=folder.name,
+            queued=counts.get(str(State.SETTLED), 0),
+            in_flight=sum(counts.get(s, 0) for s in _IN_FLIGHT),
+            done_24h=recent.get(str(State.DONE), 0),
+            failed=counts.get(str(State.FAILED), 0),
+            oldest_in_flight=_in_flight(oldest) if oldest else None,
+        ))
+    failures = tuple(_failure(e) for e in ledger.recent(State.FAILED, limit=RECENT_FAILURES))
+    return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now)
+
+
+def _in_flight(entry: Entry) -> InFlight:
+    return InFlight(entry.relpath, str(entry.state), entry.job_id, entry.first_seen)
+
+
+def _failure(entry: Entry) -> Failure:
+    error = entry.error or {}
+    code = error.get("code")
+    return Failure(folder=entry.folder, file=entry.relpath, failed_at=entry.updated_at,
+                   code=code if isinstance(code, str) else None,
+                   message=str(error.get("message") or "(no message recorded)"),
+                   job_id=entry.job_id)
+
+
+def _pause(meta: Any) -> Pause | None:
+    # The daemon writes {"reason", "since"} when it pauses and clears it (None) when it resumes.
+    if not isinstance(meta, dict) or not meta.get("reason"):
+        return None
+    since = meta.get("since")
+    return Pause(str(meta["reason"]), float(since) if isinstance(since, int | float) else 0.0)
+
+
+def as_json(status: Status) -> dict[str, Any]:
+    """The stable ``status --json`` shape (times as ISO 8601 UTC)."""
+    return {
+        "schema": SCHEMA,
+        "ledger": str(status.ledger),
+        "ledger_exists": status.ledger_exists,
+        "paused": None if status.paused is None else {
+            "reason": status.paused.reason, "since": iso(status.paused.since)},
+        "folders": [{
+            "name": f.name, "queued": f.queued, "in_flight": f.in_flight,
+            "done_24h": f.done_24h, "failed": f.failed,
+            "oldest_in_flight": None if f.oldest_in_flight is None else {
+                "file": f.oldest_in_flight.file, "state": f.oldest_in_flight.state,
+                "job_id": f.oldest_in_flight.job_id, "since": iso(f.oldest_in_flight.since),
+                "age_s": round(max(0.0, status.now - f.oldest_in_flight.since), 1)},
+        } for f in status.folders],
+        "recent_failures": [{
+            "folder": x.folder, "file": x.file, "failed_at": iso(x.failed_at), "code": x.code,
+            "message": x.message, "job_id": x.job_id,
+        } for x in status.recent_failures],
+    }
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def render(status: Status, console: Console) -> None:
+    """The people's view: a table per folder, then pauses and recent failures."""
+    if not status.ledger_exists:
+        console.print(f"No ledger yet at {status.ledger} (ccwatch has not run with this config).",
+                      markup=False)
+    if status.paused is not None:
+        console.print(f"[bold red]Submissions PAUSED[/] since {iso(status.paused.since)}: "
+                      f"{escape(status.paused.reason)}", highlight=False)
+    table = Table("folder", "queued", "in flight", "done (24 h)", "failed", "oldest in flight")
+    for f in status.folders:
+        oldest = "-"
+        if f.oldest_in_flight is not None:
+            o = f.oldest_in_flight
+            oldest = f"{o.file} ({o.state}, {_age(status.now - o.since)}, job {o.job_id or '-'})"
+        table.add_row(escape(f.name), str(f.queued), str(f.in_flight), str(f.done_24h), str(f.failed),
+                      escape(oldest))
+    console.print(table)
+    if status.recent_failures:
+        console.print("Last failures (ccwatch retry PATH puts a file back):")
+        for x in status.recent_failures:
+            code = f" [{x.code}]" if x.code else ""
+            console.print(f"  {iso(x.failed_at)}  {x.folder}/{x.file}{code}: {x.message}",
+                          highlight=False, markup=False)
