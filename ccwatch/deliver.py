@@ -19,39 +19,46 @@ from ccwatch.errors import FileError, OutputGone, TransientError
 from ccwatch.ledger import Entry, PlannedOutput, State
 
 
-def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...]) -> tuple[PlannedOutput, ...]:
-    """Give every output its final path (or mark it skipped) under the folder's output tree."""
+def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
+         reserved: set[Path]) -> tuple[PlannedOutput, ...]:
+    """Give every output its final path (or mark it skipped) under the folder's output tree.
+
+    ``reserved`` holds the paths other in-flight files already chose: two versions of one file
+    finishing together must not both pick ``name.jpg``. Chosen paths are added to it; the caller
+    serialises calls and releases the paths once the file is finished.
+    """
     folder = ctx.folder(entry.folder)
     rule = ctx.rule(entry)
     relpath = PurePosixPath(entry.relpath)
     dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
-    taken: set[Path] = set()
     planned: list[PlannedOutput] = []
     for n, out in enumerate(outputs, start=1):
         server_name = fs.sanitize_filename(out.filename)
         name = templates.format_output_name(rule.output_name, input_relpath=relpath,
                                             output_filename=server_name, n=n, date=date)
-        name = fs.sanitize_filename(name)
-        final = dest_dir / name
+        final = dest_dir / fs.sanitize_filename(name)
         if not fs.inside(folder.output, final):
             raise FileError(f"output name {name!r} leaves the output folder", code="UNSAFE_FILENAME")
-        if rule.on_conflict == "skip" and (final.exists() or final in taken):
-            logger.bind(file=entry.relpath).info("{} exists; skipped (on_conflict = skip)", final)
+        if rule.on_conflict == "skip" and (final.exists() or final in reserved):
+            logger.bind(folder=entry.folder, file=entry.relpath).info(
+                "{} exists; skipped (on_conflict = skip)", final)
             planned.append(replace(out, final_path=None, delivered=True))
             continue
         if rule.on_conflict == "rename":
-            final = _free_path(final, taken)
-        taken.add(final)
+            final = _free_path(final, reserved)
+        reserved.add(final)
         planned.append(replace(out, final_path=str(final)))
     return tuple(planned)
 
 
-def _free_path(path: Path, taken: set[Path]) -> Path:
-    candidate = fs.unique_path(path) if path.exists() or path in taken else path
-    while candidate in taken:  # two outputs of one job wanting the same name
-        stem, suffix = candidate.stem, candidate.suffix
-        candidate = fs.unique_path(candidate.with_name(f"{stem} (0){suffix}"))
+def _free_path(path: Path, reserved: set[Path]) -> Path:
+    """``name.pdf``, else ``name (1).pdf``, ``name (2).pdf``…: the first neither on disk nor reserved."""
+    n = 0
+    candidate = path
+    while candidate in reserved or candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
     return candidate
 
 

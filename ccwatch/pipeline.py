@@ -72,6 +72,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
+        self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
         self._inbox: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
         self._settlers = {f.name: Settler(f.settle_s) for f in ctx.config.folders}
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
@@ -160,6 +161,7 @@ class Pipeline:
 
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
+        self._reserved.update(Path(o.final_path) for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
             self._by_job[slot.entry.job_id] = slot.entry.id
 
@@ -264,9 +266,10 @@ class Pipeline:
                 slot.due = now + track.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)
             return
-        planned = deliver.plan(self.ctx, slot.entry, outputs)
-        entry = self.ctx.ledger.update(slot.entry.id, now=self._clock.wall(),
-                                       state=State.DELIVERING, outputs=planned)
+        with self._lock:  # one planner at a time, so reservations cannot race
+            planned = deliver.plan(self.ctx, slot.entry, outputs, reserved=self._reserved)
+            entry = self.ctx.ledger.update(slot.entry.id, now=self._clock.wall(),
+                                           state=State.DELIVERING, outputs=planned)
         self._progress(slot, entry)
         slot.due = now
 
@@ -287,6 +290,8 @@ class Pipeline:
 
     def _retire(self, slot: Slot) -> None:
         self._slots.pop(slot.entry.id, None)
+        self._reserved.difference_update(
+            Path(o.final_path) for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
             self._by_job.pop(slot.entry.job_id, None)
         if self.on_change:
