@@ -104,7 +104,11 @@ class DaemonConfig:
     log_format: str = "text"  # text | json
 
     def resolved_state_dir(self) -> Path:
-        return self.state_dir or platformdirs.user_state_path("ccwatch")
+        """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""
+        if self.state_dir:
+            return self.state_dir
+        systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(systemd_dir) if systemd_dir else platformdirs.user_state_path("ccwatch")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import functools
 import os
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -57,7 +58,7 @@ def watchdog_interval_s() -> float | None:
 
 
 @contextmanager
-def _api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
+def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
     """(base URL, sync base URL, API key); starts the in-process engine for ``embedded``."""
     cc = config.cloudconvert
     if cc.endpoint != "embedded":
@@ -70,7 +71,9 @@ def _api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
         return
     from ccwatch.emulator import Emulator, serve
 
-    engine = Emulator(api_key=EMBEDDED_KEY, webhook_secret="")
+    # With [webhook] the engine signs deliveries with the configured secret, as CloudConvert would.
+    hook_secret = config.webhook.secret if config.webhook else None
+    engine = Emulator(api_key=EMBEDDED_KEY, webhook_secret=hook_secret.reveal() if hook_secret else "")
     with serve(engine, host="127.0.0.1", port=0) as base_url:
         logger.info("embedded engine serving on {} (no account, no network)", base_url)
         yield base_url, base_url + "/sync", EMBEDDED_KEY
@@ -88,10 +91,13 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
     clock = clock or SystemClock()
     webhook_url = config.webhook.public_url if config.webhook else None
     with ExitStack() as stack:
-        base, sync_base, key = stack.enter_context(_api_base(config))
+        base, sync_base, key = stack.enter_context(api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
         state_dir = config.daemon.resolved_state_dir()
-        ledger = Ledger(state_dir / "ledger.sqlite3")
+        try:
+            ledger = Ledger(state_dir / "ledger.sqlite3")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError("daemon.state_dir", f"cannot open the ledger in {state_dir}: {exc}") from exc
         stack.callback(ledger.close)
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock)

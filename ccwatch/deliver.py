@@ -114,7 +114,7 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
         raise
     if not committed:
         temp.unlink(missing_ok=True)
-        logger.bind(file=entry.relpath).info("{} appeared meanwhile; skipped", final)
+        logger.bind(folder=entry.folder, file=entry.relpath).info("{} appeared meanwhile; skipped", final)
         return
     logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
         "delivered {}", final)

@@ -384,7 +384,7 @@ class Pipeline:
         try:
             entry = quarantine(self.ctx, slot.entry, exc)
         except OSError as err:
-            logger.bind(file=slot.entry.relpath).error(
+            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
                 "cannot quarantine ({}); will try again: {}", exc.message, err)
             slot.due = self._clock.monotonic() + RETRY_MAX_S
             return

@@ -71,7 +71,7 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
     if look_up_first:
         found = ctx.api.find_jobs_by_tag(entry.job_tag, path=entry.relpath)
         if found:
-            logger.bind(file=entry.relpath, job=found[0]["id"]).info(
+            logger.bind(folder=entry.folder, file=entry.relpath, job=found[0]["id"]).info(
                 "found the job created before the interruption; not creating another")
             if "tasks" not in found[0]:
                 return ctx.api.get_job(found[0]["id"], path=entry.relpath)
@@ -98,7 +98,7 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
     if task is None:  # resumed: the task may already have the file
         task = ctx.api.get_task(entry.upload_task_id, job_id=entry.job_id, path=entry.relpath)
     if task.get("status") != "waiting":
-        logger.bind(file=entry.relpath, job=entry.job_id).info(
+        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
             "upload task is already {}; not uploading again", task.get("status"))
         return
     form = (task.get("result") or {}).get("form")

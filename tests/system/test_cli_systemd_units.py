@@ -56,13 +56,10 @@ def test_unit_contract(unit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     stop_s = int(d["TimeoutStopSec"][0])
     assert stop_s > DaemonConfig().shutdown_grace_s, "systemd would SIGKILL a draining daemon"
     assert any(c.startswith("cloudconvert-api-key:") for c in d["LoadCredential"])
-    # With state_dir = "", the ledger must land inside the StateDirectory systemd creates for us.
-    expand = {"%S": "/var/lib", "%i": "office"}
-    [env] = d["Environment"]
-    name, _, value = env.partition("=")
-    for spec, real in expand.items():
-        value = value.replace(spec, real)
-    monkeypatch.setenv(name, value)
+    # With state_dir = "", the ledger must land in the StateDirectory systemd creates for us:
+    # systemd passes it as $STATE_DIRECTORY (/var/lib/<StateDirectory=>).
     [state] = d["StateDirectory"]
     state_dir = Path("/var/lib", state.replace("%i", "office"))
-    assert DaemonConfig().resolved_state_dir().is_relative_to(state_dir)
+    monkeypatch.setenv("STATE_DIRECTORY", str(state_dir))
+    assert "Environment" not in d or not any("XDG_STATE_HOME" in e for e in d["Environment"])
+    assert DaemonConfig().resolved_state_dir() == state_dir
