@@ -1,0 +1,50 @@
+"""The shipped example config runs as-is on the embedded engine: no key, no network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from ccwatch.testing import make_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_once_on_the_example_config_converts_the_samples(tmp_path: Path) -> None:
+    """Copy config.example.toml, drop images in ./inbox, ``run --once``: outputs, exit 0."""
+    config = tmp_path / "config.example.toml"
+    shutil.copy(REPO / "config.example.toml", config)
+    make_image(tmp_path / "inbox" / "photo.png")
+    make_image(tmp_path / "inbox" / "scans" / "page.bmp")
+    make_image(tmp_path / "inbox" / "picture.jpg")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCONVERT")}
+
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "3 converted, 0 failed" in done.stderr
+    for rel, fmt in (("photo.jpg", "JPEG"), ("scans/page.jpg", "JPEG"), ("picture.pdf", None)):
+        path = tmp_path / "outbox" / rel
+        assert path.exists(), rel
+        if fmt:
+            with Image.open(path) as img:
+                assert img.format == fmt
+    assert (tmp_path / "outbox" / "picture.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "quarantine").is_dir()
+
+
+def test_run_with_a_bad_config_exits_2_and_names_the_key(tmp_path: Path) -> None:
+    """A typo in a key: exit 2, and the message says which key."""
+    text = (REPO / "config.example.toml").read_text().replace("max_in_flight = 16", "max_in_flite = 16")
+    config = tmp_path / "ccwatch.toml"
+    config.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "daemon.max_in_flite" in done.stderr
