@@ -12,8 +12,8 @@ one scheduled job; ``run --once`` and tests call it in a loop.
 
 from __future__ import annotations
 
-import queue
 import random
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +34,9 @@ from ccwatch.errors import (
     RateLimited,
     TransientError,
 )
+from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.quarantine import quarantine
-from ccwatch.settle import Settler
 
 # Retry backoff for transient errors: 1 s doubling to 5 min, with jitter.
 RETRY_FIRST_S = 1.0
@@ -73,8 +73,7 @@ class Pipeline:
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
         self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
-        self._inbox: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
-        self._settlers = {f.name: Settler(f.settle_s) for f in ctx.config.folders}
+        self.intake = Intake(ctx)
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
@@ -93,49 +92,13 @@ class Pipeline:
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
-        self._inbox.put((folder, path))
+        self.intake.note(folder, path)
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
-        known = self.ctx.ledger.known_identities(folder.name)
-        new = 0
-        for relpath, path in watch.scan(folder.input, recursive=folder.recursive,
-                                        ignore=folder.ignore):
-            st = fs.stat_regular(path)
-            if st is None or (str(relpath), st.size, st.mtime_ns) in known:
-                continue
-            if watch.match_rule(relpath, folder.rules) is None:
-                continue
-            self.note(folder.name, path)
-            new += 1
-        return new
+        return self.intake.scan(folder)
 
-    def _relpath(self, folder: FolderConfig, path: Path) -> PurePosixPath | None:
-        try:
-            return PurePosixPath(path.relative_to(folder.input).as_posix())
-        except ValueError:
-            return None
-
-    def _drain_inbox(self, now: float) -> None:
-        while True:
-            try:
-                name, path = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            folder = self.ctx.folder(name)
-            relpath = self._relpath(folder, path)
-            if relpath is None or watch.is_junk(relpath, folder.ignore):
-                continue
-            if not folder.recursive and len(relpath.parts) > 1:
-                continue
-            if watch.match_rule(relpath, folder.rules) is None:
-                continue
-            self._settlers[name].note(path, now)
-
-    def _admit(self, folder: FolderConfig, path: Path, st: fs.FileStat) -> None:
-        relpath = self._relpath(folder, path)
-        if relpath is None:
-            return
+    def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat) -> None:
         rule = watch.match_rule(relpath, folder.rules)
         if rule is None:
             return
@@ -171,13 +134,11 @@ class Pipeline:
         """One turn: settle, admit, dispatch whatever is due. Called from one thread at a time."""
         now = self._clock.monotonic()
         if not self._stopping:
-            self._drain_inbox(now)
-            for folder in self.ctx.config.folders:
-                for path, st in self._settlers[folder.name].poll(now, fs.stat_regular):
-                    try:
-                        self._admit(folder, path, st)
-                    except OSError as exc:
-                        logger.bind(folder=folder.name).error("cannot admit {}: {}", path, exc)
+            for folder, relpath, st in self.intake.settled(now):
+                try:
+                    self._admit(folder, relpath, st)
+                except (OSError, sqlite3.Error) as exc:
+                    logger.bind(folder=folder.name, file=str(relpath)).error("cannot admit: {}", exc)
         self._dispatch(now)
 
     def _dispatch(self, now: float) -> None:
@@ -422,12 +383,10 @@ class Pipeline:
 
     def idle(self) -> bool:
         """Nothing in flight, nothing settling (empty files that wait forever do not count)."""
-        if not self._inbox.empty():
-            return False
         with self._lock:
             if self._slots:
                 return False
-        return all(s.pending() == s.waiting_empty() for s in self._settlers.values())
+        return self.intake.idle()
 
     def active_count(self) -> int:
         with self._lock:
