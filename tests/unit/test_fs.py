@@ -219,15 +219,24 @@ def test_writable_problem(tmp_path: Path) -> None:
     assert not_folder is not None and "not a folder" in not_folder
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; see test_watch_bindfs")
 def test_writable_problem_names_owner_and_user(tmp_path: Path) -> None:
-    """The sentence says who owns the folder and who ccwatch runs as (paperless-ngx#6112)."""
+    """The sentence says who owns the folder and who ccwatch runs as (paperless-ngx#6112).
+
+    Root may write anywhere, so as root the check runs without the DAC override capabilities."""
+    import subprocess
+    import sys
+
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
+    wrap = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    code = ("import sys, pathlib\nfrom ccwatch.fs import writable_problem\n"
+            "print(writable_problem(pathlib.Path(sys.argv[1])))")
     try:
-        problem = writable_problem(locked)
+        done = subprocess.run([*wrap, sys.executable, "-c", code, str(locked)], capture_output=True,
+                              text=True, timeout=60, check=False)
     finally:
         locked.chmod(0o755)
-    assert problem is not None
+    assert done.returncode == 0, done.stderr
+    problem = done.stdout.strip()
     assert f"{locked} is not writable by " in problem
     assert "belongs to" in problem and "dr-xr-xr-x" in problem

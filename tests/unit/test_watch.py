@@ -163,18 +163,34 @@ def test_scan_skips_junk_symlinks_and_ignored(tmp_path: Path) -> None:
     assert sorted(top) == ["a.pdf", "e.BAK"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable folders")
 def test_scan_goes_on_past_an_unreadable_folder(tmp_path: Path) -> None:
+    """A folder the service user cannot read is passed over; the rest is still listed.
+
+    Root reads everything, so as root the scan runs without the DAC override capabilities."""
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "x.pdf").write_bytes(b"x")
     (tmp_path / "a.pdf").write_bytes(b"x")
     (tmp_path / "locked").chmod(0)
+    code = ("import sys, pathlib\nfrom ccwatch.watch import scan\n"
+            "print([r.as_posix() for r, _ in scan(pathlib.Path(sys.argv[1]), recursive=True, ignore=[])])")
     try:
-        found = [rel.as_posix() for rel, _ in scan(tmp_path, recursive=True, ignore=[])]
+        found = run_unprivileged(code, str(tmp_path))
     finally:
         (tmp_path / "locked").chmod(0o755)
-    assert found == ["a.pdf"]
+    assert found == "['a.pdf']"
 
 
 def test_scan_of_a_missing_folder_yields_nothing(tmp_path: Path) -> None:
     assert list(scan(tmp_path / "gone", recursive=True, ignore=[])) == []
+
+
+def run_unprivileged(code: str, *args: str) -> str:
+    """Run ``code`` in a child Python that obeys file modes even as root (no DAC capabilities)."""
+    import subprocess
+    import sys
+
+    wrap = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    done = subprocess.run([*wrap, sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
