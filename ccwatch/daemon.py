@@ -238,5 +238,5 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
             return ExitCode.ACCOUNT
         if pipeline.idle():
             break
-        clock.sleep(0.02)
+        clock.sleep(STEP_S / 2)
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK

@@ -278,9 +278,12 @@ class Ledger:
         assignments = ", ".join(f"{n} = ?" for n in names)
         values = [_encode(n, fields[n]) for n in names]
         with self._tx() as db:
-            db.execute(f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ?",
-                       (*values, now, entry_id))
-        return self.get(entry_id)
+            rows = list(db.execute(
+                f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ? RETURNING {_COLUMNS}",
+                (*values, now, entry_id)))
+        if not rows:
+            raise KeyError(entry_id)
+        return _row_to_entry(rows[0])
 
     def requeue(self, entry_id: int, *, now: float) -> Entry:
         """Queue a failed version again (``ccwatch retry``): a new attempt, so a new job tag."""

@@ -143,7 +143,8 @@ class Pipeline:
 
     def _dispatch(self, now: float) -> None:
         with self._lock:
-            slots = sorted(self._slots.values(), key=lambda s: s.entry.id)
+            # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
+            slots = list(self._slots.values())
             in_flight = sum(1 for s in slots if s.entry.state is not State.SETTLED)
             for slot in slots:
                 # A webhook that arrived while this job was being polled must not wait a whole
