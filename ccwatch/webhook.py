@@ -13,14 +13,14 @@ import hmac
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from loguru import logger
-from waitress import wasyncore
-from waitress.server import create_server
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
+
+from ccwatch.wsgiserve import serve_in_thread
 
 MAX_BODY = 1 << 20
 # waitress buffers a whole body before the app sees it: stop absurd ones there, but let a merely
@@ -123,52 +123,11 @@ def _job_of(body: bytes) -> dict[str, Any] | None:
     return job
 
 
-class _Loop:
-    """waitress's loop one poll at a time, so closing ends it at once.
-
-    ``server.close()`` alone leaves the loop serving keep-alive channels (CloudConvert's and the
-    emulator's client keep theirs open) until they time out, and the worker threads running.
-    The lock orders "stop and wake the loop" before "close the sockets": waking a closed trigger
-    would write to a file descriptor number something else may own by then.
-    """
-
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="ccwatch-webhook", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping:
-                wasyncore.loop(timeout=1.0, map=self.server._map, use_poll=True, count=1)
-        finally:
-            with self.lock:
-                self.stopping = True
-                for channel in list(self.server._map.values()):
-                    with suppress(OSError):
-                        channel.close()
-            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-
-    def stop(self) -> None:
-        with self.lock:
-            if not self.stopping:
-                self.stopping = True
-                self.server.pull_trigger()
-        self.thread.join(timeout=10)
-
-
 @contextmanager
 def serve(receiver: Receiver, host: str, port: int) -> Iterator[str]:
     """Serve on a daemon thread; yields ``http://host:port``. Raises OSError if it cannot bind."""
-    server: Any = create_server(receiver, host=host, port=port, threads=4, channel_timeout=10,
-                                max_request_body_size=SERVER_BODY_LIMIT, asyncore_use_poll=True,
-                                clear_untrusted_proxy_headers=True, ident="ccwatch")
-    bound_port = server.socket.getsockname()[1]
-    loop = _Loop(server)
-    loop.thread.start()
-    logger.info("webhook receiver listening on {}:{}{}", host, bound_port, receiver.path)
-    try:
+    with serve_in_thread(receiver, host=host, port=port, name="ccwatch-webhook", threads=4,
+                         channel_timeout=10, max_request_body_size=SERVER_BODY_LIMIT,
+                         clear_untrusted_proxy_headers=True, ident="ccwatch") as bound_port:
+        logger.info("webhook receiver listening on {}:{}{}", host, bound_port, receiver.path)
         yield f"http://{host}:{bound_port}"
-    finally:
-        loop.stop()

@@ -1,0 +1,58 @@
+"""Serving a WSGI app with waitress on a background thread, stoppable at once.
+
+Used by the webhook receiver and by the emulator. ``server.close()`` alone would leave waitress's
+loop serving keep-alive channels until they time out, and its worker threads running; this loop
+polls one round at a time so a stop ends it promptly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+
+class _Loop:
+    """The lock orders "stop and wake the loop" before "close every socket": waking a closed
+    trigger would write into a file descriptor number some other file may own by then."""
+
+    def __init__(self, server: Any, name: str) -> None:
+        self.server = server
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping:
+                wasyncore.loop(timeout=1.0, map=self.server._map, use_poll=True, count=1)
+        finally:
+            with self.lock:
+                self.stopping = True
+                for channel in list(self.server._map.values()):
+                    with suppress(OSError):
+                        channel.close()
+            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+
+    def stop(self) -> None:
+        with self.lock:
+            if not self.stopping:
+                self.stopping = True
+                self.server.pull_trigger()
+        self.thread.join(timeout=10)
+
+
+@contextmanager
+def serve_in_thread(app: Any, *, host: str, port: int, name: str, **options: Any) -> Iterator[int]:
+    """Bind (OSError if it cannot), serve on a daemon thread, yield the bound port; stop on exit."""
+    server: Any = create_server(app, host=host, port=port, asyncore_use_poll=True, **options)
+    loop = _Loop(server, name)
+    loop.thread.start()
+    try:
+        yield int(server.effective_port)
+    finally:
+        loop.stop()
