@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     for name in names:
         module = importlib.import_module(f"bench.{name}")
+        began = time.monotonic()
         try:
             result = module.run(quick=args.quick)
         except Exception as exc:
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
             failed.append(name)
             continue
         print_result(result)
+        print(f"  ({name} took {time.monotonic() - began:.0f} s)", flush=True)
         if not args.quick or args.write:
             update_doc(result, command, args.quick)
     print(f"\n{len(names) - len(failed)} of {len(names)} benchmark(s) measured in "

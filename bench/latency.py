@@ -81,7 +81,7 @@ def _measure(mode: str, files: int, rng: random.Random) -> ModeResult:
 
 
 def run(quick: bool) -> Result:
-    files = 5 if quick else 20
+    files = 4 if quick else 20
     rng = random.Random(7)
     results = [_measure("events", files, rng), _measure("poll", files, rng)]
     rows = [(r.mode, f"{SETTLE_S}", f"{POLL_S}" if r.mode == "poll" else "", str(len(r.latencies)),

@@ -51,7 +51,7 @@ def run(quick: bool) -> Result:
     rows = [
         ("run --once, empty folder (start-up + exit)", "0", f"{base_wall:.2f}", f"{base_cpu:.2f}", ""),
         (f"run --once, {n} files", str(n), f"{wall:.2f}", f"{cpu:.2f}", f"{per_file_ms:.2f}"),
-        ("  the same minus start-up", str(n), "", f"{cpu - base_cpu:.2f}", f"{marginal_ms:.2f}"),
+        (f"run --once, {n} files, minus start-up", str(n), "", f"{cpu - base_cpu:.2f}", f"{marginal_ms:.2f}"),
         ("running daemon, drop to last output", str(n), "", f"{daemon_cpu:.2f}", f"{daemon_ms:.2f}"),
     ]
     summary = (f"{per_file_ms:.2f} ms CPU/file for run --once over {n} files "

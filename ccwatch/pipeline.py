@@ -70,6 +70,8 @@ class Pipeline:
         self._rng = rng or random.Random()
         daemon = ctx.config.daemon
         self._lock = threading.RLock()
+        self._dispatching = threading.Lock()
+        self._kicked = False
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
         self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
@@ -139,7 +141,21 @@ class Pipeline:
                     self._admit(folder, relpath, st)
                 except (OSError, sqlite3.Error) as exc:
                     logger.bind(folder=folder.name, file=str(relpath)).error("cannot admit: {}", exc)
-        self._dispatch(now)
+        self.kick()
+
+    def kick(self) -> None:
+        """Dispatch now (any thread). Called when a stage finishes, so the next one starts at once
+        instead of at the next scheduled step; concurrent kicks fold into one running dispatch."""
+        self._kicked = True
+        while self._kicked:
+            if not self._dispatching.acquire(blocking=False):
+                return  # the thread dispatching now sees the flag and goes round once more
+            try:
+                while self._kicked:
+                    self._kicked = False
+                    self._dispatch(self._clock.monotonic())
+            finally:
+                self._dispatching.release()
 
     def _dispatch(self, now: float) -> None:
         with self._lock:
@@ -283,6 +299,7 @@ class Pipeline:
             self._transient(slot, TransientError(f"unexpected error: {exc!r}", code="INTERNAL"))
         finally:
             slot.busy = False
+            self.kick()
 
     def _reload(self, slot: Slot) -> None:
         """After a failed step the ledger may be ahead of the slot (e.g. ``submitting`` written)."""
