@@ -23,7 +23,7 @@ from typing import Any
 
 from loguru import logger
 
-from ccwatch import deliver, fs, submit, track, watch
+from ccwatch import backoff, deliver, fs, submit, track, watch
 from ccwatch.config import FolderConfig
 from ccwatch.context import Context
 from ccwatch.errors import (
@@ -37,10 +37,6 @@ from ccwatch.errors import (
 from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.quarantine import quarantine
-
-# Retry backoff for transient errors: 1 s doubling to 5 min, with jitter.
-RETRY_FIRST_S = 1.0
-RETRY_MAX_S = 300.0
 
 
 @dataclass
@@ -241,7 +237,7 @@ class Pipeline:
                 # With webhooks this poll is only the safety net for a lost delivery.
                 slot.due = now + self.ctx.config.webhook.safety_poll_s
             else:
-                slot.due = now + track.poll_delay(slot.polls - 1, daemon.poll_interval_s,
+                slot.due = now + backoff.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)
             return
         with self._lock:  # one planner at a time, so reservations cannot race
@@ -343,12 +339,7 @@ class Pipeline:
             self._fail(slot, exc)
             return
         now = self._clock.monotonic()
-        if exc.retry_after_s is not None:
-            # The server said when: wait that long (a little more, so a crowd does not return at once).
-            delay = exc.retry_after_s * self._rng.uniform(1.0, 1.1)
-        else:
-            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(slot.retries, 16))
-            delay *= self._rng.uniform(0.8, 1.2)
+        delay = backoff.retry_delay(slot.retries, exc.retry_after_s, rng=self._rng)
         if isinstance(exc, RateLimited):
             # The whole account is throttled, not this file: hold every submission, do not let
             # the file's own backoff grow.
@@ -365,7 +356,7 @@ class Pipeline:
         except OSError as err:
             logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
                 "cannot quarantine ({}); will try again: {}", exc.message, err)
-            slot.due = self._clock.monotonic() + RETRY_MAX_S
+            slot.due = self._clock.monotonic() + backoff.RETRY_MAX_S
             return
         with self._lock:
             slot.entry = entry

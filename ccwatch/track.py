@@ -6,7 +6,6 @@ backoff arithmetic, both free of I/O except the one GET.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from ccwatch.context import Context
@@ -14,12 +13,6 @@ from ccwatch.errors import FileError
 from ccwatch.ledger import Entry, PlannedOutput
 
 RUNNING = ("waiting", "processing", "queued")
-
-
-def poll_delay(polls_done: int, first_s: float, max_s: float, *, rng: random.Random) -> float:
-    """Seconds until the next status poll: first_s, doubling to max_s, with ±10 % jitter."""
-    base: float = min(max_s, first_s * 2.0 ** min(polls_done, 16))
-    return base * rng.uniform(0.9, 1.1)
 
 
 def root_failure(job: dict[str, Any]) -> FileError:

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from ccwatch.api import error_for
+from ccwatch.backoff import poll_delay, retry_delay
 from ccwatch.errors import AccountError, FileError, RateLimited, TransientError
-from ccwatch.track import outputs_of, poll_delay, root_failure
+from ccwatch.track import outputs_of, root_failure
 
 
 def _resp(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -71,3 +72,12 @@ def test_poll_delay_backs_off_to_the_cap() -> None:
     assert 1.8 <= delays[0] <= 2.2
     assert 3.6 <= delays[1] <= 4.4
     assert all(27.0 <= d <= 33.0 for d in delays[4:])
+
+
+def test_retry_delay_doubles_to_five_minutes_unless_the_server_says() -> None:
+    """1 s doubling, capped at 300 s, ±20 %; a Retry-After is honoured as given (+ <= 10 %)."""
+    rng = random.Random(2)
+    assert 0.8 <= retry_delay(0, None, rng=rng) <= 1.2
+    assert 6.4 <= retry_delay(3, None, rng=rng) <= 9.6
+    assert 240 <= retry_delay(30, None, rng=rng) <= 360
+    assert 7.0 <= retry_delay(30, 7.0, rng=rng) <= 7.7
