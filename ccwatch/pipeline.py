@@ -29,7 +29,6 @@ from ccwatch.context import Context
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
-    FileError,
     FileVanished,
     RateLimited,
     TransientError,
@@ -80,7 +79,6 @@ class Pipeline:
         self._stopping = False
         self.delivered = 0
         self.failed = 0
-        self.on_change: Callable[[], None] | None = None
         for entry in ctx.ledger.active():
             self._track_slot(Slot(entry))
         if self._slots:
@@ -112,13 +110,8 @@ class Pipeline:
                     self._track_slot(Slot(known))
             return
         logger.bind(folder=folder.name, file=str(relpath)).info("settled ({} bytes)", st.size)
-        slot = Slot(entry)
         with self._lock:
-            self._track_slot(slot)
-        if st.size > folder.max_file_size:
-            self._fail(slot, FileError(
-                f"file is {st.size} bytes, larger than max_file_size ({folder.max_file_size})",
-                code="FILE_TOO_LARGE", path=str(relpath)))
+            self._track_slot(Slot(entry))
 
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
@@ -268,8 +261,6 @@ class Pipeline:
             Path(o.final_path) for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
             self._by_job.pop(slot.entry.job_id, None)
-        if self.on_change:
-            self.on_change()
 
     def _guarded(self, slot: Slot, work: Callable[[Slot], None]) -> None:
         """The per-file error boundary: one bad file never stops the daemon."""

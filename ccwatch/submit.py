@@ -47,6 +47,10 @@ def _check_source(ctx: Context, entry: Entry) -> None:
     st = fs.stat_regular(path)
     if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
         raise FileVanished(str(path))
+    limit = ctx.folder(entry.folder).max_file_size
+    if st.size > limit:
+        raise FileError(f"file is {st.size} bytes, larger than max_file_size ({limit})",
+                        code="FILE_TOO_LARGE", path=entry.relpath)
     try:
         with path.open("rb") as fh:
             fh.read(1)

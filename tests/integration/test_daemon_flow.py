@@ -191,3 +191,32 @@ def test_daemon_picks_up_files_dropped_while_running(dirs: Dirs, make_config: Ma
         wait_for(lambda: files_under(dirs.output) == ["moved.jpg", "new.jpg"], timeout=30,
                  message="both outputs")
         assert time.monotonic() - start < 30
+
+
+def test_file_over_max_file_size_is_quarantined_without_a_job(dirs: Dirs, make_config: MakeConfig,
+                                                              emulator: Any) -> None:
+    """A file larger than ``max_file_size`` is refused before anything is sent for it."""
+    make_image(dirs.input / "small.png", size=(4, 4))
+    make_image(dirs.input / "huge.png", size=(400, 400), color=(1, 2, 3))
+    limit = (dirs.input / "small.png").stat().st_size + 10
+    assert (dirs.input / "huge.png").stat().st_size > limit
+
+    code, delivered, failed = once(make_config(folder_extra=f"max_file_size = {limit}"))
+
+    assert (code, delivered, failed) == (ExitCode.FILES_FAILED, 1, 1)
+    assert files_under(dirs.output) == ["small.jpg"]
+    record = json.loads((dirs.quarantine / "huge.png.error.json").read_text())
+    assert record["code"] == "FILE_TOO_LARGE" and str(limit) in record["message"]
+    assert len(emulator.jobs()) == 1
+
+
+def test_originals_move_to_archive_after_delivery(dirs: Dirs, make_config: MakeConfig) -> None:
+    """``originals = "move"``: the input goes to the archive at its relative path, once converted."""
+    archive = dirs.root / "archive"
+    archive.mkdir()
+    make_image(dirs.input / "sub" / "a.png")
+    cfg = make_config(folder_extra=f'originals = "move"\narchive = "{archive}"')
+    assert once(cfg)[:2] == (ExitCode.OK, 1)
+    assert files_under(dirs.output) == ["sub/a.jpg"]
+    assert files_under(archive) == ["sub/a.png"]
+    assert not (dirs.input / "sub" / "a.png").exists()
