@@ -104,10 +104,14 @@ class Pipeline:
             # This exact version was seen before. Only a version queued again while we run
             # (``ccwatch retry``) needs picking up; converted, failed or in-flight ones do not.
             known = self.ctx.ledger.lookup(folder.name, str(relpath), st.size, st.mtime_ns)
+            log = logger.bind(folder=folder.name, file=str(relpath))
             with self._lock:
                 if known is not None and known.state is State.SETTLED and known.id not in self._slots:
-                    logger.bind(folder=folder.name, file=str(relpath)).info("queued again (retry)")
+                    log.info("queued again (retry)")
                     self._track_slot(Slot(known))
+            if known is not None and known.state is State.FAILED:
+                log.warning("this exact file failed before and is not converted again by itself; "
+                            "`ccwatch retry` queues it")
             return
         logger.bind(folder=folder.name, file=str(relpath)).info("settled ({} bytes)", st.size)
         with self._lock:
