@@ -154,7 +154,8 @@ class Pipeline:
         with self._lock:
             # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
             slots = list(self._slots.values())
-            in_flight = sum(1 for s in slots if s.entry.state is not State.SETTLED)
+            # A settled slot already handed to the upload pool counts too (its state changes later).
+            in_flight = sum(1 for s in slots if s.busy or s.entry.state is not State.SETTLED)
             for slot in slots:
                 # A webhook that arrived while this job was being polled must not wait a whole
                 # safety interval: a pushed, processing job is due at once.

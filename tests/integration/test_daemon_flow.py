@@ -220,3 +220,29 @@ def test_originals_move_to_archive_after_delivery(dirs: Dirs, make_config: MakeC
     assert files_under(dirs.output) == ["sub/a.jpg"]
     assert files_under(archive) == ["sub/a.png"]
     assert not (dirs.input / "sub" / "a.png").exists()
+
+
+def test_max_in_flight_bounds_the_jobs_running_at_once(dirs: Dirs, make_config: MakeConfig,
+                                                       emulator: Any) -> None:
+    """With ``max_in_flight = 3`` never more than 3 unfinished jobs exist, and 3 are used."""
+    for i in range(9):
+        make_image(dirs.input / f"f{i}.png")
+    emulator.faults.latency(seconds=0.4)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            counts = emulator.status_counts()
+            seen.append(counts.get("waiting", 0) + counts.get("processing", 0))
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        code, delivered, _ = once(make_config(daemon_extra="max_in_flight = 3"))
+    finally:
+        stop.set()
+        sampler.join()
+    assert (code, delivered) == (ExitCode.OK, 9)
+    assert max(seen) == 3
