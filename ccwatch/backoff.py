@@ -21,6 +21,10 @@ def retry_delay(retries: int, retry_after_s: float | None, *, rng: random.Random
 
 
 def poll_delay(polls_done: int, first_s: float, max_s: float, *, rng: random.Random) -> float:
-    """Seconds until the next status poll: first_s, doubling to max_s, with ±10 % jitter."""
-    base: float = min(max_s, first_s * 2.0 ** min(polls_done, 16))
+    """Seconds until the next status poll: first_s, growing by half each time to max_s, ±10 %.
+
+    Growing by 1.5 rather than 2 sees a job end at most ~1.5x its run time after it started
+    (doubling: ~2x), for a few more GETs on long jobs.
+    """
+    base: float = min(max_s, first_s * 1.5 ** min(polls_done, 30))
     return base * rng.uniform(0.9, 1.1)

@@ -66,12 +66,13 @@ def test_outputs_in_template_order_and_require_urls() -> None:
 
 
 def test_poll_delay_backs_off_to_the_cap() -> None:
-    """first_s, doubling, capped at max_s, jittered by at most 10 %."""
+    """first_s, growing by half, capped at max_s, jittered by at most 10 %."""
     rng = random.Random(1)
-    delays = [poll_delay(n, 2.0, 30.0, rng=rng) for n in range(8)]
+    delays = [poll_delay(n, 2.0, 30.0, rng=rng) for n in range(12)]
     assert 1.8 <= delays[0] <= 2.2
-    assert 3.6 <= delays[1] <= 4.4
-    assert all(27.0 <= d <= 33.0 for d in delays[4:])
+    assert 2.7 <= delays[1] <= 3.3
+    assert 4.05 <= delays[2] <= 4.95
+    assert all(27.0 <= d <= 33.0 for d in delays[7:])
 
 
 def test_retry_delay_doubles_to_five_minutes_unless_the_server_says() -> None:
