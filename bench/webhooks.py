@@ -139,7 +139,7 @@ def section(results: list[ModeResult], files: int, latency_s: float, command: st
         f"Result: webhooks p50 {hooked.p50:.2f} s vs polling {polling.p50:.2f} s "
         f"(p95 {hooked.p95:.2f} vs {polling.p95:.2f}); job GETs per file "
         f"{hooked.job_gets / files:.2f} vs {polling.job_gets / files:.2f}. Polling pays the first "
-        "poll interval on every file (a job that outlives it waits for the next, doubled, "
+        "poll interval on every file (a job that outlives it waits for the next, 1.5 times longer, "
         "interval); a webhook delivery is tracked the moment it arrives, and the safety poll "
         "never fires for jobs this short.",
     ]) + "\n"
