@@ -6,7 +6,6 @@ import http.server
 import io
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -15,6 +14,7 @@ import httpx
 from PIL import Image
 
 from ccwatch.emulator import Emulator
+from ccwatch.testing import wait_for
 
 TO_JPG = {
     "in": {"operation": "import/upload"},
@@ -100,14 +100,7 @@ def export_url(job: dict[str, Any], name: str = "out") -> str:
 
 def poll(condition: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
     """Poll ``condition`` until truthy or the deadline; never sleep-then-assert."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    return wait_for(condition, timeout=timeout_s, interval=0.01, message=what)
 
 
 class Received(NamedTuple):

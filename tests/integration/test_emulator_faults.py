@@ -13,6 +13,7 @@ from emulator_helpers import (
     create_job,
     export_url,
     png_bytes,
+    poll,
     upload,
     wait_job,
     web_delete,
@@ -136,30 +137,25 @@ def test_dropped_connection_then_recovery(emulator: Emulator, api: httpx.Client)
     job = create_job(api)
     with pytest.raises(httpx.RemoteProtocolError):
         upload(job, "a.png", png_bytes())
-    assert [r.status for r in emulator.requests if r.path.startswith("/upload/")] == [0]
+    # The emulator logs a dropped request just after closing the socket: wait for the entry.
+    poll(lambda: [r.status for r in emulator.requests if r.path.startswith("/upload/")] == [0],
+         what="the dropped upload in the request log")
     assert upload(job, "a.png", png_bytes()).status_code == 201
     assert wait_job(api, job["id"])["status"] == "finished"
 
 
 def test_delay_before_and_after_work(emulator: Emulator, api: httpx.Client) -> None:
     """A delayed answer: before the work nothing exists yet; after it, the job is already there."""
-    emulator.faults.delay("POST", "/v2/jobs", seconds=0.4, times=1, after_work=True)
-    started = time.monotonic()
-    seen_during: list[int] = []
-
     import threading
 
-    def watch() -> None:
-        while time.monotonic() - started < 0.3:
-            time.sleep(0.02)
-        seen_during.append(len(emulator.jobs()))
+    from ccwatch.testing import wait_for
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    create_job(api)
-    watcher.join()
-    assert time.monotonic() - started >= 0.4
-    assert seen_during == [1]  # created before the answer came
+    emulator.faults.delay("POST", "/v2/jobs", seconds=1.0, times=1, after_work=True)
+    creating = threading.Thread(target=create_job, args=(api,))
+    creating.start()
+    wait_for(lambda: len(emulator.jobs()) == 1, timeout=5, message="the job exists")
+    assert creating.is_alive()  # created, yet the client has not had its answer
+    creating.join(10)
 
     emulator.faults.delay("GET", "/v2/users/me", seconds=0.3, times=1)
     started = time.monotonic()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from loguru import logger
 
+from ccwatch.testing import wait_for
 from ccwatch.watch import FolderWatcher
 
 DEADLINE_S = 10.0
@@ -60,11 +60,7 @@ def watching(inbox: Path) -> Iterator[Callable[..., tuple[FolderWatcher, Recorde
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {DEADLINE_S} s: {what}")
-        time.sleep(0.01)
+    wait_for(condition, timeout=DEADLINE_S, interval=0.01, message=what)
 
 
 def write(path: Path, data: bytes = b"%PDF-1.7 test") -> Path:

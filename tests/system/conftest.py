@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ccwatch.testing import wait_for
+
 _DEADLINE_S = 10.0
 
 
@@ -28,11 +30,7 @@ def _fuse_missing() -> str | None:
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + _DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {_DEADLINE_S} s waiting until {what}")
-        time.sleep(0.02)
+    wait_for(condition, timeout=_DEADLINE_S, interval=0.02, message=what)
 
 
 def _unmount(mount_dir: Path) -> None:
