@@ -26,13 +26,7 @@ from loguru import logger
 from ccwatch import backoff, deliver, fs, submit, track, watch
 from ccwatch.config import FolderConfig
 from ccwatch.context import Context
-from ccwatch.errors import (
-    AccountError,
-    CcwatchError,
-    FileVanished,
-    RateLimited,
-    TransientError,
-)
+from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
 from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.quarantine import quarantine
@@ -56,6 +50,7 @@ class Pause:
     since: float
     next_probe: float
     probe_id: int | None = None  # the one entry allowed through to test the account
+    http_status: int | None = None
 
 
 class Pipeline:
@@ -213,12 +208,17 @@ class Pipeline:
             return
         entry = submit.advance(self.ctx, slot.entry)
         self._progress(slot, entry)
-        if self.pause is not None:
+        self._resume()
+        # A webhook may have arrived while the upload was finishing: then track at once.
+        slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
+
+    def _resume(self, *, only_auth: bool = False) -> None:
+        """A call went through: the account pause is over (after a status read, only a 401's:
+        reading a job says nothing about credits or the scope to create one)."""
+        if self.pause is not None and (not only_auth or self.pause.http_status == 401):
             logger.info("submissions resumed: the account accepts jobs again")
             self.pause = None
             self.ctx.ledger.set_meta("paused", None)
-        # A webhook may have arrived while the upload was finishing: then track at once.
-        slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
 
     def _first_poll_s(self) -> float:
         hook = self.ctx.config.webhook
@@ -227,6 +227,8 @@ class Pipeline:
     def _track(self, slot: Slot) -> None:
         pushed, slot.pushed_job = slot.pushed_job, None
         outputs = track.check(self.ctx, slot.entry, pushed)
+        if pushed is None:
+            self._resume(only_auth=True)
         now = self._clock.monotonic()
         if outputs is None:
             slot.polls += 1
@@ -304,13 +306,8 @@ class Pipeline:
 
     def _vanished(self, slot: Slot) -> None:
         entry = slot.entry
-        log = logger.bind(folder=entry.folder, file=entry.relpath)
-        if entry.job_id:
-            try:
-                self.ctx.api.delete_job(entry.job_id, path=entry.relpath)
-            except CcwatchError as exc:
-                log.warning("could not delete the unused job {}: {}", entry.job_id, exc)
-        log.info("file changed or vanished before upload; dropped (a new version is converted)")
+        logger.bind(folder=entry.folder, file=entry.relpath).info(
+            "file changed or vanished before upload; dropped (a new version is converted)")
         self.ctx.ledger.forget(entry.id)
         with self._lock:
             self._retire(slot)
@@ -320,7 +317,8 @@ class Pipeline:
         if self.pause is None:
             logger.error("submissions paused for all folders: {} (no file is quarantined for "
                          "this; probing every {:.0f} s)", exc.message, self._probe_interval())
-            self.pause = Pause(exc.message, self._clock.wall(), now + self._probe_interval())
+            self.pause = Pause(exc.message, self._clock.wall(), now + self._probe_interval(),
+                               http_status=exc.http_status)
             self.ctx.ledger.set_meta("paused", {"reason": exc.message, "since": self.pause.since})
         slot.due = now + self._probe_interval()
 

@@ -18,7 +18,7 @@ from loguru import logger
 
 from ccwatch import fs, templates
 from ccwatch.context import Context
-from ccwatch.errors import FileError, FileVanished, TransientError
+from ccwatch.errors import CcwatchError, FileError, FileVanished, TransientError
 from ccwatch.ledger import Entry, State, job_tag
 
 
@@ -116,7 +116,18 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
     path = ctx.source(entry)
     st = fs.stat_regular(path)
     if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+        _delete_unused_job(ctx, entry)
         raise FileVanished(str(path))
     ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))
     logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
         "uploaded {} bytes", entry.size)
+
+
+def _delete_unused_job(ctx: Context, entry: Entry) -> None:
+    """The file went away after its job was created: do not leave the job waiting for an upload."""
+    assert entry.job_id is not None
+    try:
+        ctx.api.delete_job(entry.job_id, path=entry.relpath)
+    except CcwatchError as exc:
+        logger.bind(folder=entry.folder, file=entry.relpath).warning(
+            "could not delete the unused job {}: {}", entry.job_id, exc)

@@ -166,3 +166,22 @@ def test_write_error_on_delivery_is_retried_until_the_disk_has_room(
     finally:
         subprocess.run(["umount", str(out)], check=True)
     assert files_under(dirs.quarantine) == []
+
+
+def test_401_while_only_tracking_resumes_once_the_key_works(dirs: Dirs, make_config: MakeConfig,
+                                                            emulator: Any) -> None:
+    """A key refused while jobs are only polled: paused, then resumed by the next good poll."""
+    emulator.faults.latency(seconds=1.5)
+    with running(make_config()) as daemon:
+        make_image(dirs.input / "a.png")
+        pipeline = daemon.runtime.pipeline
+        ledger = daemon.runtime.ctx.ledger
+        wait_for(lambda: ledger.count_by_state().get("processing") == 1, timeout=20,
+                 message="processing")
+        emulator.faults.unauthorized()
+        wait_for(lambda: pipeline.pause is not None, timeout=20, message="paused by a 401 poll")
+        emulator.faults.clear()
+        wait_for(lambda: files_under(dirs.output) == ["a.jpg"], timeout=30, message="delivered")
+        wait_for(lambda: pipeline.pause is None, timeout=10, message="pause lifted")
+        assert ledger.get_meta("paused") is None
+    assert files_under(dirs.quarantine) == []
