@@ -166,7 +166,8 @@ class Daemon:
 
     def status_line(self) -> str:
         p = self.runtime.pipeline
-        paused = f", PAUSED: {p.pause.reason}" if p.pause else ""
+        pause = p.gate.pause
+        paused = f", PAUSED: {pause.reason}" if pause else ""
         return (f"{p.active_count()} in progress, {p.delivered} done, {p.failed} failed"
                 f"{paused}")
 
@@ -233,8 +234,8 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
         pipeline.step()
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)
-        if pipeline.pause is not None:
-            logger.error("stopping: {}", pipeline.pause.reason)
+        if pipeline.gate.pause is not None:
+            logger.error("stopping: {}", pipeline.gate.pause.reason)
             return ExitCode.ACCOUNT
         if pipeline.idle():
             break

@@ -27,6 +27,7 @@ from ccwatch import backoff, deliver, fs, submit, track, watch
 from ccwatch.config import FolderConfig
 from ccwatch.context import Context
 from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
+from ccwatch.gate import SubmissionGate
 from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.quarantine import quarantine
@@ -42,15 +43,6 @@ class Slot:
     retries: int = 0
     busy: bool = False
     pushed_job: dict[str, Any] | None = None  # a verified webhook delivery waiting to be read
-
-
-@dataclass
-class Pause:
-    reason: str
-    since: float
-    next_probe: float
-    probe_id: int | None = None  # the one entry allowed through to test the account
-    http_status: int | None = None
 
 
 class Pipeline:
@@ -69,8 +61,8 @@ class Pipeline:
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
-        self.pause: Pause | None = None
-        self._hold_submissions_until = 0.0
+        self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
+                                   create_delay=ctx.api.create_delay)
         self._stopping = False
         self.delivered = 0
         self.failed = 0
@@ -160,32 +152,16 @@ class Pipeline:
                 state = slot.entry.state
                 if state in (State.SETTLED, State.SUBMITTING, State.UPLOADING):
                     fresh = state is State.SETTLED
-                    if self._stopping or not self._may_submit(now, fresh, in_flight):
+                    if self._stopping or (fresh and in_flight >= self.ctx.config.daemon.max_in_flight):
                         continue
-                    if self.pause is not None:
-                        self.pause.probe_id = slot.entry.id
+                    if not self.gate.admits(slot.entry.id, now, fresh=fresh):
+                        continue
                     in_flight += fresh
                     self._start(slot, self._uploads, self._submit)
                 elif state is State.PROCESSING:
                     self._start(slot, self._trackers, self._track)
                 elif state is State.DELIVERING and not self._stopping:
                     self._start(slot, self._downloads, self._deliver)
-
-    def _may_submit(self, now: float, fresh: bool, in_flight: int) -> bool:
-        if fresh and in_flight >= self.ctx.config.daemon.max_in_flight:
-            return False
-        if now < self._hold_submissions_until:
-            return False
-        if self.pause is not None:
-            if now < self.pause.next_probe:
-                return False
-            # Probe: let one submission through; its outcome resumes or extends the pause.
-            self.pause.next_probe = now + self._probe_interval()
-            return True
-        return not (fresh and self.ctx.api.create_delay() > 0)
-
-    def _probe_interval(self) -> float:
-        return self.ctx.config.daemon.poll_max_s
 
     def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
         slot.busy = True
@@ -198,27 +174,15 @@ class Pipeline:
 
     def _submit(self, slot: Slot) -> None:
         # The pool may have queued this before a 429 or an account pause arrived: look again.
-        now = self._clock.monotonic()
-        if now < self._hold_submissions_until:
-            slot.due = self._hold_submissions_until
-            return
-        pause = self.pause
-        if pause is not None and slot.entry.id != pause.probe_id:
-            slot.due = pause.next_probe
+        held = self.gate.held_until(slot.entry.id, self._clock.monotonic())
+        if held is not None:
+            slot.due = held
             return
         entry = submit.advance(self.ctx, slot.entry)
         self._progress(slot, entry)
-        self._resume()
+        self.gate.succeeded()
         # A webhook may have arrived while the upload was finishing: then track at once.
         slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
-
-    def _resume(self, *, only_auth: bool = False) -> None:
-        """A call went through: the account pause is over (after a status read, only a 401's:
-        reading a job says nothing about credits or the scope to create one)."""
-        if self.pause is not None and (not only_auth or self.pause.http_status == 401):
-            logger.info("submissions resumed: the account accepts jobs again")
-            self.pause = None
-            self.ctx.ledger.set_meta("paused", None)
 
     def _first_poll_s(self) -> float:
         hook = self.ctx.config.webhook
@@ -228,7 +192,7 @@ class Pipeline:
         pushed, slot.pushed_job = slot.pushed_job, None
         outputs = track.check(self.ctx, slot.entry, pushed)
         if pushed is None:
-            self._resume(only_auth=True)
+            self.gate.succeeded(only_auth=True)
         now = self._clock.monotonic()
         if outputs is None:
             slot.polls += 1
@@ -313,14 +277,7 @@ class Pipeline:
             self._retire(slot)
 
     def _account(self, slot: Slot, exc: AccountError) -> None:
-        now = self._clock.monotonic()
-        if self.pause is None:
-            logger.error("submissions paused for all folders: {} (no file is quarantined for "
-                         "this; probing every {:.0f} s)", exc.message, self._probe_interval())
-            self.pause = Pause(exc.message, self._clock.wall(), now + self._probe_interval(),
-                               http_status=exc.http_status)
-            self.ctx.ledger.set_meta("paused", {"reason": exc.message, "since": self.pause.since})
-        slot.due = now + self._probe_interval()
+        slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
 
     def _transient(self, slot: Slot, exc: TransientError) -> None:
         entry = slot.entry
@@ -337,7 +294,7 @@ class Pipeline:
         if isinstance(exc, RateLimited):
             # The whole account is throttled, not this file: hold every submission, do not let
             # the file's own backoff grow.
-            self._hold_submissions_until = max(self._hold_submissions_until, now + delay)
+            self.gate.hold(now + delay)
         else:
             slot.retries += 1
         slot.due = now + delay

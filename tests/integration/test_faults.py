@@ -67,13 +67,13 @@ def _account_fault_pauses_then_resumes(dirs: Dirs, make_config: MakeConfig, emul
         for i in range(4):
             make_image(dirs.input / f"later{i}.png")
         pipeline = daemon.runtime.pipeline
-        wait_for(lambda: pipeline.pause is not None, timeout=20, message="submissions paused")
+        wait_for(lambda: pipeline.gate.pause is not None, timeout=20, message="submissions paused")
         assert daemon.runtime.ctx.ledger.get_meta("paused")["reason"]
         assert files_under(dirs.quarantine) == []
         emulator.faults.clear()
         wait_for(lambda: len(files_under(dirs.output)) == 5, timeout=30,
                  message="all delivered after the fault cleared")
-        assert pipeline.pause is None
+        assert pipeline.gate.pause is None
         assert daemon.runtime.ctx.ledger.get_meta("paused") is None
     assert files_under(dirs.quarantine) == []
     assert len(emulator.jobs()) == 5
@@ -179,9 +179,9 @@ def test_401_while_only_tracking_resumes_once_the_key_works(dirs: Dirs, make_con
         wait_for(lambda: ledger.count_by_state().get("processing") == 1, timeout=20,
                  message="processing")
         emulator.faults.unauthorized()
-        wait_for(lambda: pipeline.pause is not None, timeout=20, message="paused by a 401 poll")
+        wait_for(lambda: pipeline.gate.pause is not None, timeout=20, message="paused by a 401 poll")
         emulator.faults.clear()
         wait_for(lambda: files_under(dirs.output) == ["a.jpg"], timeout=30, message="delivered")
-        wait_for(lambda: pipeline.pause is None, timeout=10, message="pause lifted")
+        wait_for(lambda: pipeline.gate.pause is None, timeout=10, message="pause lifted")
         assert ledger.get_meta("paused") is None
     assert files_under(dirs.quarantine) == []

@@ -1,0 +1,88 @@
+"""When a submission may start: the account-wide holds, apart from any one file's own backoff.
+
+- a 429 holds every submission until its ``Retry-After`` has passed;
+- an account error (401, 402, 403) pauses all submissions; every ``probe_s`` one submission goes
+  through as a probe, and the first call that succeeds lifts the pause;
+- a low ``X-RateLimit-Remaining`` slows job creation to one a second (the API client keeps that).
+
+The pause is mirrored in the ledger's meta table so ``ccwatch status`` can say why nothing moves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loguru import logger
+
+from ccwatch.errors import AccountError
+from ccwatch.ledger import Ledger
+
+
+@dataclass
+class Pause:
+    reason: str
+    since: float  # wall clock, for status
+    next_probe: float  # monotonic
+    http_status: int | None = None
+    probe_id: int | None = None  # the one entry allowed through to test the account
+
+
+class SubmissionGate:
+    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float]) -> None:
+        self._ledger = ledger
+        self._probe_s = probe_s
+        self._create_delay = create_delay
+        self._lock = threading.Lock()
+        self._hold_until = 0.0
+        self.pause: Pause | None = None
+
+    def admits(self, entry_id: int, now: float, *, fresh: bool) -> bool:
+        """At dispatch: may this entry's submission start now? (A paused gate names one probe.)"""
+        with self._lock:
+            if now < self._hold_until:
+                return False
+            pause = self.pause
+            if pause is not None:
+                if now < pause.next_probe:
+                    return False
+                pause.next_probe = now + self._probe_s
+                pause.probe_id = entry_id
+                return True
+        return not (fresh and self._create_delay() > 0)
+
+    def held_until(self, entry_id: int, now: float) -> float | None:
+        """In the worker, just before submitting: the time to wait instead, if a hold or a pause
+        arrived after this entry was queued (None: go ahead)."""
+        with self._lock:
+            if now < self._hold_until:
+                return self._hold_until
+            if self.pause is not None and entry_id != self.pause.probe_id:
+                return self.pause.next_probe
+        return None
+
+    def hold(self, until: float) -> None:
+        """A 429: nothing is submitted before ``until``."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, until)
+
+    def paused(self, exc: AccountError, *, now: float, wall: float) -> float:
+        """An account error: pause (once) and return when the next probe is due."""
+        with self._lock:
+            if self.pause is None:
+                logger.error("submissions paused for all folders: {} (no file is quarantined for "
+                             "this; probing every {:.0f} s)", exc.message, self._probe_s)
+                self.pause = Pause(exc.message, wall, now + self._probe_s, exc.http_status)
+                self._ledger.set_meta("paused", {"reason": exc.message, "since": wall})
+            return now + self._probe_s
+
+    def succeeded(self, *, only_auth: bool = False) -> None:
+        """A call went through: the pause is over (after a status read, only a 401's: reading a
+        job says nothing about credits or the scope to create one)."""
+        with self._lock:
+            if self.pause is None or (only_auth and self.pause.http_status != 401):
+                return
+            self.pause = None
+        logger.info("submissions resumed: the account accepts jobs again")
+        self._ledger.set_meta("paused", None)
