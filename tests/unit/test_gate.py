@@ -1,0 +1,57 @@
+"""The submission gate: 429 holds, account pauses with one probe, and what lifts them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccwatch.errors import AccountError
+from ccwatch.gate import SubmissionGate
+from ccwatch.ledger import Ledger
+
+
+def _gate(tmp_path: Path, delay: float = 0.0) -> tuple[SubmissionGate, Ledger]:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    return SubmissionGate(ledger, probe_s=30.0, create_delay=lambda: delay), ledger
+
+
+def test_a_429_holds_every_submission_until_it_passes(tmp_path: Path) -> None:
+    """Nothing is admitted before the hold ends, queued work is told when to come back."""
+    gate, _ = _gate(tmp_path)
+    gate.hold(110.0)
+    assert not gate.admits(1, 100.0, fresh=True)
+    assert gate.held_until(1, 100.0) == 110.0
+    assert gate.admits(1, 110.0, fresh=True)
+    assert gate.held_until(1, 110.0) is None
+
+
+def test_a_pause_lets_one_probe_through_per_interval(tmp_path: Path) -> None:
+    """Paused: nothing until the probe time, then exactly one entry; status sees the reason."""
+    gate, ledger = _gate(tmp_path)
+    next_probe = gate.paused(AccountError("out of credits", http_status=402), now=100.0, wall=5.0)
+    assert next_probe == 130.0
+    assert ledger.get_meta("paused") == {"reason": "out of credits", "since": 5.0}
+    assert not gate.admits(1, 120.0, fresh=True)
+    assert gate.admits(7, 130.0, fresh=True)  # the probe
+    assert not gate.admits(8, 130.5, fresh=True)
+    assert gate.held_until(7, 130.5) is None
+    assert gate.held_until(8, 130.5) == 160.0
+
+
+def test_what_lifts_a_pause(tmp_path: Path) -> None:
+    """Any successful submission lifts it; a successful status read only lifts a 401's."""
+    gate, ledger = _gate(tmp_path)
+    gate.paused(AccountError("no credits", http_status=402), now=0.0, wall=0.0)
+    gate.succeeded(only_auth=True)
+    assert gate.pause is not None
+    gate.succeeded()
+    assert gate.pause is None and ledger.get_meta("paused") is None
+    gate.paused(AccountError("bad key", http_status=401), now=0.0, wall=0.0)
+    gate.succeeded(only_auth=True)
+    assert gate.pause is None
+
+
+def test_low_rate_window_slows_only_new_jobs(tmp_path: Path) -> None:
+    """The client-side creation limit applies to fresh submissions, not resumed ones."""
+    gate, _ = _gate(tmp_path, delay=0.5)
+    assert not gate.admits(1, 0.0, fresh=True)
+    assert gate.admits(1, 0.0, fresh=False)
