@@ -62,6 +62,9 @@ CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# UPDATE … RETURNING needs SQLite 3.35 (2021); older system libraries still run, one query slower.
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
 _COLUMNS = (
     "id, folder, relpath, size, mtime_ns, state, rule, template, attempt, job_tag, job_id, "
     "upload_task_id, outputs, error, first_seen, updated_at, transient_since"
@@ -277,10 +280,13 @@ class Ledger:
         names = sorted(fields)
         assignments = ", ".join(f"{n} = ?" for n in names)
         values = [_encode(n, fields[n]) for n in names]
+        sql = f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ?"
         with self._tx() as db:
-            rows = list(db.execute(
-                f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ? RETURNING {_COLUMNS}",
-                (*values, now, entry_id)))
+            if _HAS_RETURNING:  # one round trip instead of two
+                rows = list(db.execute(f"{sql} RETURNING {_COLUMNS}", (*values, now, entry_id)))
+            else:
+                db.execute(sql, (*values, now, entry_id))
+                rows = list(db.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (entry_id,)))
         if not rows:
             raise KeyError(entry_id)
         return _row_to_entry(rows[0])

@@ -98,3 +98,17 @@ def test_readonly_reader_sees_writes_while_open(ledger: Ledger) -> None:
     assert reader.count_by_state() == {"done": 1}
     ledger.set_meta("paused", {"reason": "402"})
     assert reader.get_meta("paused") == {"reason": "402"}
+
+
+def test_updates_work_without_returning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite older than 3.35 (no UPDATE … RETURNING) an update reads the row back instead."""
+    import ccwatch.ledger
+
+    monkeypatch.setattr(ccwatch.ledger, "_HAS_RETURNING", False)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    e = ledger.add("f", "a", 1, 1, rule=0, template="t", now=1.0)
+    assert e is not None
+    done = ledger.update(e.id, now=2.0, state=State.DONE, job_id="j")
+    assert (done.state, done.job_id, done.updated_at) == (State.DONE, "j", 2.0)
+    with pytest.raises(KeyError):
+        ledger.update(999, now=3.0, state=State.DONE)
