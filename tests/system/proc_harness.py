@@ -69,6 +69,10 @@ class Daemon:
         self.proc = subprocess.Popen(args, stdout=self._log_fh, stderr=subprocess.STDOUT,
                                      env=full_env, cwd=setup.root)
 
+    def close_log(self) -> None:
+        if not self._log_fh.closed:
+            self._log_fh.close()
+
     def output(self) -> str:
         if not self._log_fh.closed:
             self._log_fh.flush()
@@ -100,6 +104,7 @@ def daemon(setup: Setup, api_key: str, **kw: Any) -> Iterator[Daemon]:
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait(30)
+        d.close_log()
 
 
 def temp_leftovers(folder: Path) -> list[str]:
