@@ -23,13 +23,15 @@ from loguru import logger
 from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
-from ccwatch.config import Config
+from ccwatch.config import Config, FolderConfig
 from ccwatch.context import Context
 from ccwatch.errors import ConfigError, ExitCode
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
 
 STEP_S = 0.1
+# A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
+STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
 
 
@@ -145,16 +147,34 @@ class Daemon:
         self._watchers: list[watch.FolderWatcher] = []
 
     def _start_watchers(self) -> None:
-        pipeline = self.runtime.pipeline
         for folder in self.runtime.ctx.config.folders:
             mode, reason = watch.choose_mode(folder.input, folder.watch)
             logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode,
                                                  reason)
-            watcher = watch.FolderWatcher(
-                folder.input, mode=mode, recursive=folder.recursive, poll_s=folder.poll_s,
-                on_path=functools.partial(pipeline.note, folder.name))
-            watcher.start()
-            self._watchers.append(watcher)
+            self._watchers.append(self._watcher(folder, mode))
+
+    def _watcher(self, folder: FolderConfig, mode: str) -> watch.FolderWatcher:
+        watcher = watch.FolderWatcher(
+            folder.input, mode=mode, recursive=folder.recursive, poll_s=folder.poll_s,
+            on_path=functools.partial(self.runtime.pipeline.note, folder.name))
+        watcher.start()
+        return watcher
+
+    def _healthy(self) -> bool:
+        """Restart a dead watcher (its thread can die with the filesystem under it); True while
+        the pipeline keeps turning, so systemd's watchdog restarts a daemon that has hung."""
+        for i, (folder, watcher) in enumerate(zip(self.runtime.ctx.config.folders, self._watchers,
+                                                  strict=True)):
+            if not watcher.alive():
+                logger.bind(folder=folder.name).error("the watcher stopped; starting it again")
+                with contextlib.suppress(Exception):
+                    watcher.stop()
+                try:
+                    self._watchers[i] = self._watcher(folder, watcher.mode)
+                except OSError as exc:  # the rescan still covers the folder meanwhile
+                    logger.bind(folder=folder.name).error("cannot watch again yet: {}", exc)
+                self.runtime.pipeline.scan(folder)  # what happened while nobody watched
+        return self.runtime.pipeline.seconds_since_step() < STALL_S
 
     def _schedule(self, scheduler: BackgroundScheduler) -> None:
         pipeline = self.runtime.pipeline
@@ -195,7 +215,11 @@ class Daemon:
             keepalive = watchdog_interval_s()
             tick = min(keepalive, 5.0) if keepalive else 5.0
             while not self.stop_event.wait(tick):
-                sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
+                if self._healthy():
+                    sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
+                else:
+                    logger.error("the pipeline has not turned for {:.0f} s; withholding the "
+                                 "watchdog keep-alive", self.runtime.pipeline.seconds_since_step())
         finally:
             sd_notify("STOPPING=1")
             pipeline.stop_intake()

@@ -54,6 +54,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self._dispatching = threading.Lock()
         self._kicked = False
+        self._last_step = ctx.clock.monotonic()
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
         self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
@@ -115,6 +116,7 @@ class Pipeline:
     def step(self) -> None:
         """One turn: settle, admit, dispatch whatever is due. Called from one thread at a time."""
         now = self._clock.monotonic()
+        self._last_step = now
         if not self._stopping:
             for folder, relpath, st in self.intake.settled(now):
                 try:
@@ -347,6 +349,9 @@ class Pipeline:
             if self._slots:
                 return False
         return self.intake.idle()
+
+    def seconds_since_step(self) -> float:
+        return self._clock.monotonic() - self._last_step
 
     def active_count(self) -> int:
         with self._lock:

@@ -185,3 +185,21 @@ def test_401_while_only_tracking_resumes_once_the_key_works(dirs: Dirs, make_con
         wait_for(lambda: pipeline.gate.pause is None, timeout=10, message="pause lifted")
         assert ledger.get_meta("paused") is None
     assert files_under(dirs.quarantine) == []
+
+
+def test_a_dead_watcher_is_restarted_and_the_gap_scanned(dirs: Dirs, make_config: MakeConfig,
+                                                         monkeypatch: Any) -> None:
+    """A watcher whose thread died comes back at the next health check; files from the gap and
+    after it are converted without waiting for the (hourly) rescan."""
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # health checks every 0.2 s
+    with running(make_config(folder_extra="rescan_s = 3600")) as daemon:
+        wait_for(lambda: daemon._watchers, timeout=10, message="watchers started")
+        first = daemon._watchers[0]
+        first.stop()
+        make_image(dirs.input / "in-the-gap.png")
+        wait_for(lambda: files_under(dirs.output) == ["in-the-gap.jpg"], timeout=20,
+                 message="the gap scanned")
+        assert daemon._watchers[0] is not first and daemon._watchers[0].alive()
+        make_image(dirs.input / "after.png")
+        wait_for(lambda: "after.jpg" in files_under(dirs.output), timeout=20,
+                 message="events again")
