@@ -31,6 +31,7 @@ from ccwatch.gate import SubmissionGate
 from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.quarantine import quarantine
+from ccwatch.waker import Waker
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Pipeline:
         self._by_job: dict[str, int] = {}
         self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
         self.intake = Intake(ctx)
+        self._waker = Waker(ctx.clock, self.kick)  # a due poll need not wait for the next step
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
@@ -143,15 +145,18 @@ class Pipeline:
         with self._lock:
             # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
             slots = list(self._slots.values())
-            # A settled slot already handed to the upload pool counts too (its state changes later).
-            in_flight = sum(1 for s in slots if s.busy or s.entry.state is not State.SETTLED)
+            in_flight = -1  # counted when first needed: most turns start nothing new
             for slot in slots:
                 # A webhook that arrived while this job was being polled must not wait a whole
                 # safety interval: a pushed, processing job is due at once.
-                pushed = slot.pushed_job is not None and slot.entry.state is State.PROCESSING
-                if slot.busy or (slot.due > now and not pushed):
+                if slot.busy or (slot.due > now and slot.pushed_job is None):
                     continue
                 state = slot.entry.state
+                if slot.due > now and state is not State.PROCESSING:
+                    continue
+                if in_flight < 0:
+                    # A settled slot already handed to the upload pool counts too.
+                    in_flight = sum(1 for s in slots if s.busy or s.entry.state is not State.SETTLED)
                 if state in (State.SETTLED, State.SUBMITTING, State.UPLOADING):
                     fresh = state is State.SETTLED
                     if self._stopping or (fresh and in_flight >= self.ctx.config.daemon.max_in_flight):
@@ -185,6 +190,7 @@ class Pipeline:
         self.gate.succeeded()
         # A webhook may have arrived while the upload was finishing: then track at once.
         slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
+        self._waker.at(slot.due)
 
     def _first_poll_s(self) -> float:
         hook = self.ctx.config.webhook
@@ -205,6 +211,7 @@ class Pipeline:
             else:
                 slot.due = now + backoff.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)
+                self._waker.at(slot.due)
             return
         with self._lock:  # one planner at a time, so reservations cannot race
             planned = deliver.plan(self.ctx, slot.entry, outputs, reserved=self._reserved)
@@ -366,5 +373,6 @@ class Pipeline:
         self._stopping = True
 
     def close(self, *, wait: bool) -> None:
+        self._waker.stop()
         for pool in (self._uploads, self._trackers, self._downloads):
             pool.shutdown(wait=wait, cancel_futures=True)
