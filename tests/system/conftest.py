@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,17 +35,20 @@ def _wait_until(condition: Callable[[], bool], what: str) -> None:
 def _unmount(mount_dir: Path) -> None:
     commands = [[tool, "-u", str(mount_dir)] for tool in ("fusermount3", "fusermount")]
     commands.append(["umount", str(mount_dir)])
-    deadline = time.monotonic() + _DEADLINE_S
-    while os.path.ismount(mount_dir):
+
+    def unmounted() -> bool:
         for command in commands:
-            if shutil.which(command[0]) and subprocess.run(command, capture_output=True).returncode == 0:
-                break
-        else:
-            if time.monotonic() > deadline:
-                # still busy (a file left open): detach it lazily rather than leak the mount
-                subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
-                return
-            time.sleep(0.05)
+            if not os.path.ismount(mount_dir):
+                return True
+            if shutil.which(command[0]):
+                subprocess.run(command, capture_output=True, check=False)
+        return not os.path.ismount(mount_dir)
+
+    try:
+        wait_for(unmounted, timeout=_DEADLINE_S, interval=0.05, message=f"{mount_dir} unmounted")
+    except AssertionError:
+        # still busy (a file left open): detach it lazily rather than leak the mount
+        subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
