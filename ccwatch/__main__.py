@@ -1,3 +1,3 @@
-from ccwatch.cli import main
+from ccwatch.commands.cli import main
 
 main()

@@ -24,10 +24,10 @@ from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
-from ccwatch.context import Context
 from ccwatch.errors import ConfigError, ExitCode
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
+from ccwatch.stages.context import Context
 
 STEP_S = 0.1
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.

@@ -15,8 +15,8 @@ import pytest
 import tomli_w
 
 from ccwatch import config
-from ccwatch.config_checks import describe_unwritable, user_name
-from ccwatch.config_parse import parse_size
+from ccwatch.config.folders import describe_unwritable, user_name
+from ccwatch.config.parse import parse_size
 from ccwatch.errors import ConfigError, ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_example_config_loads_creates_its_folders_and_round_trips(tmp_path: Path
 
 def test_example_office_template_file_is_valid() -> None:
     """The Job Builder file the example mentions (commented out) is a valid template."""
-    from ccwatch.templates import load_template_file
+    from ccwatch.config.templates import load_template_file
 
     template = load_template_file("office-to-pdf", REPO / "templates" / "office-to-pdf.json",
                                   key="templates.office-to-pdf")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccwatch.errors import AccountError
-from ccwatch.gate import SubmissionGate
 from ccwatch.ledger import Ledger
+from ccwatch.pipeline.gate import SubmissionGate
 
 
 def _gate(tmp_path: Path, delay: float = 0.0) -> tuple[SubmissionGate, Ledger]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ccwatch.fs import FileStat
-from ccwatch.settle import Settler
+from ccwatch.stages.settle import Settler
 
 A = Path("/in/a.pdf")
 B = Path("/in/b.pdf")

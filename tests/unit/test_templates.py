@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from ccwatch.errors import ConfigError
-from ccwatch.templates import (
+from ccwatch.config.templates import (
     check_output_name,
     format_output_name,
     load_template_file,
     parse_template,
     render,
 )
+from ccwatch.errors import ConfigError
 
 
 def job(**tasks: Any) -> dict[str, Any]:

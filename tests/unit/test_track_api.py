@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from ccwatch.api import error_for
-from ccwatch.backoff import poll_delay, retry_delay
 from ccwatch.errors import AccountError, FileError, RateLimited, TransientError
-from ccwatch.track import outputs_of, root_failure
+from ccwatch.pipeline.backoff import poll_delay, retry_delay
+from ccwatch.stages.track import outputs_of, root_failure
 
 
 def _resp(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:

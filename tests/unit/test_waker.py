@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from ccwatch.clock import SystemClock
+from ccwatch.pipeline.waker import Waker
 from ccwatch.testing import wait_for
-from ccwatch.waker import Waker
 
 
 def test_calls_at_each_requested_time_and_survives_a_failing_action() -> None:

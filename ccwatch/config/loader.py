@@ -3,167 +3,38 @@
 Every problem is a :class:`~ccwatch.errors.ConfigError` naming its dotted key
 (``folders[1].rules[0].template: no template 'pdf2'``). Relative paths are resolved against the
 config file's folder; folder checks (exist, writable, no output inside a watched input) live in
-:mod:`ccwatch.config_checks` and run as part of :func:`load`.
+:mod:`ccwatch.config.folders` and run as part of :func:`load`.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import platformdirs
 
-from ccwatch.config_checks import verify_folders
-from ccwatch.config_dump import dump_toml
-from ccwatch.config_parse import Table, parse_endpoint, read_secret, show, split_listen
+from ccwatch.config.folders import verify_folders
+from ccwatch.config.model import (
+    API_KEY_CREDENTIAL,
+    REGIONS,
+    SYSTEM_CONFIG,
+    WEBHOOK_SECRET_CREDENTIAL,
+    CloudConvertConfig,
+    Config,
+    DaemonConfig,
+    FolderConfig,
+    Rule,
+    Secret,
+    WebhookConfig,
+)
+from ccwatch.config.parse import Table, parse_endpoint, read_secret, show, split_listen
+from ccwatch.config.templates import Template, check_output_name, load_template_file, parse_template
+from ccwatch.config.writer import dump_toml
 from ccwatch.errors import ConfigError
-from ccwatch.templates import Template, check_output_name, load_template_file, parse_template
-
-__all__ = [
-    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "Rule", "Secret",
-    "WebhookConfig", "check_folders", "dump", "find_config_path", "load", "loads",
-]
-
-REGIONS = ("", "eu-central", "us-east")
-_HOSTS = {"live": "api.cloudconvert.com", "sandbox": "api.sandbox.cloudconvert.com"}
-API_KEY_CREDENTIAL = "cloudconvert-api-key"
-WEBHOOK_SECRET_CREDENTIAL = "cloudconvert-webhook-secret"
-SYSTEM_CONFIG = Path("/etc/ccwatch/config.toml")
-
-
-class Secret:
-    """A secret string that never shows itself in ``repr``, ``str`` or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "[secure]"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True, slots=True)
-class CloudConvertConfig:
-    endpoint: str = "live"  # live | sandbox | embedded | an http(s):// base URL
-    region: str = ""  # "" (nearest) | eu-central | us-east; live only
-    sync_endpoint: str = ""  # "" = derived from endpoint
-    api_key_env: str = "CLOUDCONVERT_API_KEY"
-    api_key_file: Path | None = None
-    timeout_s: float = 60.0
-    api_key: Secret | None = field(default=None, compare=False)  # resolved at load, never dumped
-
-    def base_url(self) -> str:
-        """The REST base URL (no ``/v2``). ``embedded`` has none: the daemon starts the emulator."""
-        if self.endpoint == "embedded":
-            raise ValueError("the embedded endpoint's URL is known only once the emulator runs")
-        if self.endpoint in _HOSTS:
-            prefix = f"{self.region}." if self.region else ""
-            return f"https://{prefix}{_HOSTS[self.endpoint]}"
-        return self.endpoint.rstrip("/")
-
-    def sync_base_url(self) -> str:
-        """The base URL of the blocking "wait" API: ``sync.api…``, or ``<endpoint>/sync``."""
-        if self.sync_endpoint:
-            return self.sync_endpoint.rstrip("/")
-        if self.endpoint in _HOSTS:
-            prefix = f"{self.region}." if self.region else ""
-            return f"https://{prefix}sync.{_HOSTS[self.endpoint]}"
-        return f"{self.base_url()}/sync"
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonConfig:
-    state_dir: Path | None = None  # None = the platform's per-user state dir
-    max_in_flight: int = 16
-    upload_workers: int = 4
-    download_workers: int = 4
-    poll_interval_s: float = 2.0
-    poll_max_s: float = 30.0
-    give_up_after_s: float = 86400.0
-    shutdown_grace_s: float = 30.0
-    log_format: str = "text"  # text | json
-
-    def resolved_state_dir(self) -> Path:
-        """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""
-        if self.state_dir:
-            return self.state_dir
-        systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-        return Path(systemd_dir) if systemd_dir else platformdirs.user_state_path("ccwatch")
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    listen: str = "127.0.0.1:8765"
-    public_url: str = ""
-    secret_env: str = "CLOUDCONVERT_WEBHOOK_SECRET"
-    safety_poll_s: float = 60.0    # the slow poll that still runs per job, so a lost delivery only delays
-    secret: Secret | None = field(default=None, compare=False)
-
-    def host_port(self) -> tuple[str, int]:
-        return split_listen(self.listen)
-
-    def path(self) -> str:
-        """The path part of ``public_url``: where the receiver expects CloudConvert's POSTs."""
-        return urlsplit(self.public_url).path or "/"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    match: tuple[str, ...]  # globs on the path relative to the input, case-insensitive
-    template: str
-    output_name: str = "{stem}.{ext}"
-    on_conflict: str = "rename"  # rename | overwrite | skip
-
-
-@dataclass(frozen=True, slots=True)
-class FolderConfig:
-    name: str
-    input: Path
-    output: Path
-    quarantine: Path
-    recursive: bool = True
-    watch: str = "auto"  # auto | events | poll
-    poll_s: float = 5.0
-    rescan_s: float = 300.0
-    settle_s: float = 2.0
-    originals: str = "keep"  # keep | delete | move
-    archive: Path | None = None
-    ignore: tuple[str, ...] = ()
-    max_file_size: int = 1_000_000_000
-    rules: tuple[Rule, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    cloudconvert: CloudConvertConfig
-    daemon: DaemonConfig
-    webhook: WebhookConfig | None
-    templates: Mapping[str, Template]
-    folders: tuple[FolderConfig, ...]
-    source: Path | None = field(default=None, compare=False)  # the file it came from
-    # Folders the TOML gave as relative paths: check_folders creates them when missing (absolute
-    # paths may be unmounted shares and are never created).
-    auto_create: frozenset[Path] = field(default=frozenset(), compare=False, repr=False)
 
 
 def find_config_path(explicit: Path | None, *, env: Mapping[str, str] | None = None,

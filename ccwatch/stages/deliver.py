@@ -13,10 +13,12 @@ from pathlib import Path, PurePosixPath
 
 from loguru import logger
 
-from ccwatch import fs, templates, track
-from ccwatch.context import Context
+from ccwatch import fs
+from ccwatch.config import templates
 from ccwatch.errors import FileError, OutputGone, TransientError
 from ccwatch.ledger import Entry, PlannedOutput, State
+from ccwatch.stages import track
+from ccwatch.stages.context import Context
 
 
 def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,

@@ -23,15 +23,17 @@ from typing import Any
 
 from loguru import logger
 
-from ccwatch import backoff, deliver, fs, submit, track, watch
+from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
-from ccwatch.context import Context
 from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
-from ccwatch.gate import SubmissionGate
-from ccwatch.intake import Intake
 from ccwatch.ledger import TERMINAL, Entry, State
-from ccwatch.quarantine import quarantine
-from ccwatch.waker import Waker
+from ccwatch.pipeline import backoff
+from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.pipeline.waker import Waker
+from ccwatch.stages import deliver, submit, track
+from ccwatch.stages.context import Context
+from ccwatch.stages.intake import Intake
+from ccwatch.stages.quarantine import quarantine
 
 
 @dataclass

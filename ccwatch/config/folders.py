@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ccwatch.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ccwatch.config import Config
+    from ccwatch.config.model import Config
 
 _DESTINATIONS = ("output", "quarantine", "archive")
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from ccwatch import fs
 from ccwatch.clock import Clock, SystemClock
+from ccwatch.commands.status import ledger_path
 from ccwatch.config import Config, FolderConfig
 from ccwatch.ledger import Entry, Ledger
-from ccwatch.quarantine import error_file_for
-from ccwatch.status import ledger_path
+from ccwatch.stages.quarantine import error_file_for
 
 ERROR_SUFFIX = ".error.json"
 

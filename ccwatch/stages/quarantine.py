@@ -9,9 +9,9 @@ from loguru import logger
 
 from ccwatch import __version__, fs
 from ccwatch.clock import iso
-from ccwatch.context import Context
 from ccwatch.errors import CcwatchError
 from ccwatch.ledger import Entry, State
+from ccwatch.stages.context import Context
 
 
 def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from typing import Any
 
 from loguru import logger
 
-from ccwatch import fs, templates
-from ccwatch.context import Context
+from ccwatch import fs
+from ccwatch.config import templates
 from ccwatch.errors import CcwatchError, FileError, FileVanished, TransientError
 from ccwatch.ledger import Entry, State, job_tag
+from ccwatch.stages.context import Context
 
 
 def advance(ctx: Context, entry: Entry) -> Entry:

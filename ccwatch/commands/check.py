@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 from ccwatch import fs, watch
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import SystemClock
+from ccwatch.commands.status import ledger_path
 from ccwatch.config import Config, WebhookConfig
-from ccwatch.config_checks import check_nesting, ensure_folder
+from ccwatch.config.folders import check_nesting, ensure_folder
 from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
-from ccwatch.status import ledger_path
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 if TYPE_CHECKING:
-    from ccwatch.config import Config, FolderConfig
-    from ccwatch.templates import Template
+    from ccwatch.config.model import Config, FolderConfig
+    from ccwatch.config.templates import Template
 
 
 def dump_toml(config: Config) -> str:

@@ -121,7 +121,7 @@ def _load_unchecked(config_path: Path | None) -> Config:
                 type=click.Path(dir_okay=False, path_type=Path))
 def init(path: Path) -> None:
     """Write a commented starter config (default ./ccwatch.toml); asks only on a terminal."""
-    from ccwatch import starter
+    from ccwatch.commands import init as starter
 
     if path.exists():  # say so before asking anything
         _fail(ConfigError("init", f"{path} already exists; not overwriting it"))
@@ -144,7 +144,7 @@ def init(path: Path) -> None:
 @_CONFIG_OPTION
 def check(config_path: Path | None) -> None:
     """Validate the config, folders, API account and webhook, as the daemon would at start."""
-    from ccwatch import checks
+    from ccwatch.commands import check as checks
 
     cfg = _load_unchecked(config_path)
     report = checks.run_checks(cfg)
@@ -168,7 +168,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     """Queued, in-flight, done and failed files per folder, from the ledger (safe while running)."""
     import json
 
-    from ccwatch import status as status_mod
+    from ccwatch.commands import status as status_mod
 
     cfg = _load_unchecked(config_path)
     try:
@@ -191,7 +191,7 @@ def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) ->
     PATH is a quarantined file or its .error.json. Exit 2 when any PATH could not be retried
     (the others still are; nothing is ever overwritten or lost).
     """
-    from ccwatch.retry import Retrier, quarantined
+    from ccwatch.commands.retry import Retrier, quarantined
 
     if bool(paths) == retry_all:
         raise click.UsageError("give PATH… or --all (not both)")

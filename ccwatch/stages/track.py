@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccwatch.context import Context
 from ccwatch.errors import FileError
 from ccwatch.ledger import Entry, PlannedOutput
+from ccwatch.stages.context import Context
 
 RUNNING = ("waiting", "processing", "queued")
 

@@ -14,8 +14,8 @@ from loguru import logger
 
 from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
-from ccwatch.context import Context
-from ccwatch.settle import Settler
+from ccwatch.stages.context import Context
+from ccwatch.stages.settle import Settler
 
 
 def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:

@@ -1,0 +1,7 @@
+"""The crank that moves files through the stages: dispatch to bounded worker pools (``dispatch``),
+when submissions may start (``gate``), retry and poll schedules (``backoff``), and the thread that wakes
+the dispatcher when a poll is due (``waker``)."""
+
+from ccwatch.pipeline.dispatch import Pipeline
+
+__all__ = ["Pipeline"]
