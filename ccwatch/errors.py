@@ -2,7 +2,7 @@
 
 ::
 
-    CcwatchError                     root; carries code / http_status / job / task / path context
+    CcwatchError                     root; carries code, http_status, job_id, task and path
     ├── ConfigError                  refuse to start, exit 2; names the key (folders[1].rules[0].template)
     ├── AccountError                 401, 403, 402: pause submissions, probe, resume; exit 3 (check, --once)
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
@@ -50,16 +50,6 @@ class CcwatchError(Exception):
         self.job_id = job_id
         self.task = task
         self.path = path
-
-    def context(self) -> dict[str, Any]:
-        """The fields an error file or a log line carries."""
-        return {
-            "code": self.code,
-            "message": self.message,
-            "http_status": self.http_status,
-            "job_id": self.job_id,
-            "task": self.task,
-        }
 
 
 class ConfigError(CcwatchError):

@@ -14,7 +14,8 @@ import pwd
 import secrets
 import shutil
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ def stat_regular(path: Path) -> FileStat | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     return FileStat(st.st_size, st.st_mtime_ns)
+
+
+def is_version(path: Path, size: int, mtime_ns: int) -> bool:
+    """``path`` is still the regular file of that size and mtime: the same version of the file."""
+    return stat_regular(path) == FileStat(size, mtime_ns)
 
 
 def is_own_temp(name: str) -> bool:
@@ -98,20 +104,24 @@ def write_stream(dest_dir: Path, chunks: Iterable[bytes]) -> tuple[Path, int]:
     # 0o666 minus the umask like any program's output (mkstemp's 0o600 would hide it on a share).
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     written = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-                written += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        try:
-            temp.unlink()
-        except OSError:
-            pass
-        raise
+    with discard_on_error(temp), os.fdopen(fd, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
     return temp, written
+
+
+@contextmanager
+def discard_on_error(temp: Path) -> Iterator[None]:
+    """Remove ``temp`` if the block raises (anything, a KeyboardInterrupt too), then re-raise."""
+    try:
+        yield
+    except BaseException:
+        with suppress(OSError):
+            temp.unlink()
+        raise
 
 
 def commit(temp: Path, final: Path, *, overwrite: bool) -> bool:
@@ -137,7 +147,7 @@ def _rename_if_absent(src: Path, dst: Path) -> bool:
         if exc.errno not in _NO_HARDLINKS:
             raise
         # No hard links here: check-then-rename. The window is small; nothing better is portable.
-        if os.path.lexists(dst):
+        if is_taken(dst):
             return False
         os.rename(src, dst)
         return True
@@ -145,16 +155,18 @@ def _rename_if_absent(src: Path, dst: Path) -> bool:
     return True
 
 
-def unique_path(path: Path) -> Path:
-    """``path`` if free, else the first free ``stem (n)suffix``."""
-    if not os.path.lexists(path):
-        return path
-    n = 1
-    while True:
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-        if not os.path.lexists(candidate):
-            return candidate
+def is_taken(path: Path, taken: Container[Path] = ()) -> bool:
+    """A name is taken by anything on disk, a dangling symlink included, or by ``taken``."""
+    return path in taken or os.path.lexists(path)
+
+
+def unique_path(path: Path, taken: Container[Path] = ()) -> Path:
+    """``path`` if free, else the first free ``stem (n)suffix`` (see :func:`is_taken`)."""
+    candidate, n = path, 0
+    while is_taken(candidate, taken):
         n += 1
+        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+    return candidate
 
 
 def move_no_clobber(src: Path, dst: Path) -> Path:
@@ -186,7 +198,7 @@ def copy_then_delete(src: Path, dst: Path) -> Path:
     (``dst (n)`` on a clash), and only then unlink ``src``. Returns the final path."""
     expected = src.stat().st_size
     temp, written = write_stream(dst.parent, _read_chunks(src))
-    try:
+    with discard_on_error(temp):
         if written != expected:
             raise OSError(errno.EIO, f"{src} changed size during the copy ({expected} → {written})")
         # keep the mtime: quarantined and archived files stay recognisable
@@ -195,12 +207,6 @@ def copy_then_delete(src: Path, dst: Path) -> Path:
             target = unique_path(dst)
             if commit(temp, target, overwrite=False):
                 break
-    except BaseException:
-        try:
-            temp.unlink()
-        except OSError:
-            pass
-        raise
     os.unlink(src)
     _fsync_dir(src.parent)
     return target
@@ -236,7 +242,8 @@ def remove_temps(folder: Path) -> int:
     return removed
 
 
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` for a uid with no passwd entry (containers often run so)."""
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
@@ -244,8 +251,8 @@ def _user_name(uid: int) -> str:
 
 
 def writable_problem(folder: Path) -> str | None:
-    """None if ``folder`` is a directory this process can create files in, else a sentence saying
-    why not, naming the folder's owner and the user ccwatch runs as."""
+    """None if ``folder`` is a directory this process can list and create files in, else a
+    sentence saying why not, naming the folder's owner and the user ccwatch runs as."""
     try:
         st = os.stat(folder)
     except FileNotFoundError:
@@ -254,13 +261,13 @@ def writable_problem(folder: Path) -> str | None:
         return f"{folder} cannot be examined: {exc.strerror}"
     if not stat.S_ISDIR(st.st_mode):
         return f"{folder} is not a folder"
-    me = _user_name(os.geteuid())
+    me = user_name(os.geteuid())
     if os.statvfs(folder).f_flag & os.ST_RDONLY:
         return f"{folder} is on a read-only filesystem (ccwatch runs as {me})"
     effective = os.access in os.supports_effective_ids
-    if os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+    if os.access(folder, os.R_OK | os.W_OK | os.X_OK, effective_ids=effective):
         return None
     return (
-        f"{folder} is not writable by {me}: it belongs to {_user_name(st.st_uid)} "
+        f"{folder} is not readable and writable by {me}: it belongs to {user_name(st.st_uid)} "
         f"with mode {stat.filemode(st.st_mode)}"
     )

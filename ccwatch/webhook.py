@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,9 +52,6 @@ class Receiver:
         self.path = path or "/"
         self._secret = secret
         self._on_job = on_job
-        self._lock = threading.Lock()
-        self.accepted = 0
-        self.refused = 0
 
     def __repr__(self) -> str:
         return f"Receiver(path={self.path!r}, secret=[secure])"
@@ -67,8 +63,6 @@ class Receiver:
         return response(environ, start_response)
 
     def _refuse(self, status: int, why: str, request: Request) -> Response:
-        with self._lock:
-            self.refused += 1
         logger.warning("webhook refused ({}): {} from {}", status, why, request.remote_addr)
         return Response(json.dumps({"error": why}), status=status, mimetype="application/json")
 
@@ -104,8 +98,6 @@ class Receiver:
             return self._refuse(404, f"job {job['id']} is not one of ours", request)
         if verdict != "accepted":
             return self._refuse(409, f"job {job['id']} was already handled", request)
-        with self._lock:
-            self.accepted += 1
         logger.bind(job=job["id"]).info("webhook: {}", job.get("status"))
         return Response(json.dumps({"ok": True}), status=200, mimetype="application/json")
 

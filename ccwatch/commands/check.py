@@ -85,10 +85,6 @@ def _folders(config: Config, report: Report) -> None:
             ensure_folder(path, key=key, create=path in config.auto_create)
         except ConfigError as err:
             report.add(FAIL, key, err.problem, ExitCode.CONFIG)
-            continue
-        problem = fs.writable_problem(path)
-        if problem:
-            report.add(FAIL, key, problem, ExitCode.CONFIG)
         else:
             report.add(OK, key, f"{path} (writable)")
     for i, folder in enumerate(config.folders):

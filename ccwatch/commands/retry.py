@@ -10,7 +10,6 @@ its row is put back as it was.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -152,11 +151,10 @@ class Retrier:
     def _requeue(self, folder: FolderConfig, relpath: PurePosixPath, file: Path,
                  target: Path) -> Entry | None:
         """Queue the failed row of this exact version again; returns the row as it was."""
-        if self._ledger is None or os.path.lexists(target):
+        if self._ledger is None or fs.is_taken(target):
             return None  # the move will pick another name: a new version, converted as new
         failed = self._ledger.failed_for_path(folder.name, relpath.as_posix())
-        st = fs.stat_regular(file)
-        if failed is None or st is None or (failed.size, failed.mtime_ns) != (st.size, st.mtime_ns):
+        if failed is None or not fs.is_version(file, failed.size, failed.mtime_ns):
             return None  # edited in the quarantine (or unknown): a new version, converted as new
         self._ledger.requeue(failed.id, now=self.clock.wall())
         return failed

@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ccwatch import fs
 from ccwatch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -80,19 +78,6 @@ def ensure_folder(path: Path, *, key: str, create: bool) -> None:
             raise ConfigError(key, f"cannot create {path}: {exc.strerror or exc}") from exc
     if not path.is_dir():
         raise ConfigError(key, f"{path} is not a folder")
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise ConfigError(key, describe_unwritable(path))
-
-
-def describe_unwritable(path: Path) -> str:
-    """Why ``path`` is refused, naming its owner and the user ccwatch runs as."""
-    info = path.stat()
-    return (f"{path} is not writable by user {user_name(os.geteuid())} (owner "
-            f"{user_name(info.st_uid)}, mode {stat.filemode(info.st_mode)})")
-
-
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # containers often run as a uid with no passwd entry
-        return f"uid {uid}"
+    problem = fs.writable_problem(path)
+    if problem:
+        raise ConfigError(key, problem)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ccwatch.emulator.store import TERMINAL, Task, Upload, new_id
+from ccwatch.emulator.store import TERMINAL, Job, Task, Upload, new_id
 from ccwatch.emulator.validation import Invalid
 from ccwatch.emulator.work import Outcome, safe_name, stored
 
 if TYPE_CHECKING:
     from ccwatch.emulator.core import Emulator
+
+_Item = TypeVar("_Item", Job, Task)
 
 
 def upload_dir(emu: Emulator, task_id: str) -> Path | None:
@@ -120,22 +123,20 @@ def retry_task(emu: Emulator, task_id: str) -> dict[str, Any] | None:
 
 def wait_job(emu: Emulator, job_id: str) -> dict[str, Any] | None:
     """Block (condition wait) until the job ends or the cap passes; then its current state."""
-    def ended() -> bool:
-        job = emu.store.jobs.get(job_id)
-        return job is None or job.status in TERMINAL
-
-    emu.store.wait_until(ended, emu.sync_wait_cap_s)
-    with emu.store.lock:
-        job = emu.store.jobs.get(job_id)
-        return None if job is None else emu.shapes().job(job)
+    return _wait_ended(emu, emu.store.jobs, job_id, lambda job: emu.shapes().job(job))
 
 
 def wait_task(emu: Emulator, task_id: str) -> dict[str, Any] | None:
+    return _wait_ended(emu, emu.store.tasks, task_id, lambda task: emu.shapes().task(task))
+
+
+def _wait_ended(emu: Emulator, items: Mapping[str, _Item], item_id: str,
+                shape: Callable[[_Item], dict[str, Any]]) -> dict[str, Any] | None:
     def ended() -> bool:
-        task = emu.store.tasks.get(task_id)
-        return task is None or task.status in TERMINAL
+        item = items.get(item_id)
+        return item is None or item.status in TERMINAL
 
     emu.store.wait_until(ended, emu.sync_wait_cap_s)
     with emu.store.lock:
-        task = emu.store.tasks.get(task_id)
-        return None if task is None else emu.shapes().task(task)
+        item = items.get(item_id)
+        return None if item is None else shape(item)

@@ -42,26 +42,16 @@ def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
         final = dest_dir / fs.sanitize_filename(name)
         if not fs.inside(folder.output, final):
             raise FileError(f"output name {name!r} leaves the output folder", code="UNSAFE_FILENAME")
-        if rule.on_conflict == "skip" and (final.exists() or final in reserved):
+        if rule.on_conflict == "skip" and fs.is_taken(final, reserved):
             logger.bind(folder=entry.folder, file=entry.relpath).info(
                 "{} exists; skipped (on_conflict = skip)", final)
             planned.append(replace(out, final_path=None, delivered=True))
             continue
         if rule.on_conflict == "rename":
-            final = _free_path(final, reserved)
+            final = fs.unique_path(final, taken=reserved)
         reserved.add(final)
         planned.append(replace(out, final_path=str(final)))
     return tuple(planned)
-
-
-def _free_path(path: Path, reserved: set[Path]) -> Path:
-    """``name.pdf``, else ``name (1).pdf``, ``name (2).pdf``…: the first neither on disk nor reserved."""
-    n = 0
-    candidate = path
-    while candidate in reserved or candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-    return candidate
 
 
 def deliver(ctx: Context, entry: Entry) -> Entry:
@@ -104,16 +94,13 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
             # Disk full, permissions, a vanished share: the output is still on the server; try later.
             raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
                                  job_id=entry.job_id, path=entry.relpath) from exc
-    try:
+    with fs.discard_on_error(temp):
         if out.size is not None and written != out.size:
             raise TransientError(f"download of {out.filename} was {written} of {out.size} bytes",
                                  code="SHORT_DOWNLOAD", job_id=entry.job_id, path=entry.relpath)
         # The path was chosen as ours (and recorded) before this rename; on resume it may
         # already hold our own earlier copy, so only "skip" refuses to replace it.
         committed = fs.commit(temp, final, overwrite=rule.on_conflict != "skip")
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     if not committed:
         temp.unlink(missing_ok=True)
         logger.bind(folder=entry.folder, file=entry.relpath).info("{} appeared meanwhile; skipped", final)
@@ -125,8 +112,7 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
 def _originals(ctx: Context, entry: Entry) -> None:
     folder = ctx.folder(entry.folder)
     source = ctx.source(entry)
-    st = fs.stat_regular(source)
-    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+    if not fs.is_version(source, entry.size, entry.mtime_ns):
         return  # already handled before a restart, or replaced by a newer version: leave it
     if folder.originals == "delete":
         source.unlink(missing_ok=True)

@@ -44,8 +44,7 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     folder = ctx.folder(entry.folder)
     source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
-    st = fs.stat_regular(source)
-    if st is not None and (st.size, st.mtime_ns) == (entry.size, entry.mtime_ns):
+    if fs.is_version(source, entry.size, entry.mtime_ns):
         target = fs.move_no_clobber(source, folder.quarantine / PurePosixPath(entry.relpath))
         fs.write_json(error_file_for(target), record)
         log.error("quarantined as {}: {}", target, error.message)

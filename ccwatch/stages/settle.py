@@ -44,9 +44,6 @@ class Settler:
             track.seen = None
             track.empty_waiting = False
 
-    def forget(self, path: Path) -> None:
-        self._tracks.pop(path, None)
-
     def poll(self, now: float, stat: Callable[[Path], FileStat | None]) -> list[tuple[Path, FileStat]]:
         """Stat the paths that are due; return those that are ready (each once, then untracked)."""
         ready: list[tuple[Path, FileStat]] = []
@@ -81,7 +78,3 @@ class Settler:
     def waiting_empty(self) -> int:
         """How many tracked files are settled but empty (they wait for content indefinitely)."""
         return sum(1 for t in self._tracks.values() if t.empty_waiting)
-
-    def next_due(self) -> float | None:
-        """The earliest time a poll could return something or needs to take a first look."""
-        return min((t.due for t in self._tracks.values()), default=None)

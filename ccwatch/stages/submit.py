@@ -33,7 +33,7 @@ def advance(ctx: Context, entry: Entry) -> Entry:
     job: dict[str, Any] | None = None
     if entry.state is State.SUBMITTING:
         job = _create_or_find(ctx, entry, look_up_first=resumed_create)
-        upload = _upload_task(job, entry)
+        upload = _upload_task(ctx, job, entry)
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.UPLOADING,
                                   job_id=job["id"], upload_task_id=upload["id"])
     if entry.state is State.UPLOADING:
@@ -45,12 +45,11 @@ def advance(ctx: Context, entry: Entry) -> Entry:
 
 def _check_source(ctx: Context, entry: Entry) -> None:
     path = ctx.source(entry)
-    st = fs.stat_regular(path)
-    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+    if not fs.is_version(path, entry.size, entry.mtime_ns):
         raise FileVanished(str(path))
     limit = ctx.folder(entry.folder).max_file_size
-    if st.size > limit:
-        raise FileError(f"file is {st.size} bytes, larger than max_file_size ({limit})",
+    if entry.size > limit:
+        raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
                         code="FILE_TOO_LARGE", path=entry.relpath)
     try:
         with path.open("rb") as fh:
@@ -86,11 +85,12 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
     return job
 
 
-def _upload_task(job: dict[str, Any], entry: Entry) -> dict[str, Any]:
+def _upload_task(ctx: Context, job: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    name = ctx.config.templates[entry.template].upload_task
     for task in job.get("tasks") or []:
-        if isinstance(task, dict) and task.get("operation") == "import/upload":
+        if isinstance(task, dict) and task.get("name") == name:
             return task
-    raise FileError("the job has no import/upload task", code="NO_UPLOAD_TASK",
+    raise FileError(f"the job has no task {name!r} to upload the file to", code="NO_UPLOAD_TASK",
                     job_id=str(job.get("id")), path=entry.relpath)
 
 
@@ -115,8 +115,7 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
             raise TransientError("upload task has no form yet", code="NO_UPLOAD_FORM",
                                  job_id=entry.job_id, path=entry.relpath)
     path = ctx.source(entry)
-    st = fs.stat_regular(path)
-    if st is None or (st.size, st.mtime_ns) != (entry.size, entry.mtime_ns):
+    if not fs.is_version(path, entry.size, entry.mtime_ns):
         _delete_unused_job(ctx, entry)
         raise FileVanished(str(path))
     ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))

@@ -15,11 +15,14 @@ from ccwatch.fs import (
     copy_then_delete,
     inside,
     is_own_temp,
+    is_taken,
+    is_version,
     move_no_clobber,
     remove_temps,
     sanitize_filename,
     stat_regular,
     unique_path,
+    user_name,
     writable_problem,
     write_json,
     write_stream,
@@ -136,6 +139,36 @@ def test_unique_path_counts_up(tmp_path: Path) -> None:
     assert unique_path(tmp_path / "README") == tmp_path / "README (1)"
 
 
+def test_unique_path_counts_dangling_links_and_taken_names(tmp_path: Path) -> None:
+    """A dangling symlink holds its name (renaming onto it would replace the link), and so do the
+    names other in-flight files reserved."""
+    target = tmp_path / "name.pdf"
+    target.symlink_to(tmp_path / "nowhere")
+    assert unique_path(target) == tmp_path / "name (1).pdf"
+    assert unique_path(target, taken={tmp_path / "name (1).pdf"}) == tmp_path / "name (2).pdf"
+    assert is_taken(tmp_path / "free.pdf", {tmp_path / "free.pdf"})
+    assert not is_taken(tmp_path / "free.pdf")
+
+
+def test_is_version_compares_size_and_mtime(tmp_path: Path) -> None:
+    """The same version means a regular file with the recorded size and mtime_ns."""
+    path = tmp_path / "a.pdf"
+    path.write_bytes(b"abc")
+    st = path.stat()
+    assert is_version(path, 3, st.st_mtime_ns)
+    assert not is_version(path, 4, st.st_mtime_ns)
+    assert not is_version(path, 3, st.st_mtime_ns + 1)
+    assert not is_version(tmp_path / "gone.pdf", 3, st.st_mtime_ns)
+    (tmp_path / "link.pdf").symlink_to(path)
+    assert not is_version(tmp_path / "link.pdf", 3, st.st_mtime_ns)
+
+
+def test_user_name_of_unknown_uid() -> None:
+    """A uid with no passwd entry (containers) is shown as a number; a known one with its number."""
+    assert user_name(2_000_000_123) == "uid 2000000123"
+    assert user_name(0) == "root (uid 0)"
+
+
 def test_move_no_clobber_renames_on_a_clash(tmp_path: Path) -> None:
     (tmp_path / "failed").mkdir()
     (tmp_path / "failed" / "a.pdf").write_bytes(b"first")
@@ -238,5 +271,5 @@ def test_writable_problem_names_owner_and_user(tmp_path: Path) -> None:
         locked.chmod(0o755)
     assert done.returncode == 0, done.stderr
     problem = done.stdout.strip()
-    assert f"{locked} is not writable by " in problem
+    assert f"{locked} is not readable and writable by " in problem
     assert "belongs to" in problem and "dr-xr-xr-x" in problem

@@ -90,7 +90,6 @@ def test_vanished_file_is_dropped(disk: FakeDisk) -> None:
     del disk.files[A]
     assert settler.poll(2.0, disk.stat) == []
     assert settler.pending() == 0
-    assert settler.next_due() is None
 
 
 def test_mtime_change_with_same_size_restarts_the_wait(disk: FakeDisk) -> None:
@@ -104,35 +103,23 @@ def test_mtime_change_with_same_size_restarts_the_wait(disk: FakeDisk) -> None:
     assert settler.poll(4.0, disk.stat) == [(A, FileStat(4096, 2))]
 
 
-def test_forget_stops_tracking(disk: FakeDisk) -> None:
+def test_polls_stat_only_what_is_due(disk: FakeDisk) -> None:
+    """A poll before a path's next look is due does no stat call for it."""
     settler = Settler(2.0)
-    disk.files[A] = FileStat(10, 1)
-    settler.note(A, 0.0)
-    settler.forget(A)
-    settler.forget(A)  # forgetting twice is harmless
-    assert settler.poll(5.0, disk.stat) == []
-    assert settler.pending() == 0
-
-
-def test_next_due_and_polls_stat_only_what_is_due(disk: FakeDisk) -> None:
-    """next_due tells the owner when to poll; a poll before then does no stat calls."""
-    settler = Settler(2.0)
-    assert settler.next_due() is None
     disk.files[A] = FileStat(1, 1)
     disk.files[B] = FileStat(1, 1)
     settler.note(A, 0.0)
     settler.note(B, 1.0)
-    assert settler.next_due() == 0.0  # a new path wants a first look at once
-    settler.poll(1.0, disk.stat)
-    assert settler.next_due() == 3.0  # both looked at, at t=1
+    settler.poll(1.0, disk.stat)  # both looked at, at t=1: next look due at t=3
     calls = disk.calls
     assert settler.poll(2.5, disk.stat) == []
     assert disk.calls == calls
     assert sorted(p for p, _ in settler.poll(3.0, disk.stat)) == [A, B]
+    assert disk.calls == calls + 2
 
 
-def test_stat_error_keeps_the_file_for_a_later_look() -> None:
-    """An unreachable share (OSError) is not a vanished file."""
+def test_stat_error_keeps_the_file_for_a_later_look(disk: FakeDisk) -> None:
+    """An unreachable share (OSError) is not a vanished file: it is looked at again settle_s later."""
     settler = Settler(1.0)
 
     def unreachable(path: Path) -> FileStat | None:
@@ -141,7 +128,10 @@ def test_stat_error_keeps_the_file_for_a_later_look() -> None:
     settler.note(A, 0.0)
     assert settler.poll(0.0, unreachable) == []
     assert settler.pending() == 1
-    assert settler.next_due() == 1.0
+    disk.files[A] = FileStat(10, 1)
+    assert settler.poll(0.5, disk.stat) == [] and disk.calls == 0  # not due yet
+    assert settler.poll(1.0, disk.stat) == [] and disk.calls == 1  # first good look
+    assert settler.poll(2.0, disk.stat) == [(A, FileStat(10, 1))]
 
 
 def test_negative_settle_time_is_refused() -> None:
