@@ -1,4 +1,9 @@
-"""The only module that reads or waits on time; everything else takes a Clock."""
+"""Time as the daemon reads it: ``SystemClock``, and ``FakeClock`` that tests step by hand.
+
+The API client, the pipeline, the stages and the commands take a :class:`Clock` instead of calling
+``time``, so their timing (backoff, polls, timestamps) is testable without sleeping. Threads that
+only wait for something (folder pollers, the waker, the daemon loop) wait on their events.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Which paths matter (junk, ignore globs, rules), walking a folder, and watching it for changes.
 
-``FolderWatcher`` only reports paths; deciding what to do with them (junk, settle, rules) is the
-pipeline's job. Two modes: ``events`` (watchdog's native observer, inotify on Linux) and ``poll``
-(our own scandir snapshot of (size, mtime_ns) compared each interval: about half the CPU of
-watchdog's PollingObserver on a 10,000-file tree, skips junk folders, and keeps its memory when the
-share drops).
+``FolderWatcher`` only reports paths; the intake stage decides what to do with them (with
+``is_junk`` and ``match_rule`` from here, then settling). Two modes: ``events`` (watchdog's native
+observer, inotify on Linux) and ``poll`` (our own scandir snapshot of (size, mtime_ns) compared each
+interval: about half the CPU of watchdog's PollingObserver on a 10,000-file tree, skips junk
+folders, and keeps its memory when the share drops).
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ class _Handler(FileSystemEventHandler):
             logger.exception("handling {} for {} failed", event.event_type, path)
 
     def _folder_arrived(self, folder: Path) -> None:
-        # inotify says nothing of files already inside a folder moved in (peers §2.3): list them.
+        # inotify reports only the folder moved in, not the files already inside it: list them.
         try:
             rel = folder.relative_to(self._root)
         except ValueError:

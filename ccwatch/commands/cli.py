@@ -1,4 +1,4 @@
-"""The ``ccwatch`` command line (click). Maps errors to the exit codes of the design contract."""
+"""The ``ccwatch`` command line (click). Maps errors to the exit codes in docs/operations.md."""
 
 from __future__ import annotations
 

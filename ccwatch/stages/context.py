@@ -1,4 +1,4 @@
-"""What every stage needs, bundled once by the pipeline: config, ledger, API client, clock."""
+"""What every stage needs, bundled once by the daemon: config, ledger, API client, clock."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from ccwatch.stages.context import Context
 
 
 def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:
-    """The error file's fields (DESIGN §5); the message is the root task's."""
+    """The error file's fields (docs/operations.md lists them); the message is the root task's."""
     return {
         "file": entry.relpath,
         "folder": entry.folder,

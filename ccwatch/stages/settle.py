@@ -4,7 +4,7 @@ A file is ready when two observations at least ``settle_s`` apart show the same 
 no event touched it in between, and it is not empty. There is no give-up: a file that keeps changing
 (or stays empty) waits for as long as that lasts, and a vanished file is dropped.
 
-Not thread-safe: the owner (the pipeline) serialises calls.
+Not thread-safe: the owner (the intake stage, on the pipeline's thread) serialises calls.
 """
 
 from __future__ import annotations

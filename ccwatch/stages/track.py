@@ -1,7 +1,7 @@
 """Track stage: read a job's status and decide: still running, finished (plan outputs) or failed.
 
-The sweep that calls this lives in the pipeline; this module is the per-job decision plus the poll
-backoff arithmetic, both free of I/O except the one GET.
+The pipeline decides when a job is looked at (its poll schedule is :mod:`ccwatch.pipeline.backoff`)
+and hands over webhook deliveries; this module is the per-job decision, with no I/O but the one GET.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def test_builtin_junk_file_names(name: str) -> None:
 
 
 def test_every_builtin_entry_is_covered_by_the_list() -> None:
-    """The DESIGN §3 list, verbatim, is what BUILTIN_JUNK and JUNK_DIRS hold."""
+    """The built-in junk list (docs/configuration.md, `ignore`) is what BUILTIN_JUNK and JUNK_DIRS hold."""
     for glob in (".*", "~$*", "*.tmp", "*.part", "*.crdownload", "*.swp", "Thumbs.db",
                  "desktop.ini", ".DS_Store", "._*", ".syncthing.*", "~syncthing~*"):  # fmt: skip
         assert glob in BUILTIN_JUNK
