@@ -146,6 +146,10 @@ class Daemon:
         self.stop_event = threading.Event()
         self._watchers: list[watch.FolderWatcher] = []
 
+    def watchers(self) -> tuple[watch.FolderWatcher, ...]:
+        """The running folder watchers, one per folder (empty before ``run`` starts them)."""
+        return tuple(self._watchers)
+
     def _start_watchers(self) -> None:
         for folder in self.runtime.ctx.config.folders:
             mode, reason = watch.choose_mode(folder.input, folder.watch)

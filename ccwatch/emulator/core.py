@@ -82,6 +82,19 @@ class Emulator:
                 counts[job.status] = counts.get(job.status, 0) + 1
             return counts
 
+    def most_jobs_unfinished(self) -> int:
+        """The most jobs that were ever created and not yet ended at the same moment."""
+        with self.store.lock:
+            spans = [(j.created_at, j.ended_at) for j in self.store.jobs.values()]
+        # +1 at each creation, -1 at each end; at equal times an end comes first (a freed slot)
+        steps = sorted([(start, 1) for start, _ in spans]
+                       + [(end, -1) for _, end in spans if end is not None])
+        most = current = 0
+        for _, step in steps:
+            current += step
+            most = max(most, current)
+        return most
+
     def uploads(self) -> list[Upload]:
         with self.store.lock:
             return list(self.store.uploads)

@@ -76,10 +76,15 @@ def _imagemagick() -> Tool | None:
     return None
 
 
+def probe_tools() -> tuple[Tool, ...]:
+    """The tools on PATH now, each asked for its version (a lookalike answers wrongly)."""
+    return tuple(t for t in (_libreoffice(), _ffmpeg(), _imagemagick()) if t is not None)
+
+
 @functools.cache
 def detect_tools() -> tuple[Tool, ...]:
-    """Probed once per process: tools don't appear or vanish while tests run."""
-    return tuple(t for t in (_libreoffice(), _ffmpeg(), _imagemagick()) if t is not None)
+    """:func:`probe_tools` once per process: tools don't appear or vanish while tests run."""
+    return probe_tools()
 
 
 def run_tool(tool: Tool, src: Path, dest: Path, output_format: str, timeout_s: float) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +186,8 @@ def test_daemon_picks_up_files_dropped_while_running(dirs: Dirs, make_config: Ma
     with running(make_config()):
         make_image(dirs.input / "new.png")
         outside.rename(dirs.input / "moved.png")
-        start = time.monotonic()
         wait_for(lambda: files_under(dirs.output) == ["moved.jpg", "new.jpg"], timeout=30,
                  message="both outputs")
-        assert time.monotonic() - start < 30
 
 
 def test_file_over_max_file_size_is_quarantined_without_a_job(dirs: Dirs, make_config: MakeConfig,
@@ -228,21 +225,7 @@ def test_max_in_flight_bounds_the_jobs_running_at_once(dirs: Dirs, make_config: 
     for i in range(9):
         make_image(dirs.input / f"f{i}.png")
     emulator.faults.latency(seconds=0.4)
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            counts = emulator.status_counts()
-            seen.append(counts.get("waiting", 0) + counts.get("processing", 0))
-            stop.wait(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        code, delivered, _ = once(make_config(daemon_extra="max_in_flight = 3"))
-    finally:
-        stop.set()
-        sampler.join()
+    code, delivered, _ = once(make_config(daemon_extra="max_in_flight = 3"))
     assert (code, delivered) == (ExitCode.OK, 9)
-    assert max(seen) == 3
+    assert len(emulator.jobs()) == 9
+    assert emulator.most_jobs_unfinished() == 3

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ccwatch.emulator import Emulator
 from ccwatch.emulator.engines import PIL_IN, PIL_SAVE, Engines
-from ccwatch.emulator.external import _imagemagick, detect_tools
+from ccwatch.emulator.external import detect_tools, probe_tools
 
 TOOLS = {tool.engine for tool in detect_tools()}
 PILLOW_NAMES = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF",
@@ -102,7 +102,7 @@ def test_a_convert_lookalike_is_not_taken_for_imagemagick(tmp_path: Path,
     fake.write_text("#!/bin/sh\necho 'not the real thing' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert _imagemagick() is None
+    assert probe_tools() == ()
 
 
 FAKE_FFMPEG = """#!/bin/sh
@@ -116,15 +116,14 @@ def test_a_path_tool_is_detected_run_and_its_errors_reported(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wiring without the real tool: version probe, argv, output check, stderr on failure."""
     from ccwatch.emulator.engines import ConversionFailed
-    from ccwatch.emulator.external import _ffmpeg
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ffmpeg").write_text(FAKE_FFMPEG)
     (bin_dir / "ffmpeg").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    tool = _ffmpeg()
-    assert tool is not None and tool.version == "6.1.1"
+    [tool] = [t for t in probe_tools() if t.engine == "ffmpeg"]
+    assert tool.version == "6.1.1"
     engines = Engines(tools=(tool,))
     assert engines.supports("wav", "flac") and engines.supports("mp4", "mp3")
     source = tmp_path / "tone.wav"

@@ -54,7 +54,7 @@ def test_upload_answers_201_with_s3_style_xml(api: httpx.Client, emulator: Emula
     assert response.headers["content-type"] == "application/xml"
     up_id = task_named(job, "in")["id"]
     assert f"<Key>{up_id}/photo.png</Key>" in response.text
-    assert response.headers["location"].startswith(emulator.base_url or "")
+    assert response.headers["location"].startswith(f"{emulator.base_url}/")
     task = api.get(f"/v2/tasks/{up_id}").json()["data"]
     assert task["status"] == "finished"
     assert task["result"]["files"] == [{"filename": "photo.png", "size": len(content),

@@ -97,8 +97,8 @@ def test_file_created_while_the_observer_was_down_is_caught_by_the_rescan(
         dirs: Dirs, make_config: MakeConfig) -> None:
     """A lost event (watcher stopped) strands nothing: the periodic rescan finds the file."""
     with running(make_config(folder_extra="rescan_s = 1")) as daemon:
-        wait_for(lambda: daemon._watchers, timeout=10, message="watchers started")
-        for watcher in daemon._watchers:
+        wait_for(lambda: daemon.watchers(), timeout=10, message="watchers started")
+        for watcher in daemon.watchers():
             watcher.stop()
         make_image(dirs.input / "missed.png")
         wait_for(lambda: files_under(dirs.output) == ["missed.jpg"], timeout=20,
@@ -193,13 +193,14 @@ def test_a_dead_watcher_is_restarted_and_the_gap_scanned(dirs: Dirs, make_config
     after it are converted without waiting for the (hourly) rescan."""
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # health checks every 0.2 s
     with running(make_config(folder_extra="rescan_s = 3600")) as daemon:
-        wait_for(lambda: daemon._watchers, timeout=10, message="watchers started")
-        first = daemon._watchers[0]
+        wait_for(lambda: daemon.watchers(), timeout=10, message="watchers started")
+        [first] = daemon.watchers()
         first.stop()
         make_image(dirs.input / "in-the-gap.png")
         wait_for(lambda: files_under(dirs.output) == ["in-the-gap.jpg"], timeout=20,
                  message="the gap scanned")
-        assert daemon._watchers[0] is not first and daemon._watchers[0].alive()
+        [second] = daemon.watchers()
+        assert second is not first and second.alive()
         make_image(dirs.input / "after.png")
         wait_for(lambda: "after.jpg" in files_under(dirs.output), timeout=20,
                  message="events again")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ccwatch.ledger import Ledger
 from ccwatch.testing import TO_JPG, config_text, wait_for
 
 
@@ -31,13 +30,13 @@ class Setup:
         db = self.state / "ledger.sqlite3"
         if not db.exists():
             return {}
-        ledger = Ledger(db, readonly=True)
+        connection = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
         try:
-            rows = ledger._query("SELECT relpath, state FROM files ORDER BY id")
+            rows = connection.execute("SELECT relpath, state FROM files ORDER BY id").fetchall()
         except sqlite3.OperationalError:  # created but its tables not yet written
             return {}
         finally:
-            ledger.close()
+            connection.close()
         return {r[0]: r[1] for r in rows}
 
 

@@ -9,6 +9,7 @@ from cli_helpers import cli_env, run_cli, write_setup
 
 from ccwatch import config
 from ccwatch.emulator import Emulator
+from ccwatch.mounts import choose_mode
 from ccwatch.testing import make_image
 
 
@@ -26,7 +27,8 @@ def test_init_then_check_then_run_once_converts(tmp_path: Path) -> None:
     checked = run_cli("check", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "embedded engine: no account needed" in checked.stdout
-    assert "will use events" in checked.stdout or "will use poll" in checked.stdout
+    mode, _ = choose_mode(loaded.folders[0].input, loaded.folders[0].watch)
+    assert f"'{loaded.folders[0].name}' will use {mode}:" in checked.stdout
 
     make_image(tmp_path / "inbox" / "photo.png")
     ran = run_cli("run", "--once", cwd=tmp_path, env=env)
