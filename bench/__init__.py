@@ -1,4 +1,4 @@
-"""Benchmarks for ccwatch (not tests): ``python -m bench [--quick] [--write] [NAME...]``.
+"""Benchmarks for ccwatch (not tests): ``python -m bench [--quick | --smoke] [--write] [NAME...]``.
 
 ::
 

@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from ccwatch.emulator import Emulator, serve
 from ccwatch.testing import TO_JPG
@@ -35,6 +38,24 @@ operation = "export/url"
 input = "in"
 """
 TEMPLATES = {"to-jpg": TO_JPG, "passthrough": PASSTHROUGH}
+
+# full: the figures in docs/benchmarks.md; quick: small sizes, a ~1 min look; smoke: tiny sizes
+# that only run every code path (the test suite's check), whose figures mean nothing.
+Size = Literal["full", "quick", "smoke"]
+_T = TypeVar("_T")
+
+
+def by_size(size: Size, *, full: _T, quick: _T, smoke: _T) -> _T:
+    return {"full": full, "quick": quick, "smoke": smoke}[size]
+
+
+def measure_all(size: Size, *measures: Callable[[], _T]) -> list[_T]:
+    """Run the measures one after another, so none disturbs another's figures; a smoke run's
+    figures mean nothing, so it overlaps them to finish in seconds."""
+    if size != "smoke":
+        return [measure() for measure in measures]
+    with ThreadPoolExecutor(len(measures)) as pool:
+        return list(pool.map(lambda measure: measure(), measures))
 
 
 @dataclass(frozen=True)
@@ -331,10 +352,14 @@ def drop(paths: Sequence[Path], into: Path) -> None:
 # --- the official SDK ------------------------------------------------------------------------
 
 
+_SDK_INSTALL = threading.Lock()  # a smoke run starts SDK contenders side by side
+
+
 def ensure_sdk() -> Path:
-    if not (SDK_DIR / "cloudconvert" / "__init__.py").exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "--target", str(SDK_DIR), SDK_SPEC], check=True, timeout=300)
+    with _SDK_INSTALL:
+        if not (SDK_DIR / "cloudconvert" / "__init__.py").exists():
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "--target", str(SDK_DIR), SDK_SPEC], check=True, timeout=300)
     return SDK_DIR
 
 

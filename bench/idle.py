@@ -11,10 +11,13 @@ from bench.common import (
     BenchError,
     Child,
     Settings,
+    Size,
+    by_size,
     ccwatch_args,
     ccwatch_env,
     daemon_ready,
     emulator,
+    measure_all,
     wait_until,
     workspace,
     write_config,
@@ -22,7 +25,6 @@ from bench.common import (
 from bench.report import Result, Target
 from bench.tree import build_done_tree
 
-WARM_UP_S = 1.0
 POLL_S = 5.0  # the default poll interval
 TARGET_PCT = 1.0
 
@@ -34,7 +36,7 @@ class Idle:
     calls: int
 
 
-def _measure(mode: str, count: int, window_s: float) -> Idle:
+def _measure(mode: str, count: int, window_s: float, warm_up_s: float) -> Idle:
     settings = Settings(watch=mode, poll_s=POLL_S)
     with workspace(f"idle-{mode}") as ws, emulator() as emu:
         build_done_tree(ws, count)
@@ -43,7 +45,7 @@ def _measure(mode: str, count: int, window_s: float) -> Idle:
         with Child(ccwatch_args(config, once=False), ws.root / "daemon.log", env=ccwatch_env(),
                    cwd=ws.root) as child:
             wait_until(daemon_ready(child), 60, "the start-up scan", child)
-            time.sleep(WARM_UP_S)  # let start-up work (imports, first scan) finish
+            time.sleep(warm_up_s)  # let start-up work (imports, first scan) finish
             proc = psutil.Process(child.pid)
             before, started = sum(proc.cpu_times()[:2]), time.monotonic()
             time.sleep(window_s)
@@ -55,10 +57,12 @@ def _measure(mode: str, count: int, window_s: float) -> Idle:
     return Idle(mode, used / elapsed * 100, calls)
 
 
-def run(quick: bool) -> Result:
-    count = 1_000 if quick else 10_000
-    window_s = 5.0 if quick else 60.0
-    events, poll = _measure("events", count, window_s), _measure("poll", count, window_s)
+def run(size: Size) -> Result:
+    count = by_size(size, full=10_000, quick=1_000, smoke=20)
+    window_s = by_size(size, full=60.0, quick=5.0, smoke=0.5)
+    warm_up_s = by_size(size, full=1.0, quick=1.0, smoke=0.2)
+    events, poll = measure_all(size, lambda: _measure("events", count, window_s, warm_up_s),
+                               lambda: _measure("poll", count, window_s, warm_up_s))
     rows = [(r.mode, f"{POLL_S}" if r.mode == "poll" else "", f"{count:,}", f"{window_s:.0f}",
              f"{r.percent:.2f}", str(r.calls)) for r in (events, poll)]
     summary = (f"{count:,} files watched: events {events.percent:.2f} % of a core, "
@@ -69,7 +73,7 @@ def run(quick: bool) -> Result:
         settings=[f"{count:,} one-byte files in folders of 1,000, all done in the ledger (built as "
                   "for the restart benchmark); rescan_s 300 (no rescan falls in the window)",
                   f"CPU = the daemon's user + system time over {window_s:.0f} s (psutil), measured "
-                  f"from {WARM_UP_S} s after its start-up scan"],
+                  f"from {warm_up_s} s after its start-up scan"],
         notes=["Poll mode lists the whole tree every poll_s; events mode only wakes for the "
                "pipeline's 0.1 s step and the 5 s watchdog keep-alive."],
         targets=[Target(f"events < {TARGET_PCT} % of a core ({events.percent:.2f} %)",

@@ -17,10 +17,13 @@ from bench.common import (
     BenchError,
     Child,
     Settings,
+    Size,
+    by_size,
     ccwatch_args,
     ccwatch_env,
     daemon_ready,
     emulator,
+    measure_all,
     percentile,
     png_bytes,
     wait_until,
@@ -80,10 +83,11 @@ def _measure(mode: str, files: int, rng: random.Random) -> ModeResult:
     return ModeResult(mode, [c - d for c, d in zip(created, closed_at, strict=True)], limit)
 
 
-def run(quick: bool) -> Result:
-    files = 4 if quick else 20
+def run(size: Size) -> Result:
+    files = by_size(size, full=20, quick=4, smoke=1)
     rng = random.Random(7)
-    results = [_measure("events", files, rng), _measure("poll", files, rng)]
+    results = measure_all(size, lambda: _measure("events", files, rng),
+                          lambda: _measure("poll", files, rng))
     rows = [(r.mode, f"{SETTLE_S}", f"{POLL_S}" if r.mode == "poll" else "", str(len(r.latencies)),
              f"{r.p50:.2f}", f"{r.p95:.2f}", f"{max(r.latencies):.2f}", f"{r.limit_s:.1f}")
             for r in results]

@@ -11,8 +11,11 @@ from pathlib import Path
 from bench.common import (
     BenchError,
     Settings,
+    Size,
     Workspace,
+    by_size,
     emulator,
+    measure_all,
     run_ccwatch_once,
     sdk_child,
     workspace,
@@ -61,12 +64,11 @@ def _sdk(size: int) -> tuple[float, float]:
         return usage.maxrss_mb, usage.wall_s
 
 
-def run(quick: bool) -> Result:
-    size = (200 if quick else 2048) * 2**20
-    size_mb = size / 2**20
-    base_rss, _ = _ccwatch(0)
-    rss, wall = _ccwatch(size)
-    sdk_rss, sdk_wall = _sdk(size)
+def run(size: Size) -> Result:
+    file_size = by_size(size, full=2048, quick=200, smoke=8) * 2**20
+    size_mb = file_size / 2**20
+    (base_rss, _), (rss, wall), (sdk_rss, sdk_wall) = measure_all(
+        size, lambda: _ccwatch(0), lambda: _ccwatch(file_size), lambda: _sdk(file_size))
     rows = [
         ("ccwatch run --once, empty folder", "0", f"{base_rss:.0f}", ""),
         ("ccwatch run --once", f"{size_mb:.0f}", f"{rss:.0f}", f"{wall:.1f}"),

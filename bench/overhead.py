@@ -5,9 +5,12 @@ from __future__ import annotations
 from bench.common import (
     BenchError,
     Settings,
+    Size,
+    by_size,
     count_files,
     daemon_drop,
     emulator,
+    measure_all,
     run_ccwatch_once,
     stage_images,
     workspace,
@@ -32,19 +35,19 @@ def _once(n: int) -> tuple[float, float]:
         return usage.cpu_s, usage.wall_s
 
 
-def _daemon(n: int) -> float:
-    """The running daemon's CPU from the drop of ``n`` images until all outputs exist."""
+def _daemon(n: int) -> tuple[float, float]:
+    """(CPU s, wall s) of the running daemon from the drop of ``n`` images until all outputs exist."""
     with workspace("overhead-daemon") as ws, emulator() as emu:
         paths = stage_images(ws, n)
         assert emu.base_url
-        return daemon_drop(ws, write_config(ws, emu.base_url, SETTINGS), paths, 60 + n).cpu_s
+        run = daemon_drop(ws, write_config(ws, emu.base_url, SETTINGS), paths, 60 + n)
+        return run.cpu_s, run.seconds
 
 
-def run(quick: bool) -> Result:
-    n = 40 if quick else 500
-    base_cpu, base_wall = _once(0)
-    cpu, wall = _once(n)
-    daemon_cpu = _daemon(n)
+def run(size: Size) -> Result:
+    n = by_size(size, full=500, quick=40, smoke=3)
+    (base_cpu, base_wall), (cpu, wall), (daemon_cpu, _) = measure_all(
+        size, lambda: _once(0), lambda: _once(n), lambda: _daemon(n))
     per_file_ms = cpu / n * 1000
     marginal_ms = (cpu - base_cpu) / n * 1000
     daemon_ms = daemon_cpu / n * 1000

@@ -21,7 +21,9 @@ DOC_HEADER = """# Benchmarks
 
 Measured by `python -m bench` (all of them, full size) or `python -m bench NAME` (one); each run
 rewrites its own section below, with the machine, the command and the date it was taken on.
-`python -m bench --quick` is a smoke run at small sizes that writes nothing unless given `--write`.
+`python -m bench --quick` is a look at small sizes that writes nothing unless given `--write`;
+`--smoke` (tiny sizes, measurements side by side, figures meaningless; the test suite runs it) never
+writes.
 
 Every contender runs against a fresh emulator (`ccwatch.emulator`) served in the bench process on a
 loopback port; ccwatch and the SDK scripts run as child processes, and their CPU time and peak RSS

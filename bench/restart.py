@@ -14,6 +14,8 @@ from bench.common import (
     BenchError,
     Child,
     Settings,
+    Size,
+    by_size,
     ccwatch_args,
     ccwatch_env,
     daemon_ready,
@@ -29,9 +31,9 @@ SETTINGS = Settings(settle_s=0.5, watch="events")
 TARGET_S = 10.0
 
 
-def run(quick: bool) -> Result:
-    count = 2_000 if quick else 100_000
-    quiet_s = 1.0 if quick else 3.0
+def run(size: Size) -> Result:
+    count = by_size(size, full=100_000, quick=2_000, smoke=20)
+    quiet_s = by_size(size, full=3.0, quick=1.0, smoke=0.3)
     with workspace("restart") as ws, emulator() as emu:
         build_s = build_done_tree(ws, count)
         assert emu.base_url

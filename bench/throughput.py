@@ -14,10 +14,13 @@ from pathlib import Path
 from bench.common import (
     BenchError,
     Settings,
+    Size,
+    by_size,
     count_files,
     daemon_drop,
     drop,
     emulator,
+    measure_all,
     run_ccwatch_once,
     sdk_child,
     stage_images,
@@ -103,11 +106,13 @@ def _check_outputs(output: Path, expected: int, who: str) -> None:
         raise BenchError(f"{who} delivered {found} of {expected} files")
 
 
-def run(quick: bool) -> Result:
-    n = 40 if quick else 500
-    sdk_n = 4 if quick else 100  # the SDK contenders take ~0.6 s a file: a subset, rates per file
+def run(size: Size) -> Result:
+    n = by_size(size, full=500, quick=40, smoke=3)
+    # the SDK contenders take ~0.6 s a file: a subset, rates per file
+    sdk_n = by_size(size, full=100, quick=4, smoke=1)
     mif = SETTINGS.max_in_flight
-    measures = [_once(n), _daemon(n), _sdk_loop(sdk_n), _naive(sdk_n)]
+    measures = measure_all(size, lambda: _once(n), lambda: _daemon(n), lambda: _sdk_loop(sdk_n),
+                           lambda: _naive(sdk_n))
     once, daemon, sdk, naive = measures
     ideal_s = n * LATENCY_S / mif
     rows = [(m.contender, str(m.files), f"{m.seconds:.1f}", f"{m.rate:.2f}", f"{m.rate / sdk.rate:.1f}x",
