@@ -11,6 +11,10 @@
     │   └── OutputGone               an export vanished (404/403 on download after retries)
     └── FileVanished                 the file changed or went away before upload: forget that version
 
+    IllegalTransition (RuntimeError) a bug, not a condition of the file: a ledger state write that
+                                     ``ledger.TRANSITIONS`` forbids; nothing is written, and the
+                                     pipeline's boundary logs it whole like any unexpected error
+
 Foreign exceptions (httpx, OSError from the API client) are translated into this tree at one boundary,
 ``ccwatch.api``; everything else branches on these classes only.
 """
@@ -91,3 +95,13 @@ class OutputGone(FileError):
 
 class FileVanished(CcwatchError):
     """The file changed or was removed before it was sent: drop that version quietly."""
+
+
+class IllegalTransition(RuntimeError):
+    """A ledger state write the transition table forbids (``done → uploading``): a bug."""
+
+    def __init__(self, entry_id: int, current: str, target: str) -> None:
+        super().__init__(f"ledger entry {entry_id}: {current} → {target} is not an allowed transition")
+        self.entry_id = entry_id
+        self.current = current
+        self.target = target

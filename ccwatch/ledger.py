@@ -1,9 +1,16 @@
 """The ledger: one SQLite row per file version, written *before* each side effect it announces.
 
-A file version's identity is (folder, relpath, size, mtime_ns). States::
+A file version's identity is (folder, relpath, size, mtime_ns). States, as ``TRANSITIONS`` allows::
 
     settled → submitting → uploading → processing → delivering → done
-                                                              ↘ failed (quarantined) | skipped
+       │           │            │            │             │
+       └───────────┴────────────┴─────┬──────┴─────────────┘
+                                      ▼
+                              failed (quarantined) ──ccwatch retry──→ settled
+
+Every write of ``state`` is checked against ``TRANSITIONS`` in the same transaction; a write the
+table forbids raises :class:`~ccwatch.errors.IllegalTransition`. A row whose file vanished before
+anything was sent for it is deleted (``forget``), not moved to a state.
 
 WAL mode lets ``ccwatch status`` read while the daemon writes.
 """
@@ -20,20 +27,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccwatch.errors import IllegalTransition
+
 
 class State(enum.StrEnum):
-    SETTLED = "settled"
-    SUBMITTING = "submitting"
-    UPLOADING = "uploading"
-    PROCESSING = "processing"
-    DELIVERING = "delivering"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
+    SETTLED = "settled"  # stopped changing and admitted; waits for a submission slot
+    SUBMITTING = "submitting"  # job tag written; the job is being created (or found by its tag)
+    UPLOADING = "uploading"  # job and upload task ids written; the file is being sent
+    PROCESSING = "processing"  # uploaded; the job runs, tracked by webhook or poll
+    DELIVERING = "delivering"  # final output paths written; the exports are being downloaded
+    DONE = "done"  # every output in place and the originals policy applied
+    FAILED = "failed"  # quarantined with its error file; only ``ccwatch retry`` queues it again
 
 
-TERMINAL = frozenset({State.DONE, State.FAILED, State.SKIPPED})
+# The only state writes allowed: each active state moves one step on or fails (quarantine); a
+# failed row is queued again by ``ccwatch retry`` (``requeue``); ``done`` is final.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.SETTLED: frozenset({State.SUBMITTING, State.FAILED}),
+    State.SUBMITTING: frozenset({State.UPLOADING, State.FAILED}),
+    State.UPLOADING: frozenset({State.PROCESSING, State.FAILED}),
+    State.PROCESSING: frozenset({State.DELIVERING, State.FAILED}),
+    State.DELIVERING: frozenset({State.DONE, State.FAILED}),
+    State.DONE: frozenset(),
+    State.FAILED: frozenset({State.SETTLED}),
+}
+
+TERMINAL = frozenset({State.DONE, State.FAILED})
 ACTIVE = tuple(s for s in State if s not in TERMINAL)
+
+
+def _sources(target: State) -> tuple[str, ...]:
+    """The states a row may be in to move to ``target``."""
+    return tuple(str(s) for s, nexts in TRANSITIONS.items() if target in nexts)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -101,10 +127,6 @@ class Entry:
     first_seen: float
     updated_at: float
     transient_since: float | None
-
-    @property
-    def identity(self) -> tuple[str, str, int, int]:
-        return (self.folder, self.relpath, self.size, self.mtime_ns)
 
 
 def job_tag(entry_id: int, attempt: int) -> str:
@@ -212,12 +234,6 @@ class Ledger:
             f"SELECT {_COLUMNS} FROM files WHERE state IN ({marks}) ORDER BY id", ACTIVE)
         return [_row_to_entry(r) for r in rows]
 
-    def latest_for_path(self, folder: str, relpath: str) -> Entry | None:
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM files WHERE folder = ? AND relpath = ? ORDER BY id DESC LIMIT 1",
-            (folder, relpath))
-        return _row_to_entry(rows[0]) if rows else None
-
     def count_by_state(self, folder: str | None = None, *, since: float | None = None) -> dict[str, int]:
         """Rows per state (for one folder; only those updated at or after ``since``)."""
         clauses: list[str] = []
@@ -273,32 +289,58 @@ class Ledger:
         return self.get(new_id)
 
     def update(self, entry_id: int, *, now: float, **fields: Any) -> Entry:
-        """Write fields (typically a new ``state`` plus what a resumed run needs) in one transaction."""
+        """Write fields (typically a new ``state`` plus what a resumed run needs) in one transaction.
+
+        A new ``state`` must be one ``TRANSITIONS`` allows from the row's current state.
+        """
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not ledger fields: {sorted(unknown)}")
+        state = State(fields["state"]) if "state" in fields else None
         names = sorted(fields)
-        assignments = ", ".join(f"{n} = ?" for n in names)
-        values = [_encode(n, fields[n]) for n in names]
-        sql = f"UPDATE files SET {assignments}, updated_at = ? WHERE id = ?"
-        with self._tx() as db:
-            if _HAS_RETURNING:  # one round trip instead of two
-                rows = list(db.execute(f"{sql} RETURNING {_COLUMNS}", (*values, now, entry_id)))
-            else:
-                db.execute(sql, (*values, now, entry_id))
-                rows = list(db.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (entry_id,)))
-        if not rows:
-            raise KeyError(entry_id)
-        return _row_to_entry(rows[0])
+        return self._write(entry_id, [f"{n} = ?" for n in names],
+                           [_encode(n, fields[n]) for n in names], now=now, state=state)
 
     def requeue(self, entry_id: int, *, now: float) -> Entry:
         """Queue a failed version again (``ccwatch retry``): a new attempt, so a new job tag."""
+        cleared = ("job_tag", "job_id", "upload_task_id", "outputs", "error", "transient_since")
+        return self._write(entry_id, ["state = ?", "attempt = attempt + 1",
+                                      *(f"{n} = NULL" for n in cleared)],
+                           [str(State.SETTLED)], now=now, state=State.SETTLED)
+
+    def unrequeue(self, failed: Entry, *, now: float) -> Entry:
+        """Undo ``requeue`` (``ccwatch retry`` could not put the file back where it was): the row
+        returns to ``failed`` exactly as it was, provided nothing has started it since."""
+        assert failed.state is State.FAILED
+        names = sorted(_UPDATABLE)
+        return self._write(failed.id, [f"{n} = ?" for n in names],
+                           [_encode(n, getattr(failed, n)) for n in names], now=now,
+                           state=State.FAILED, sources=(State.SETTLED,))
+
+    def _write(self, entry_id: int, assignments: list[str], values: list[Any], *, now: float,
+               state: State | None, sources: tuple[State, ...] | None = None) -> Entry:
+        """UPDATE one row; with a new ``state``, only from ``sources`` (default: what
+        ``TRANSITIONS`` allows), else raise IllegalTransition and write nothing."""
+        sql = f"UPDATE files SET {', '.join(assignments)}, updated_at = ? WHERE id = ?"
+        params: list[Any] = [*values, now, entry_id]
+        if state is not None:
+            allowed = _sources(state) if sources is None else tuple(str(s) for s in sources)
+            sql += f" AND state IN ({','.join('?' * len(allowed))})"
+            params.extend(allowed)
         with self._tx() as db:
-            db.execute(
-                "UPDATE files SET state = ?, attempt = attempt + 1, job_tag = NULL, job_id = NULL,"
-                " upload_task_id = NULL, outputs = NULL, error = NULL, transient_since = NULL,"
-                " updated_at = ? WHERE id = ?", (str(State.SETTLED), now, entry_id))
-        return self.get(entry_id)
+            if _HAS_RETURNING:  # one round trip instead of two
+                rows = list(db.execute(f"{sql} RETURNING {_COLUMNS}", params))
+            elif db.execute(sql, params).rowcount:
+                rows = list(db.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (entry_id,)))
+            else:
+                rows = []
+            if not rows:
+                current = list(db.execute("SELECT state FROM files WHERE id = ?", (entry_id,)))
+                if not current:
+                    raise KeyError(entry_id)
+                assert state is not None  # without a state change only a missing row matches nothing
+                raise IllegalTransition(entry_id, State(current[0][0]), state)
+        return _row_to_entry(rows[0])
 
     def forget(self, entry_id: int) -> None:
         """Drop a row: the file vanished before anything was sent for it."""

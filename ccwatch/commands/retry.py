@@ -162,7 +162,4 @@ class Retrier:
     def _restore(self, entry: Entry | None) -> None:
         if entry is None or self._ledger is None:
             return
-        self._ledger.update(entry.id, now=self.clock.wall(), state=entry.state,
-                            attempt=entry.attempt, job_tag=entry.job_tag, job_id=entry.job_id,
-                            upload_task_id=entry.upload_task_id, outputs=entry.outputs,
-                            error=entry.error, transient_since=entry.transient_since)
+        self._ledger.unrequeue(entry, now=self.clock.wall())

@@ -90,24 +90,14 @@ class Pipeline:
         rule = watch.match_rule(relpath, folder.rules)
         if rule is None:
             return
-        entry = self.ctx.ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
-                                    template=folder.rules[rule].template, now=self._clock.wall())
+        entry = self.intake.admit(folder, relpath, st, rule)
         if entry is None:
-            # This exact version was seen before. Only a version queued again while we run
-            # (``ccwatch retry``) needs picking up; converted, failed or in-flight ones do not.
-            known = self.ctx.ledger.lookup(folder.name, str(relpath), st.size, st.mtime_ns)
-            log = logger.bind(folder=folder.name, file=str(relpath))
-            with self._lock:
-                if known is not None and known.state is State.SETTLED and known.id not in self._slots:
-                    log.info("queued again (retry)")
-                    self._track_slot(Slot(known))
-            if known is not None and known.state is State.FAILED:
-                log.warning("this exact file failed before and is not converted again by itself; "
-                            "`ccwatch retry` queues it")
             return
-        logger.bind(folder=folder.name, file=str(relpath)).info("settled ({} bytes)", st.size)
         with self._lock:
-            self._track_slot(Slot(entry))
+            if entry.id not in self._slots:
+                if entry.attempt > 1:
+                    logger.bind(folder=folder.name, file=str(relpath)).info("queued again (retry)")
+                self._track_slot(Slot(entry))
 
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
@@ -216,9 +206,7 @@ class Pipeline:
                 self._waker.at(slot.due)
             return
         with self._lock:  # one planner at a time, so reservations cannot race
-            planned = deliver.plan(self.ctx, slot.entry, outputs, reserved=self._reserved)
-            entry = self.ctx.ledger.update(slot.entry.id, now=self._clock.wall(),
-                                           state=State.DELIVERING, outputs=planned)
+            entry = deliver.begin(self.ctx, slot.entry, outputs, reserved=self._reserved)
         self._progress(slot, entry)
         slot.due = now
 

@@ -21,7 +21,15 @@ from ccwatch.stages import track
 from ccwatch.stages.context import Context
 
 
-def plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
+def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
+          reserved: set[Path]) -> Entry:
+    """A finished job: plan its outputs and record them with ``delivering`` before any download."""
+    planned = _plan(ctx, entry, outputs, reserved=reserved)
+    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
+                             outputs=planned)
+
+
+def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
          reserved: set[Path]) -> tuple[PlannedOutput, ...]:
     """Give every output its final path (or mark it skipped) under the folder's output tree.
 

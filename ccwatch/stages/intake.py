@@ -14,6 +14,7 @@ from loguru import logger
 
 from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
+from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
 
@@ -76,6 +77,26 @@ class Intake:
                 relpath = relpath_in(folder, path)
                 if relpath is not None:
                     yield folder, relpath, st
+
+    def admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
+              rule: int) -> Entry | None:
+        """Record a settled version in the ledger; the entry to work on, or None.
+
+        A version seen before is only worked on again when it was queued again (``settled``, by
+        ``ccwatch retry``); converted, failed or in-flight ones are not.
+        """
+        ledger = self.ctx.ledger
+        log = logger.bind(folder=folder.name, file=str(relpath))
+        entry = ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
+                           template=folder.rules[rule].template, now=self.ctx.clock.wall())
+        if entry is not None:
+            log.info("settled ({} bytes)", st.size)
+            return entry
+        known = ledger.lookup(folder.name, str(relpath), st.size, st.mtime_ns)
+        if known is not None and known.state is State.FAILED:
+            log.warning("this exact file failed before and is not converted again by itself; "
+                        "`ccwatch retry` queues it")
+        return known if known is not None and known.state is State.SETTLED else None
 
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ccwatch.ledger import Ledger, PlannedOutput, State, job_tag
+from ccwatch.errors import IllegalTransition
+from ccwatch.ledger import ACTIVE, TERMINAL, TRANSITIONS, Ledger, PlannedOutput, State, job_tag
+
+HAPPY_PATH = (State.SUBMITTING, State.UPLOADING, State.PROCESSING, State.DELIVERING, State.DONE)
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
     return Ledger(tmp_path / "state" / "ledger.sqlite3")
+
+
+def finish(ledger: Ledger, entry_id: int, now: float) -> None:
+    """Walk a settled row along the happy path to ``done`` (the only way there)."""
+    for state in HAPPY_PATH:
+        ledger.update(entry_id, now=now, state=state)
 
 
 def test_identity_is_folder_path_size_mtime(ledger: Ledger) -> None:
@@ -24,7 +35,7 @@ def test_identity_is_folder_path_size_mtime(ledger: Ledger) -> None:
     assert ledger.add("g", "a.png", 10, 111, rule=0, template="t", now=2.0) is not None
     assert ledger.known_identities("f") == set()  # settled rows are still to be noted by scans
     for e in ledger.active():
-        ledger.update(e.id, now=3.0, state=State.DONE)
+        finish(ledger, e.id, now=3.0)
     assert ledger.known_identities("f") == {("a.png", 10, 111), ("a.png", 10, 222), ("a.png", 11, 111)}
 
 
@@ -48,6 +59,7 @@ def test_transitions_keep_what_resume_needs(ledger: Ledger) -> None:
     assert e is not None
     ledger.update(e.id, now=2.0, state=State.SUBMITTING, job_tag=job_tag(e.id, 1))
     ledger.update(e.id, now=3.0, state=State.UPLOADING, job_id="j1", upload_task_id="t1")
+    ledger.update(e.id, now=3.5, state=State.PROCESSING)
     out = PlannedOutput("a.jpg", "http://x/a.jpg", 5, final_path="/out/a.jpg")
     ledger.update(e.id, now=4.0, state=State.DELIVERING, outputs=(out,))
     ledger.close()
@@ -62,17 +74,16 @@ def test_transitions_keep_what_resume_needs(ledger: Ledger) -> None:
 
 
 def test_terminal_states_leave_the_active_list(ledger: Ledger) -> None:
-    """done, failed and skipped entries are not resumed; counts group by state."""
+    """done and failed entries are not resumed; counts group by state."""
     ids = []
-    for name in ("a", "b", "c", "d"):
+    for name in ("a", "b", "c"):
         e = ledger.add("f", name, 1, 1, rule=0, template="t", now=1.0)
         assert e is not None
         ids.append(e.id)
-    ledger.update(ids[0], now=2, state=State.DONE)
+    finish(ledger, ids[0], now=2)
     ledger.update(ids[1], now=2, state=State.FAILED, error={"code": "X", "message": "m"})
-    ledger.update(ids[2], now=2, state=State.SKIPPED)
-    assert [e.id for e in ledger.active()] == [ids[3]]
-    assert ledger.count_by_state("f") == {"done": 1, "failed": 1, "skipped": 1, "settled": 1}
+    assert [e.id for e in ledger.active()] == [ids[2]]
+    assert ledger.count_by_state("f") == {"done": 1, "failed": 1, "settled": 1}
     assert ledger.get(ids[1]).error == {"code": "X", "message": "m"}
     assert [e.id for e in ledger.recent(State.FAILED)] == [ids[1]]
 
@@ -94,7 +105,7 @@ def test_readonly_reader_sees_writes_while_open(ledger: Ledger) -> None:
     assert e is not None
     reader = Ledger(ledger.path, readonly=True)
     assert reader.count_by_state() == {"settled": 1}
-    ledger.update(e.id, now=2, state=State.DONE)
+    finish(ledger, e.id, now=2)
     assert reader.count_by_state() == {"done": 1}
     ledger.set_meta("paused", {"reason": "402"})
     assert reader.get_meta("paused") == {"reason": "402"}
@@ -108,7 +119,102 @@ def test_updates_work_without_returning(tmp_path: Path, monkeypatch: pytest.Monk
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     e = ledger.add("f", "a", 1, 1, rule=0, template="t", now=1.0)
     assert e is not None
-    done = ledger.update(e.id, now=2.0, state=State.DONE, job_id="j")
-    assert (done.state, done.job_id, done.updated_at) == (State.DONE, "j", 2.0)
+    started = ledger.update(e.id, now=2.0, state=State.SUBMITTING, job_id="j")
+    assert (started.state, started.job_id, started.updated_at) == (State.SUBMITTING, "j", 2.0)
+    with pytest.raises(IllegalTransition, match="submitting → done"):
+        ledger.update(e.id, now=3.0, state=State.DONE)
     with pytest.raises(KeyError):
-        ledger.update(999, now=3.0, state=State.DONE)
+        ledger.update(999, now=3.0, state=State.SUBMITTING)
+
+
+def at(ledger: Ledger, state: State, name: str = "a") -> int:
+    """A new row brought to ``state`` by allowed writes only."""
+    e = ledger.add("f", name, 1, 1, rule=0, template="t", now=1.0)
+    assert e is not None
+    if state is State.FAILED:
+        path: tuple[State, ...] = (State.FAILED,)
+    elif state is State.SETTLED:
+        path = ()
+    else:
+        path = HAPPY_PATH[: HAPPY_PATH.index(state) + 1]
+    for step in path:
+        ledger.update(e.id, now=1.0, state=step)
+    return e.id
+
+
+ILLEGAL_CLASSES = [
+    pytest.param(State.DONE, State.UPLOADING, id="done is final"),
+    pytest.param(State.DONE, State.FAILED, id="done never fails afterwards"),
+    pytest.param(State.FAILED, State.PROCESSING, id="failed only goes back to settled"),
+    pytest.param(State.SETTLED, State.DONE, id="settled cannot skip ahead"),
+    pytest.param(State.UPLOADING, State.DELIVERING, id="uploading cannot skip processing"),
+    pytest.param(State.PROCESSING, State.SUBMITTING, id="no step backwards"),
+    pytest.param(State.DELIVERING, State.SETTLED, id="only a failed row is queued again"),
+    pytest.param(State.PROCESSING, State.PROCESSING, id="no write of the state it is in"),
+]
+
+
+@pytest.mark.parametrize(("current", "target"), ILLEGAL_CLASSES)
+def test_illegal_transition_raises_and_writes_nothing(ledger: Ledger, current: State,
+                                                      target: State) -> None:
+    entry_id = at(ledger, current)
+    before = ledger.get(entry_id)
+    with pytest.raises(IllegalTransition, match=f"{current} → {target}") as raised:
+        ledger.update(entry_id, now=9.0, state=target, job_id="other")
+    assert (raised.value.current, raised.value.target) == (current, target)
+    assert ledger.get(entry_id) == before  # neither the state nor the other fields were written
+
+
+def test_every_pair_outside_the_table_is_refused(ledger: Ledger) -> None:
+    """The table is the whole truth: every write it lists works, every other one raises."""
+    for n, (current, target) in enumerate((c, t) for c in State for t in State):
+        entry_id = at(ledger, current, name=f"{n}")
+        if target in TRANSITIONS[current]:
+            assert ledger.update(entry_id, now=2.0, state=target).state is target
+        else:
+            with pytest.raises(IllegalTransition):
+                ledger.update(entry_id, now=2.0, state=target)
+
+
+def test_every_active_state_can_fail() -> None:
+    """What the docstring diagram draws: any active state can end in ``failed`` (quarantine)."""
+    assert ACTIVE == (State.SETTLED, State.SUBMITTING, State.UPLOADING, State.PROCESSING,
+                      State.DELIVERING)
+    assert all(State.FAILED in TRANSITIONS[s] for s in ACTIVE)
+    assert not set(ACTIVE) & TERMINAL
+
+
+def test_requeue_only_from_failed(ledger: Ledger) -> None:
+    """``ccwatch retry`` cannot restart a row that is done or still running."""
+    for n, state in enumerate((State.DONE, State.PROCESSING, State.SETTLED)):
+        entry_id = at(ledger, state, name=f"{n}")
+        with pytest.raises(IllegalTransition, match=f"{state} → settled"):
+            ledger.requeue(entry_id, now=2.0)
+
+
+def test_unrequeue_restores_the_failed_row_unless_started(ledger: Ledger) -> None:
+    """The undo of a retry that could not move the file back: the row is failed again, as it was,
+    but never once the daemon has started the new attempt."""
+    failed = ledger.update(at(ledger, State.SETTLED), now=2.0, state=State.FAILED,
+                           job_tag="ccwatch-1-1", job_id="j", error={"code": "X"})
+    ledger.requeue(failed.id, now=3.0)
+    restored = ledger.unrequeue(failed, now=4.0)
+    assert restored == replace(failed, updated_at=4.0)
+
+    ledger.requeue(failed.id, now=5.0)
+    ledger.update(failed.id, now=6.0, state=State.SUBMITTING)
+    with pytest.raises(IllegalTransition, match="submitting → failed"):
+        ledger.unrequeue(failed, now=7.0)
+    assert ledger.get(failed.id).state is State.SUBMITTING
+
+
+def test_architecture_doc_prints_the_transition_table() -> None:
+    """docs/architecture.md shows exactly ``TRANSITIONS`` (one row per state, in order)."""
+    doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if re.match(r"\| `\w+` \|", line)]
+    printed = {}
+    for row in rows:
+        state, _meaning, nexts = (cell.strip() for cell in row.strip("|").split("|"))
+        printed[State(state.strip("`"))] = frozenset(State(s) for s in re.findall(r"`(\w+)`", nexts))
+    assert [s for s in printed] == list(State)
+    assert printed == TRANSITIONS
