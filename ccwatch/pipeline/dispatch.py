@@ -13,39 +13,27 @@ one scheduled job; ``run --once`` and tests call it in a loop.
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from loguru import logger
 
-from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
-from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
+from ccwatch.pipeline.due import SUBMIT_STATES, Slot, Work, due
 from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.pipeline.outcomes import Outcomes, Verdict
 from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
-from ccwatch.stages.quarantine import quarantine
 
-
-@dataclass
-class Slot:
-    """Runtime bookkeeping for one active ledger entry (rebuilt from the ledger on start)."""
-
-    entry: Entry
-    due: float = 0.0  # monotonic time it may next be worked on
-    polls: int = 0
-    retries: int = 0
-    busy: bool = False
-    pushed_job: dict[str, Any] | None = None  # a verified webhook delivery waiting to be read
+# What a webhook delivery came to: tracked now, not ours, or nothing left to do for it.
+Pushed = Literal["accepted", "unknown", "done"]
 
 
 class Pipeline:
@@ -68,6 +56,12 @@ class Pipeline:
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
         self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
                                    create_delay=ctx.api.create_delay)
+        self._outcomes = Outcomes(ctx, self.gate, self._rng)
+        self._work: dict[Work, tuple[ThreadPoolExecutor, Callable[[Slot], None]]] = {
+            Work.SUBMIT: (self._uploads, self._submit),
+            Work.TRACK: (self._trackers, self._track),
+            Work.DELIVER: (self._downloads, self._deliver),
+        }
         self._stopping = False
         self.delivered = 0
         self.failed = 0
@@ -86,19 +80,6 @@ class Pipeline:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
         return self.intake.scan(folder)
 
-    def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat) -> None:
-        rule = watch.match_rule(relpath, folder.rules)
-        if rule is None:
-            return
-        entry = self.intake.admit(folder, relpath, st, rule)
-        if entry is None:
-            return
-        with self._lock:
-            if entry.id not in self._slots:
-                if entry.attempt > 1:
-                    logger.bind(folder=folder.name, file=str(relpath)).info("queued again (retry)")
-                self._track_slot(Slot(entry))
-
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
         self._reserved.update(Path(o.final_path) for o in slot.entry.outputs if o.final_path)
@@ -112,11 +93,14 @@ class Pipeline:
         now = self._clock.monotonic()
         self._last_step = now
         if not self._stopping:
-            for folder, relpath, st in self.intake.settled(now):
-                try:
-                    self._admit(folder, relpath, st)
-                except (OSError, sqlite3.Error) as exc:
-                    logger.bind(folder=folder.name, file=str(relpath)).error("cannot admit: {}", exc)
+            for entry in self.intake.admitted(now):
+                with self._lock:
+                    if entry.id in self._slots:
+                        continue  # noted again while it waits for a submission slot
+                    if entry.attempt > 1:
+                        logger.bind(folder=entry.folder, file=entry.relpath).info(
+                            "queued again (retry)")
+                    self._track_slot(Slot(entry))
         self.kick()
 
     def kick(self) -> None:
@@ -136,31 +120,12 @@ class Pipeline:
     def _dispatch(self, now: float) -> None:
         with self._lock:
             # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
-            slots = list(self._slots.values())
-            in_flight = -1  # counted when first needed: most turns start nothing new
-            for slot in slots:
-                # A webhook that arrived while this job was being polled must not wait a whole
-                # safety interval: a pushed, processing job is due at once.
-                if slot.busy or (slot.due > now and slot.pushed_job is None):
-                    continue
-                state = slot.entry.state
-                if slot.due > now and state is not State.PROCESSING:
-                    continue
-                if in_flight < 0:
-                    # A settled slot already handed to the upload pool counts too.
-                    in_flight = sum(1 for s in slots if s.busy or s.entry.state is not State.SETTLED)
-                if state in (State.SETTLED, State.SUBMITTING, State.UPLOADING):
-                    fresh = state is State.SETTLED
-                    if self._stopping or (fresh and in_flight >= self.ctx.config.daemon.max_in_flight):
-                        continue
-                    if not self.gate.admits(slot.entry.id, now, fresh=fresh):
-                        continue
-                    in_flight += fresh
-                    self._start(slot, self._uploads, self._submit)
-                elif state is State.PROCESSING:
-                    self._start(slot, self._trackers, self._track)
-                elif state is State.DELIVERING and not self._stopping:
-                    self._start(slot, self._downloads, self._deliver)
+            chosen = due(list(self._slots.values()), now, stopping=self._stopping,
+                         max_in_flight=self.ctx.config.daemon.max_in_flight,
+                         admits=lambda entry_id, fresh: self.gate.admits(entry_id, now, fresh=fresh))
+            for slot, work in chosen:
+                pool, run = self._work[work]
+                self._start(slot, pool, run)
 
     def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
         slot.busy = True
@@ -234,26 +199,18 @@ class Pipeline:
 
     def _guarded(self, slot: Slot, work: Callable[[Slot], None]) -> None:
         """The per-file error boundary: one bad file never stops the daemon."""
-        log = logger.bind(folder=slot.entry.folder, file=slot.entry.relpath, job=slot.entry.job_id)
         try:
             try:
                 work(slot)
             except BaseException:
                 self._reload(slot)
                 raise
-        except FileVanished:
-            self._vanished(slot)
-        except AccountError as exc:
-            self._account(slot, exc)
-        except TransientError as exc:
-            self._transient(slot, exc)
-        except CcwatchError as exc:
-            self._fail(slot, exc)
         except Exception as exc:
-            # A bug or an unexpected OS error: log it whole, then treat it as transient so the
-            # file is retried and, if it keeps failing, quarantined after give_up_after_s.
-            log.opt(exception=exc).error("unexpected error: {}", exc)
-            self._transient(slot, TransientError(f"unexpected error: {exc!r}", code="INTERNAL"))
+            verdict = self._outcomes.handle(slot, exc)
+            if verdict is not Verdict.RETRY:
+                with self._lock:
+                    self.failed += verdict is Verdict.FAILED
+                    self._retire(slot)
         finally:
             slot.busy = False
             self.kick()
@@ -265,57 +222,9 @@ class Pipeline:
         except KeyError:
             pass
 
-    # -- outcomes -------------------------------------------------------------------------------
-
-    def _vanished(self, slot: Slot) -> None:
-        entry = slot.entry
-        logger.bind(folder=entry.folder, file=entry.relpath).info(
-            "file changed or vanished before upload; dropped (a new version is converted)")
-        self.ctx.ledger.forget(entry.id)
-        with self._lock:
-            self._retire(slot)
-
-    def _account(self, slot: Slot, exc: AccountError) -> None:
-        slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
-
-    def _transient(self, slot: Slot, exc: TransientError) -> None:
-        entry = slot.entry
-        wall = self._clock.wall()
-        if entry.transient_since is None:
-            entry = self.ctx.ledger.update(entry.id, now=wall, transient_since=wall)
-            slot.entry = entry
-        assert entry.transient_since is not None
-        if wall - entry.transient_since >= self.ctx.config.daemon.give_up_after_s:
-            self._fail(slot, exc)
-            return
-        now = self._clock.monotonic()
-        delay = backoff.retry_delay(slot.retries, exc.retry_after_s, rng=self._rng)
-        if isinstance(exc, RateLimited):
-            # The whole account is throttled, not this file: hold every submission, do not let
-            # the file's own backoff grow.
-            self.gate.hold(now + delay)
-        else:
-            slot.retries += 1
-        slot.due = now + delay
-        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
-            "{} (retrying in {:.1f} s)", exc.message, delay)
-
-    def _fail(self, slot: Slot, exc: CcwatchError) -> None:
-        try:
-            entry = quarantine(self.ctx, slot.entry, exc)
-        except OSError as err:
-            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
-                "cannot quarantine ({}); will try again: {}", exc.message, err)
-            slot.due = self._clock.monotonic() + backoff.RETRY_MAX_S
-            return
-        with self._lock:
-            slot.entry = entry
-            self.failed += 1
-            self._retire(slot)
-
     # -- webhooks, queries, shutdown ------------------------------------------------------------
 
-    def job_pushed(self, job: dict[str, Any]) -> str:
+    def job_pushed(self, job: dict[str, Any]) -> Pushed:
         """A verified webhook delivery: "accepted" (tracked now), "unknown" or "done" (handled)."""
         job_id = str(job.get("id"))
         with self._lock:
@@ -330,8 +239,7 @@ class Pipeline:
             slot = self._slots.get(entry_id)
             # SETTLED too: a fresh slot's entry is only refreshed when its submit returns, and a
             # fast job's webhook can arrive before that.
-            if slot is None or slot.entry.state not in (State.SETTLED, State.SUBMITTING,
-                                                        State.UPLOADING, State.PROCESSING):
+            if slot is None or slot.entry.state not in (*SUBMIT_STATES, State.PROCESSING):
                 return "done"
             if slot.pushed_job is not None:
                 return "done"

@@ -1,12 +1,15 @@
-"""Intake stage: watcher events and folder scans in, settled file versions out.
+"""Intake stage: watcher events and folder scans in, ledger entries to work on out.
 
-Events arrive on watchdog's threads and only queue a path; ``settled()`` runs on the pipeline's
-thread, filters junk, non-matching and out-of-scope paths, and feeds the per-folder settlers.
+Events arrive on watchdog's threads and only queue a path; ``admitted()`` runs on the pipeline's
+thread, filters junk, out-of-scope and non-matching paths (each path's rule is matched once, when it
+enters a settler, and carried along), feeds the per-folder settlers, and records the versions that
+stopped changing in the ledger as ``settled``.
 """
 
 from __future__ import annotations
 
 import queue
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -29,12 +32,16 @@ def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
 class Intake:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._inbox: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
+        # (folder, path, its rule when a scan already matched it)
+        self._inbox: queue.SimpleQueue[tuple[str, Path, int | None]] = queue.SimpleQueue()
         self._settlers = {f.name: Settler(f.settle_s) for f in ctx.config.folders}
+        # What each path in a settler was noted as: its relpath and the rule it matched.
+        self._noted: dict[str, dict[Path, tuple[PurePosixPath, int]]] = {
+            f.name: {} for f in ctx.config.folders}
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
-        self._inbox.put((folder, path))
+        self._inbox.put((folder, path, None))
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
@@ -44,41 +51,66 @@ class Intake:
             st = fs.stat_regular(path)
             if st is None or (str(relpath), st.size, st.mtime_ns) in known:
                 continue
-            if watch.match_rule(relpath, folder.rules) is None:
+            rule = watch.match_rule(relpath, folder.rules)
+            if rule is None:
                 continue
-            self.note(folder.name, path)
+            self._inbox.put((folder.name, path, rule))
             new += 1
         return new
 
-    def _wanted(self, folder: FolderConfig, relpath: PurePosixPath | None) -> bool:
-        if relpath is None or watch.is_junk(relpath, folder.ignore):
+    def _in_scope(self, folder: FolderConfig, relpath: PurePosixPath) -> bool:
+        if watch.is_junk(relpath, folder.ignore):
             return False
-        if not folder.recursive and len(relpath.parts) > 1:
-            return False
-        return watch.match_rule(relpath, folder.rules) is not None
+        return folder.recursive or len(relpath.parts) == 1
 
-    def settled(self, now: float) -> Iterator[tuple[FolderConfig, PurePosixPath, fs.FileStat]]:
-        """Move queued paths into the settlers, then yield the versions that stopped changing."""
+    def admitted(self, now: float) -> Iterator[Entry]:
+        """Settle what was noted; record each version that stopped changing and yield the entries
+        to work on (new ones, and ones ``ccwatch retry`` queued again)."""
+        self._drain(now)
+        for folder in self.ctx.config.folders:
+            for relpath, rule, st in self._settled(folder, now):
+                try:
+                    entry = self._admit(folder, relpath, st, rule)
+                except (OSError, sqlite3.Error) as exc:
+                    logger.bind(folder=folder.name, file=str(relpath)).error("cannot admit: {}", exc)
+                    continue
+                if entry is not None:
+                    yield entry
+
+    def _drain(self, now: float) -> None:
+        """Move queued paths that are in scope and match a rule into their folder's settler."""
         while True:
             try:
-                name, path = self._inbox.get_nowait()
+                name, path, rule = self._inbox.get_nowait()
             except queue.Empty:
-                break
+                return
             folder = self.ctx.folder(name)
-            if self._wanted(folder, relpath_in(folder, path)):
-                self._settlers[name].note(path, now)
-        for folder in self.ctx.config.folders:
-            try:
-                ready = self._settlers[folder.name].poll(now, fs.stat_regular)
-            except OSError as exc:
-                logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
+            relpath = relpath_in(folder, path)
+            if relpath is None or not self._in_scope(folder, relpath):
                 continue
-            for path, st in ready:
-                relpath = relpath_in(folder, path)
-                if relpath is not None:
-                    yield folder, relpath, st
+            if rule is None:
+                rule = watch.match_rule(relpath, folder.rules)
+                if rule is None:
+                    continue
+            self._settlers[name].note(path, now)
+            self._noted[name][path] = (relpath, rule)
 
-    def admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
+    def _settled(self, folder: FolderConfig, now: float
+                 ) -> list[tuple[PurePosixPath, int, fs.FileStat]]:
+        """The versions in ``folder`` that stopped changing, with their relpath and rule."""
+        settler, noted = self._settlers[folder.name], self._noted[folder.name]
+        try:
+            ready = settler.poll(now, fs.stat_regular)
+        except OSError as exc:
+            logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
+            return []
+        settled = [(*noted.pop(path), st) for path, st in ready]
+        if len(noted) > settler.pending():  # some vanished while settling
+            for path in [p for p in noted if p not in settler]:
+                del noted[path]
+        return settled
+
+    def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
               rule: int) -> Entry | None:
         """Record a settled version in the ledger; the entry to work on, or None.
 

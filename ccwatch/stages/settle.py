@@ -75,6 +75,9 @@ class Settler:
     def pending(self) -> int:
         return len(self._tracks)
 
+    def __contains__(self, path: Path) -> bool:
+        return path in self._tracks
+
     def waiting_empty(self) -> int:
         """How many tracked files are settled but empty (they wait for content indefinitely)."""
         return sum(1 for t in self._tracks.values() if t.empty_waiting)

@@ -1,0 +1,95 @@
+"""What a stage's error means for its file: the decisions behind the pipeline's per-file error boundary.
+
+- the file changed or vanished before upload: forget that version (a new one is converted);
+- the account cannot submit (401, 402, 403): pause every submission and probe, the file waits;
+- transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
+  ``give_up_after_s`` has passed since the first of them; then quarantine;
+- any other ccwatch error: quarantine the file;
+- anything else is a bug or an unexpected OS error: logged whole, then treated as transient.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+
+from loguru import logger
+
+from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
+from ccwatch.pipeline import backoff
+from ccwatch.pipeline.due import Slot
+from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.stages.context import Context
+from ccwatch.stages.quarantine import quarantine
+
+
+class Verdict(enum.Enum):
+    RETRY = "retry"  # the slot stays; it is due again at ``slot.due``
+    DROPPED = "dropped"  # the ledger row is gone: the file changed or vanished before upload
+    FAILED = "failed"  # quarantined: ``slot.entry`` is the failed row
+
+
+class Outcomes:
+    def __init__(self, ctx: Context, gate: SubmissionGate, rng: random.Random) -> None:
+        self.ctx = ctx
+        self.gate = gate
+        self._clock = ctx.clock
+        self._rng = rng
+
+    def handle(self, slot: Slot, exc: Exception) -> Verdict:
+        """Decide and record what ``exc``, raised by the slot's stage work, means for its file.
+
+        The caller (the pipeline) owns its bookkeeping: it retires the slot unless ``RETRY``.
+        """
+        if isinstance(exc, FileVanished):
+            return self._vanished(slot)
+        if isinstance(exc, AccountError):
+            slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
+            return Verdict.RETRY
+        if isinstance(exc, TransientError):
+            return self._transient(slot, exc)
+        if isinstance(exc, CcwatchError):
+            return self._fail(slot, exc)
+        logger.bind(folder=slot.entry.folder, file=slot.entry.relpath, job=slot.entry.job_id).opt(
+            exception=exc).error("unexpected error: {}", exc)
+        # So the file is retried and, if it keeps failing, quarantined after give_up_after_s.
+        return self._transient(slot, TransientError(f"unexpected error: {exc!r}", code="INTERNAL"))
+
+    def _vanished(self, slot: Slot) -> Verdict:
+        entry = slot.entry
+        logger.bind(folder=entry.folder, file=entry.relpath).info(
+            "file changed or vanished before upload; dropped (a new version is converted)")
+        self.ctx.ledger.forget(entry.id)
+        return Verdict.DROPPED
+
+    def _transient(self, slot: Slot, exc: TransientError) -> Verdict:
+        entry = slot.entry
+        wall = self._clock.wall()
+        if entry.transient_since is None:
+            entry = self.ctx.ledger.update(entry.id, now=wall, transient_since=wall)
+            slot.entry = entry
+        assert entry.transient_since is not None
+        if wall - entry.transient_since >= self.ctx.config.daemon.give_up_after_s:
+            return self._fail(slot, exc)
+        now = self._clock.monotonic()
+        delay = backoff.retry_delay(slot.retries, exc.retry_after_s, rng=self._rng)
+        if isinstance(exc, RateLimited):
+            # The whole account is throttled, not this file: hold every submission, do not let
+            # the file's own backoff grow.
+            self.gate.hold(now + delay)
+        else:
+            slot.retries += 1
+        slot.due = now + delay
+        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
+            "{} (retrying in {:.1f} s)", exc.message, delay)
+        return Verdict.RETRY
+
+    def _fail(self, slot: Slot, exc: CcwatchError) -> Verdict:
+        try:
+            slot.entry = quarantine(self.ctx, slot.entry, exc)
+        except OSError as err:
+            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
+                "cannot quarantine ({}); will try again: {}", exc.message, err)
+            slot.due = self._clock.monotonic() + backoff.RETRY_MAX_S
+            return Verdict.RETRY
+        return Verdict.FAILED
