@@ -3,7 +3,7 @@
 ::
 
     core.py        Emulator: jobs and tasks, their status flow, upload forms, download URLs
-    app.py         WSGI app: request log, faults, auth, rate limits; /__emulator__/ control
+    app.py         WSGI app (built by server.py): request log, faults, auth, rate limits; control
     routes.py      the API's endpoints (jobs, tasks, users, webhooks, formats, sync host)
     files.py       upload form (multipart streamed to disk) and streamed downloads
     manage.py      deletes, cancel, retry, uploads arriving, sync waits
@@ -13,15 +13,15 @@
     runner.py      worker pool + one timer thread for per-job latency
     faults.py      scripted faults and the request log
     webhooks.py    signed deliveries with retries
-    store.py       in-memory state and the API's JSON shapes
-    server.py      serve() / run_forever() on waitress
+    store.py       in-memory state (and the rate-limit window) and the API's JSON shapes
+    server.py      wsgi_app() builds the app; serve() / run_forever() on waitress
 """
 
 from ccwatch.emulator.core import Emulator
 from ccwatch.emulator.faults import Fault, Faults, LoggedRequest
-from ccwatch.emulator.server import run_forever, serve
+from ccwatch.emulator.server import run_forever, serve, wsgi_app
 from ccwatch.emulator.store import Upload
 from ccwatch.emulator.webhooks import Delivery, sign
 
 __all__ = ["Delivery", "Emulator", "Fault", "Faults", "LoggedRequest", "Upload", "run_forever",
-           "serve", "sign"]
+           "serve", "sign", "wsgi_app"]

@@ -7,7 +7,6 @@ import hmac
 import logging
 import math
 import socket
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -69,31 +68,12 @@ def too_many(retry_after_s: float, limit: int) -> Response:
         "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0"})
 
 
-class RateWindow:
-    """Requests per fixed minute window, as the ``X-RateLimit-*`` headers count them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._count = 0
-
-    def take(self, limit: int) -> tuple[int, float]:
-        """(remaining after this request, or -1 if over the limit; seconds until the window resets)."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._start >= 60:
-                self._start, self._count = now, 0
-            reset = 60 - (now - self._start)
-            if self._count >= limit:
-                return -1, reset
-            self._count += 1
-            return limit - self._count, reset
-
-
 class EmulatorApp:
+    """The emulator over HTTP: built by :func:`ccwatch.emulator.server.wsgi_app`; all its state
+    (including the rate-limit window) lives in the ``Emulator``, so serving it again keeps it."""
+
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
-        self.window = RateWindow()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -149,7 +129,7 @@ class EmulatorApp:
             return too_many(fault.retry_after_s, emu.rate_limit_per_minute), {}
         limit_headers: dict[str, str] = {}
         if path.startswith("/v2/"):  # the main host counts; the sync host and storage do not
-            remaining, reset = self.window.take(emu.rate_limit_per_minute)
+            remaining, reset = emu.rate_window.take(emu.rate_limit_per_minute)
             if remaining < 0:
                 return too_many(reset, emu.rate_limit_per_minute), {}
             limit_headers = {"X-RateLimit-Limit": str(emu.rate_limit_per_minute),

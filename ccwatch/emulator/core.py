@@ -16,22 +16,21 @@ from ccwatch.clock import Clock, SystemClock
 from ccwatch.emulator.engines import ConversionFailed, Engines
 from ccwatch.emulator.faults import Faults, LoggedRequest, RequestLog
 from ccwatch.emulator.runner import Runner
-from ccwatch.emulator.store import TERMINAL, Job, Shapes, Store, StoredFile, Task, Upload, new_id
+from ccwatch.emulator.store import TERMINAL, Job, RateWindow, Shapes, Store, StoredFile, Task, Upload, new_id
 from ccwatch.emulator.validation import Invalid, check_conversion, check_task, validate_job
 from ccwatch.emulator.webhooks import Delivery, WebhookSender
 from ccwatch.emulator.work import Outcome, run_operation, safe_name
 
 
 class Emulator:
-    """A small CloudConvert API v2. Serve its ``app`` with :func:`ccwatch.emulator.serve`."""
+    """A small CloudConvert API v2. Serve it with :func:`ccwatch.emulator.serve` (or use it as a
+    WSGI app without a socket: :func:`ccwatch.emulator.wsgi_app`)."""
 
     def __init__(self, api_key: str = "test-key", webhook_secret: str = "test-secret",
                  latency_s: float = 0.0, storage: Path | str | None = None,
                  url_ttl_s: float = 86400.0, sync_wait_cap_s: float = 60.0, *,
                  rate_limit_per_minute: int = 10_000, credits: int = 1000, workers: int = 4,
                  webhook_retry_pause_s: float = 0.5, clock: Clock | None = None) -> None:
-        from ccwatch.emulator.app import EmulatorApp  # the app needs this class; import late
-
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.latency_s = latency_s
@@ -48,12 +47,12 @@ class Emulator:
         self.store = Store()
         self.faults = Faults()
         self.log = RequestLog()
+        self.rate_window = RateWindow()  # here, not in the app: it outlives one serve()
         self.engines = Engines()
         self._url_key = secrets.token_bytes(16)  # signs upload forms and download URLs
         self.runner = Runner(self._execute, workers)
         self.webhooks = WebhookSender(webhook_secret, self.faults, self._disable_webhook,
                                       retry_pause_s=webhook_retry_pause_s)
-        self.app = EmulatorApp(self)
         self._closed = False
 
     def __repr__(self) -> str:  # keys stay out of reprs and logs

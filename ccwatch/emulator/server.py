@@ -1,4 +1,5 @@
-"""Serving the emulator with waitress: ``serve`` (a context manager) and ``run_forever`` (the CLI)."""
+"""Serving the emulator: ``wsgi_app`` builds its WSGI app, ``serve`` (a context manager) runs it on
+waitress, ``run_forever`` is the CLI's loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ccwatch.emulator.app import EmulatorApp
 from ccwatch.emulator.core import Emulator
 from ccwatch.wsgiserve import serve_in_thread
 
@@ -25,6 +27,11 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def wsgi_app(emu: Emulator) -> EmulatorApp:
+    """The emulator's HTTP API as a WSGI app (e.g. for ``httpx.WSGITransport``: no socket)."""
+    return EmulatorApp(emu)
+
+
 @contextlib.contextmanager
 def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0,
           *, threads: int = THREADS, **emulator_kwargs: Any) -> Iterator[str]:
@@ -37,7 +44,7 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0,
             stack.callback(emulator.close)
         stack.callback(setattr, emulator.store, "closing", False)  # servable again after the stop
         bound = stack.enter_context(serve_in_thread(
-            emulator.app, host=bind, port=port, name="emulator-http", threads=threads,
+            wsgi_app(emulator), host=bind, port=port, name="emulator-http", threads=threads,
             connection_limit=2000, backlog=1024, max_request_body_size=MAX_BODY, channel_timeout=300,
             ident="ccwatch-emulator", recv_bytes=1 << 18))
         stack.callback(_release_sync_waits, emulator)

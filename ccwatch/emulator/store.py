@@ -1,8 +1,9 @@
-"""Jobs, tasks and their files, held in memory behind one lock; and their API JSON shapes."""
+"""Jobs, tasks and their files, held in memory behind one lock; their API JSON shapes; rate limits."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,3 +184,24 @@ class Shapes:
             "updated_at": iso(hook.created_at),
             "links": {"self": f"{self.base}/v2/webhooks/{hook.id}"},
         }
+
+
+class RateWindow:
+    """Requests per fixed minute window, as the ``X-RateLimit-*`` headers count them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._count = 0
+
+    def take(self, limit: int) -> tuple[int, float]:
+        """(remaining after this request, or -1 if over the limit; seconds until the window resets)."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._start >= 60:
+                self._start, self._count = now, 0
+            reset = 60 - (now - self._start)
+            if self._count >= limit:
+                return -1, reset
+            self._count += 1
+            return limit - self._count, reset

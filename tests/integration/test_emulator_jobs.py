@@ -26,7 +26,7 @@ from emulator_helpers import (
 )
 from PIL import Image
 
-from ccwatch.emulator import Emulator
+from ccwatch.emulator import Emulator, wsgi_app
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 
@@ -41,7 +41,7 @@ def api(emulator: Emulator) -> Iterator[httpx.Client]:
 def wsgi() -> Iterator[httpx.Client]:
     """The app without a socket: fast enough for pure validation checks."""
     with Emulator(api_key="k") as emu, httpx.Client(
-            transport=httpx.WSGITransport(app=emu.app), base_url="http://emu.test",
+            transport=httpx.WSGITransport(app=wsgi_app(emu)), base_url="http://emu.test",
             headers={"Authorization": "Bearer k"}) as c:
         yield c
 
