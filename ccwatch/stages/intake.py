@@ -111,7 +111,7 @@ class Intake:
         return settled
 
     def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
-              rule: int) -> Entry | None:
+               rule: int) -> Entry | None:
         """Record a settled version in the ledger; the entry to work on, or None.
 
         A version seen before is only worked on again when it was queued again (``settled``, by
