@@ -101,6 +101,44 @@ def test_emulator_is_started_not_used() -> None:
                 assert module in EMULATOR_USERS and imp.in_function, f"{module} imports {imp.target}"
 
 
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle() -> None:
+    """No module imports itself through others, not even lazily or for typing only (the emulator's
+    ``server`` builds the WSGI app, so ``core`` does not import ``app``)."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    graph = {module: {i.target for i in imports_of(path) if i.target in MODULES} - {module}
+             for module, path in MODULES.items()}
+    assert "ccwatch.emulator.app" in graph["ccwatch.emulator.server"]
+    assert cycles(graph) == []
+
+
 def _listing() -> str:
     text = ARCHITECTURE.read_text(encoding="utf-8")
     match = re.search(r"```\nccwatch/\n(.*?)```", text, re.S)
