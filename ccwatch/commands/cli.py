@@ -117,12 +117,25 @@ def _load_unchecked(config_path: Path | None) -> Config:
 
 
 @main.command()
-@click.argument("path", required=False, default="ccwatch.toml",
-                type=click.Path(dir_okay=False, path_type=Path))
-def init(path: Path) -> None:
+@click.option("--example", is_flag=True,
+              help="Write the shipped example (config.example.toml and templates/) into PATH, a "
+                   "folder (default: the current one), instead of a starter config.")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def init(example: bool, path: Path | None) -> None:
     """Write a commented starter config (default ./ccwatch.toml); asks only on a terminal."""
     from ccwatch.commands import init as starter
 
+    if example:
+        try:
+            written = starter.write_example(path or Path("."))
+        except ConfigError as err:
+            _fail(err)
+        for file in written:
+            click.echo(f"wrote {file}")
+        config_file = next(f for f in written if f.name == "config.example.toml")
+        click.echo(f"next: ccwatch run -c {config_file} (offline, on the embedded engine)")
+        return
+    path = path or Path("ccwatch.toml")
     if path.exists():  # say so before asking anything
         _fail(ConfigError("init", f"{path} already exists; not overwriting it"))
     answers = starter.StarterAnswers()
