@@ -107,3 +107,17 @@ def test_daemon_without_posix_modules_converts_and_skips_sd_notify(tmp_path: Pat
     assert proc.returncode == 0, stderr
     assert "sd_notify needs AF_UNIX sockets: not on this platform" in stderr
     assert "blocked modules imported: []" in stderr
+
+
+def test_log_file_takes_the_log_instead_of_stderr(tmp_path: Path) -> None:
+    """``run --log-file`` (the macOS and Windows services): the log lands in the file, created
+    with its folder; stderr keeps only the summary."""
+    config = _setup(tmp_path)
+    log = tmp_path / "logs" / "ccwatch.log"
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "run", "--once", "--log-file", str(log),
+                           "-c", str(config)], cwd=tmp_path, env=cli_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = log.read_text(encoding="utf-8")
+    assert "delivered" in text and "photo.png" in text
+    assert "delivered" not in done.stderr and "1 converted, 0 failed" in done.stderr
