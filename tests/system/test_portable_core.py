@@ -1,5 +1,6 @@
-"""ccwatch runs where the POSIX-only modules do not exist (Windows): ``run --once`` with pwd, grp and
-fcntl made unimportable and no AF_UNIX sockets still converts a file."""
+"""ccwatch runs where the POSIX-only modules do not exist (Windows): ``run --once`` and the daemon
+with pwd, grp and fcntl made unimportable and no AF_UNIX sockets still convert files; and
+``run --log-file``, which the macOS and Windows services use for their log."""
 
 from __future__ import annotations
 
