@@ -40,15 +40,24 @@ def sd_notify(message: str) -> bool:
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
+    family = getattr(socket, "AF_UNIX", None)
+    if family is None:  # Windows builds of Python have no AF_UNIX; and no systemd to notify
+        _warn_no_af_unix()
+        return False
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.sendto(message.encode(), address)
     except OSError as exc:
         logger.warning("sd_notify failed: {}", exc)
         return False
     return True
+
+
+@functools.cache
+def _warn_no_af_unix() -> None:
+    logger.warning("NOTIFY_SOCKET is set, but sd_notify needs AF_UNIX sockets: not on this platform")
 
 
 def watchdog_interval_s() -> float | None:
@@ -202,6 +211,8 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
+            signal.signal(signal.SIGBREAK, handler)
 
     def run(self) -> bool:
         """Run until ``stop_event``; True when the drain finished within the grace period."""

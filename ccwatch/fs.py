@@ -8,9 +8,9 @@ written as ``.ccwatch-<random>.tmp`` in its target folder and fsynced, then rena
 from __future__ import annotations
 
 import errno
+import getpass
 import json
 import os
-import pwd
 import secrets
 import shutil
 import stat
@@ -85,6 +85,9 @@ def inside(root: Path, path: Path) -> bool:
 
 def _fsync_dir(folder: Path) -> None:
     # Makes a rename durable; some filesystems (CIFS, some FUSE) refuse fsync on a directory.
+    # Windows has no O_DIRECTORY and cannot open a folder at all: NTFS renames need no fsync there.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -140,7 +143,10 @@ def _rename_if_absent(src: Path, dst: Path) -> bool:
 
     Raises OSError(EXDEV) across filesystems."""
     try:
-        os.link(src, dst, follow_symlinks=False)
+        if os.link in os.supports_follow_symlinks:
+            os.link(src, dst, follow_symlinks=False)
+        else:  # Windows: no linkat(); its hard links never follow a symlink anyway
+            os.link(src, dst)
     except FileExistsError:
         return False
     except OSError as exc:
@@ -243,11 +249,28 @@ def remove_temps(folder: Path) -> int:
 
 
 def user_name(uid: int) -> str:
-    """``name (uid N)``, or ``uid N`` for a uid with no passwd entry (containers often run so)."""
+    """``name (uid N)`` for messages; ``uid N`` without a passwd entry or without ``pwd`` (Windows)."""
+    try:
+        import pwd  # POSIX only
+    except ImportError:
+        return f"uid {uid}"
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
+    except KeyError:  # containers often run as a uid with no passwd entry
         return f"uid {uid}"
+
+
+def current_user() -> str:
+    """The user ccwatch runs as, for messages about permissions."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # Windows: no uids; the login name is what its ACLs talk about
+        return getpass.getuser()
+    return user_name(geteuid())
+
+
+def _read_only_fs(folder: Path) -> bool:
+    statvfs = getattr(os, "statvfs", None)  # not on Windows, where os.access sees read-only shares
+    return statvfs is not None and bool(statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 def writable_problem(folder: Path) -> str | None:
@@ -261,8 +284,8 @@ def writable_problem(folder: Path) -> str | None:
         return f"{folder} cannot be examined: {exc.strerror}"
     if not stat.S_ISDIR(st.st_mode):
         return f"{folder} is not a folder"
-    me = user_name(os.geteuid())
-    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+    me = current_user()
+    if _read_only_fs(folder):
         return f"{folder} is on a read-only filesystem (ccwatch runs as {me})"
     effective = os.access in os.supports_effective_ids
     if os.access(folder, os.R_OK | os.W_OK | os.X_OK, effective_ids=effective):

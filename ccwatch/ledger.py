@@ -234,6 +234,15 @@ class Ledger:
             f"SELECT {_COLUMNS} FROM files WHERE state IN ({marks}) ORDER BY id", ACTIVE)
         return [_row_to_entry(r) for r in rows]
 
+    def is_output(self, folder: str, path: str) -> bool:
+        """``path`` is an output a delivery of ``folder`` chose (recorded before its rename), so an
+        in-place folder never takes it for a new input."""
+        needle = json.dumps(path)  # as _encode stores it; LIKE narrows, the JSON decides
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._query("SELECT outputs FROM files WHERE folder = ? AND outputs LIKE ? ESCAPE '\\'",
+                           (folder, pattern))
+        return any(o.get("final_path") == path for r in rows for o in json.loads(r[0]))
+
     def count_by_state(self, folder: str | None = None, *, since: float | None = None) -> dict[str, int]:
         """Rows per state (for one folder; only those updated at or after ``since``)."""
         clauses: list[str] = []

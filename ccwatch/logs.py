@@ -1,4 +1,5 @@
-"""Logging, configured in one place: one stderr sink (journald captures it), text or JSON.
+"""Logging, configured in one place: one sink, stderr (journald captures it) as text or JSON, or
+a rotated text file (``run --log-file``: launchd and Task Scheduler keep no journal).
 
 Every line may carry ``folder``, ``file`` and ``job`` (bound by the stages). Secrets registered with
 ``redact`` are replaced by ``[secure]`` in every message, whatever path they took into it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 REDACTED = "[secure]"
+LOG_FILE_ROTATION = "10 MB"
+LOG_FILE_RETENTION = 5  # rotated files kept beside the current one
 
 
 def redact(*secrets: str | None) -> None:
@@ -71,12 +75,16 @@ def _json_sink(message: Any) -> None:
     sys.stderr.flush()
 
 
-def setup(log_format: str = "text", *, level: str = "INFO") -> None:
-    """Replace every sink with the one stderr sink; call once, from the CLI."""
+def setup(log_format: str = "text", *, level: str = "INFO", log_file: Path | None = None) -> None:
+    """Replace every sink with the one sink: stderr, or ``log_file`` (text, rotated) when given.
+    Call once, from the CLI."""
     logger.remove()
     logger.configure(patcher=_patch)
-    if log_format == "json":
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(log_file, level=level, format=_text_format, backtrace=False, diagnose=False,
+                   rotation=LOG_FILE_ROTATION, retention=LOG_FILE_RETENTION, encoding="utf-8")
+    elif log_format == "json":
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
-    else:
-        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False,
-                   diagnose=False)
+    elif sys.stderr is not None:  # None under pythonw, which the Windows task uses with a log file
+        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False, diagnose=False)

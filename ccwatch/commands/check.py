@@ -21,7 +21,7 @@ from ccwatch import fs, watch
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import SystemClock
 from ccwatch.commands.status import ledger_path
-from ccwatch.config import Config, WebhookConfig
+from ccwatch.config import Config, FolderConfig, WebhookConfig
 from ccwatch.config.folders import check_nesting, ensure_folder
 from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
 
@@ -91,6 +91,24 @@ def _folders(config: Config, report: Report) -> None:
         if folder.input.is_dir():
             mode, reason = watch.choose_mode(folder.input, folder.watch)
             report.add(OK, f"folders[{i}].watch", f"'{folder.name}' will use {mode}: {reason}")
+        if folder.in_place:
+            level, message = explain_in_place(folder)
+            report.add(level, f"folders[{i}].in_place", message)
+
+
+def explain_in_place(folder: FolderConfig) -> tuple[str, str]:
+    """What ``in_place = true`` does for this folder, in a sentence for ``check``."""
+    never = ("its own outputs are recognised from the ledger (their paths are recorded before "
+             "they appear) and never converted again, even where a rule matches them; temp files "
+             "(.ccwatch-*.tmp) are never inputs")
+    if folder.output == folder.input:
+        return OK, (f"outputs are written beside their inputs in {folder.input}; {never}. "
+                    "Deleting the ledger forgets which files are outputs")
+    if folder.output.is_relative_to(folder.input):
+        return OK, (f"outputs go to {folder.output}, inside the input; nothing under it is taken "
+                    f"as an input, and elsewhere {never}")
+    return WARN, (f"has no effect: the output {folder.output} is outside the input "
+                  f"{folder.input}")
 
 
 def _state_dir(config: Config, report: Report) -> None:

@@ -16,6 +16,7 @@ from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
+    from ccwatch.commands.units import Platform
     from ccwatch.daemon import Runtime
 
 
@@ -61,13 +62,16 @@ def _load_config(config_path: Path | None) -> Config:
               help="Configuration file (default: $CCWATCH_CONFIG, ./ccwatch.toml, user, /etc).")
 @click.option("--once", is_flag=True,
               help="Convert what is in the folders now, show progress, then exit.")
-def run(config_path: Path | None, once: bool) -> None:
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Write the log to this file instead of stderr (text, rotated at "
+                   f"{logs.LOG_FILE_ROTATION}); the macOS and Windows services use it.")
+def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
     from ccwatch.daemon import Daemon, open_runtime
 
     cfg = _load_config(config_path)
-    logs.setup(cfg.daemon.log_format)
+    logs.setup(cfg.daemon.log_format, log_file=log_file)
     try:
         with open_runtime(cfg) as runtime:
             if once:
@@ -117,12 +121,25 @@ def _load_unchecked(config_path: Path | None) -> Config:
 
 
 @main.command()
-@click.argument("path", required=False, default="ccwatch.toml",
-                type=click.Path(dir_okay=False, path_type=Path))
-def init(path: Path) -> None:
+@click.option("--example", is_flag=True,
+              help="Write the shipped example (config.example.toml and templates/) into PATH, a "
+                   "folder (default: the current one), instead of a starter config.")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def init(example: bool, path: Path | None) -> None:
     """Write a commented starter config (default ./ccwatch.toml); asks only on a terminal."""
     from ccwatch.commands import init as starter
 
+    if example:
+        try:
+            written = starter.write_example(path or Path("."))
+        except ConfigError as err:
+            _fail(err)
+        for file in written:
+            click.echo(f"wrote {file}")
+        config_file = next(f for f in written if f.name == "config.example.toml")
+        click.echo(f"next: ccwatch run -c {config_file} (offline, on the embedded engine)")
+        return
+    path = path or Path("ccwatch.toml")
     if path.exists():  # say so before asking anything
         _fail(ConfigError("init", f"{path} already exists; not overwriting it"))
     answers = starter.StarterAnswers()
@@ -205,3 +222,62 @@ def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) ->
     if retry_all and not outcome.retried and not outcome.problems:
         click.echo("nothing in quarantine")
     sys.exit(int(ExitCode.CONFIG if outcome.problems else ExitCode.OK))
+
+
+@main.group()
+def service() -> None:
+    """Run ccwatch at login: systemd user unit, launchd agent, or Task Scheduler task."""
+
+
+_USER_OPTION = click.option(
+    "--user", "per_user", is_flag=True,
+    help="For your own login session (the only kind on macOS and Windows; required on Linux).")
+
+
+def _service_platform(per_user: bool) -> Platform:
+    from ccwatch.commands import service as svc
+
+    try:
+        platform = svc.this_platform()
+    except ConfigError as err:
+        _fail(err)
+    if platform == "linux" and not per_user:
+        _fail(ConfigError("service", "the system-wide service (a service account, /etc/ccwatch, "
+                          "the API key as a credential) is installed by hand: see "
+                          "systemd/README.md. For your own desktop session: --user"))
+    return platform
+
+
+@service.command("install")
+@_CONFIG_OPTION
+@_USER_OPTION
+def service_install(config_path: Path | None, per_user: bool) -> None:
+    """Write and enable the service that runs `ccwatch run` with this config at login."""
+    from ccwatch.commands import service as svc
+
+    platform = _service_platform(per_user)
+    cfg = _load_unchecked(config_path)  # refuse a config that cannot even be read
+    assert cfg.source is not None  # loaded from a file
+    outcome = svc.install(platform, svc.local_spec(platform, cfg.source))
+    for line in outcome.lines:
+        click.echo(line)
+
+
+@service.command("uninstall")
+@_USER_OPTION
+def service_uninstall(per_user: bool) -> None:
+    """Stop and disable the service and remove its definition (the config and ledger stay)."""
+    from ccwatch.commands import service as svc
+
+    for line in svc.uninstall(_service_platform(per_user)).lines:
+        click.echo(line)
+
+
+@service.command("status")
+@_USER_OPTION
+def service_status(per_user: bool) -> None:
+    """Whether the service is installed and what the service manager says about it."""
+    from ccwatch.commands import service as svc
+
+    for line in svc.status(_service_platform(per_user)).lines:
+        click.echo(line)

@@ -2,6 +2,8 @@
 
 Values are written by tomli-w (so any path or URL is quoted correctly); the comments are added
 around them here. The result loads with ``config.load`` and runs with ``ccwatch run --once``.
+``ccwatch init --example DIR`` instead writes out the example config and templates shipped in the
+package (the repository's config.example.toml and templates/).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +97,51 @@ def render(answers: StarterAnswers) -> str:
 
 def write(path: Path, answers: StarterAnswers) -> None:
     """Create ``path`` with the starter config; never overwrites (ConfigError if it exists)."""
+    _create(path, render(answers).encode("utf-8"))
+
+
+def _create(path: Path, data: bytes) -> None:
     try:
         # O_EXCL: an existing file, even one created a moment ago, is never replaced
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
     except FileExistsError:
         raise ConfigError("init", f"{path} already exists; not overwriting it (choose another "
                           "PATH or remove it)") from None
     except OSError as exc:
         raise ConfigError("init", f"cannot create {path}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(render(answers))
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def example_files() -> dict[str, bytes]:
+    """The shipped example, by path relative to the folder it is written to."""
+    root = resources.files("ccwatch") / "examples"
+    found: dict[str, bytes] = {}
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif not child.name.startswith("."):
+                found[prefix + child.name] = child.read_bytes()
+
+    walk(root, "")
+    return found
+
+
+def write_example(folder: Path) -> list[Path]:
+    """Write the example config and its templates into ``folder``; refuse (writing nothing) if any
+    of those files exists already."""
+    files = example_files()
+    targets = {folder / rel: data for rel, data in sorted(files.items())}
+    taken = [str(p) for p in targets if os.path.lexists(p)]
+    if taken:
+        raise ConfigError("init", f"{', '.join(taken)} already exist(s); not overwriting "
+                          "(choose another DIR)")
+    for path, data in targets.items():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("init", f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+        _create(path, data)
+    return list(targets)

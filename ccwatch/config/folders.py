@@ -2,6 +2,7 @@
 
 - No output, quarantine or archive lies inside (or is) any folder's watched input: the daemon
   would convert its own results forever. Paths are compared as written and resolved (symlinks).
+  The one exception is a folder's output inside its own input with ``in_place = true``.
 - Every folder exists and is readable and writable by the user ccwatch runs as; a failure names
   the folder's owner and that user, the usual cause on shares and under systemd.
 - Folders the TOML gave as relative paths are created when missing; absolute ones never are (an
@@ -41,10 +42,14 @@ def check_nesting(config: Config) -> None:
             if path is None:
                 continue
             for j, other in enumerate(folders):
+                if name == "output" and j == i and folder.in_place:
+                    continue  # in place: its own outputs are recognised and never taken as inputs
                 if is_within(path, other.input):
+                    hint = ("; to write outputs beside their inputs, set in_place = true"
+                            if name == "output" and j == i else "")
                     raise ConfigError(f"folders[{i}].{name}", f"{path} is inside the watched input "
                                       f"of folders[{j}] ({other.input}): its files would be "
-                                      f"converted again")
+                                      f"converted again{hint}")
         for j, other in enumerate(folders):
             # Two folders watching the same files would convert each one twice.
             if j != i and is_within(folder.input, other.input) and (

@@ -241,6 +241,7 @@ def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
         ignore=t.strings("ignore"),
         max_file_size=t.size("max_file_size", 1_000_000_000),
         rules=tuple(_rule(r, templates) for r in rule_tables),
+        in_place=t.boolean("in_place", False),
     )
     t.finish()
     return folder

@@ -135,6 +135,9 @@ class FolderConfig:
     ignore: tuple[str, ...] = ()
     max_file_size: int = 1_000_000_000
     rules: tuple[Rule, ...] = ()
+    # Output may be the input itself or inside it (desktop style: x.heic gains x.jpg beside it);
+    # ccwatch then skips its own outputs, known from the ledger and, below the input, the config.
+    in_place: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ def _dump_folder(folder: FolderConfig) -> dict[str, Any]:
         "watch": folder.watch, "poll_s": folder.poll_s, "rescan_s": folder.rescan_s,
         "settle_s": folder.settle_s, "originals": folder.originals,
         "archive": str(folder.archive or ""), "ignore": list(folder.ignore),
-        "max_file_size": folder.max_file_size,
+        "max_file_size": folder.max_file_size, "in_place": folder.in_place,
         "rules": [
             {"match": list(r.match), "template": r.template, "output_name": r.output_name,
              "on_conflict": r.on_conflict}

@@ -55,7 +55,8 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
                 "{} exists; skipped (on_conflict = skip)", final)
             planned.append(replace(out, final_path=None, delivered=True))
             continue
-        if rule.on_conflict == "rename":
+        if rule.on_conflict == "rename" or final == ctx.source(entry):
+            # In place, an output named like its input (jpg → jpg) never replaces the input.
             final = fs.unique_path(final, taken=reserved)
         reserved.add(final)
         planned.append(replace(out, final_path=str(final)))

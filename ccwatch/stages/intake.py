@@ -4,6 +4,10 @@ Events arrive on watchdog's threads and only queue a path; ``admitted()`` runs o
 thread, filters junk, out-of-scope and non-matching paths (each path's rule is matched once, when it
 enters a settler, and carried along), feeds the per-folder settlers, and records the versions that
 stopped changing in the ledger as ``settled``.
+
+In an ``in_place`` folder, ccwatch's own outputs are out of scope: everything under an output
+folder inside the input (the config says so), and every path a delivery chose (the ledger says so,
+recorded before the output's rename, so even the first event for it is recognised).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class Intake:
             if st is None or (str(relpath), st.size, st.mtime_ns) in known:
                 continue
             rule = watch.match_rule(relpath, folder.rules)
-            if rule is None:
+            if rule is None or self._own_output(folder, path):
                 continue
             self._inbox.put((folder.name, path, rule))
             new += 1
@@ -62,6 +66,18 @@ class Intake:
         if watch.is_junk(relpath, folder.ignore):
             return False
         return folder.recursive or len(relpath.parts) == 1
+
+    def _own_output(self, folder: FolderConfig, path: Path) -> bool:
+        """An in-place folder's own result: never an input, whatever rule it matches."""
+        if not folder.in_place:
+            return False
+        if folder.output != folder.input and path.is_relative_to(folder.output):
+            return True
+        if self.ctx.ledger.is_output(folder.name, str(path)):
+            logger.bind(folder=folder.name, file=str(path.relative_to(folder.input))).debug(
+                "our own output: not an input")
+            return True
+        return False
 
     def admitted(self, now: float) -> Iterator[Entry]:
         """Settle what was noted; record each version that stopped changing and yield the entries
@@ -88,9 +104,9 @@ class Intake:
             relpath = relpath_in(folder, path)
             if relpath is None or not self._in_scope(folder, relpath):
                 continue
-            if rule is None:
+            if rule is None:  # an event (a scan has matched the rule and checked the rest)
                 rule = watch.match_rule(relpath, folder.rules)
-                if rule is None:
+                if rule is None or self._own_output(folder, path):
                     continue
             self._settlers[name].note(path, now)
             self._noted[name][path] = (relpath, rule)

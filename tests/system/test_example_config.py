@@ -48,3 +48,33 @@ def test_run_with_a_bad_config_exits_2_and_names_the_key(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     assert "daemon.max_in_flite" in done.stderr
+
+
+def test_init_example_writes_the_shipped_example_and_it_converts(tmp_path: Path) -> None:
+    """``init --example DIR`` then ``run --once`` on what it wrote: the packaged copy runs offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCONVERT")}
+    target = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "init", "--example", str(target)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (target / "config.example.toml").read_bytes() == (REPO / "config.example.toml").read_bytes()
+    assert (target / "templates" / "office-to-pdf.json").is_file()
+    make_image(target / "inbox" / "photo.png")
+
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "run", "--once", "-c",
+                           str(target / "config.example.toml")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    with Image.open(target / "outbox" / "photo.jpg") as img:
+        assert img.format == "JPEG"
+
+
+def test_init_example_never_overwrites(tmp_path: Path) -> None:
+    """A second ``init --example`` into the same folder refuses and leaves the files alone."""
+    (tmp_path / "config.example.toml").write_text("# mine\n")
+    done = subprocess.run([sys.executable, "-m", "ccwatch", "init", "--example"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "already exist" in done.stderr
+    assert (tmp_path / "config.example.toml").read_text() == "# mine\n"
+    assert not (tmp_path / "templates").exists()

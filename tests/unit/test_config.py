@@ -274,6 +274,61 @@ def test_output_inside_another_folders_input_is_refused(tmp_path: Path) -> None:
     assert "folders[0]" in error.problem
 
 
+def test_output_inside_its_own_input_suggests_in_place(tmp_path: Path) -> None:
+    """Without in_place the refusal names the setting that allows it."""
+    data = minimal()
+    data["folders"][0]["output"] = "in"
+    error = load_error(tmp_path, data)
+    assert error.key == "folders[0].output" and "set in_place = true" in error.problem
+
+
+@pytest.mark.parametrize("output", ["in", "in/converted", "./in/"])
+def test_in_place_allows_output_in_its_own_input(tmp_path: Path, output: str) -> None:
+    """in_place = true: output may be the input or below it; the setting survives a round trip."""
+    data = minimal()
+    data["folders"][0] |= {"output": output, "in_place": True}
+    cfg = config.load(write(tmp_path, data), env={})
+    folder = cfg.folders[0]
+    assert folder.in_place and folder.output == tmp_path / output.strip("./").rstrip("/")
+    assert round_trip(cfg, tmp_path / "again").folders[0].in_place
+
+
+def test_in_place_never_allows_output_in_another_folders_input(tmp_path: Path) -> None:
+    """in_place covers a folder's own input only: other folders' inputs stay off limits."""
+    data = minimal()
+    data["folders"][0]["in_place"] = True
+    data["folders"].append({"input": "second", "output": "in", "quarantine": "q2", "in_place": True,
+                            "rules": [{"match": ["*"], "template": "to-pdf"}]})
+    error = load_error(tmp_path, data)
+    assert error.key == "folders[1].output" and "folders[0]" in error.problem
+
+
+def test_in_place_does_not_admit_quarantine_in_the_input(tmp_path: Path) -> None:
+    """Only the output may be inside: a quarantine there is still refused."""
+    data = minimal()
+    data["folders"][0] |= {"output": "in", "quarantine": "in/failed", "in_place": True}
+    assert load_error(tmp_path, data).key == "folders[0].quarantine"
+
+
+def test_check_explains_in_place(tmp_path: Path) -> None:
+    """``ccwatch check`` says what in_place does for the folder (and when it does nothing)."""
+    from ccwatch.commands.check import OK, WARN, run_checks
+
+    data = minimal()
+    data["cloudconvert"] = {"endpoint": "embedded"}
+    data["daemon"] = {"state_dir": "state"}
+    data["folders"][0] |= {"output": "in", "in_place": True}
+    data["folders"].append({"input": "two", "output": "two-out", "quarantine": "q2",
+                            "in_place": True, "rules": [{"match": ["*"], "template": "to-pdf"}]})
+    cfg = config.load(write(tmp_path, data), env={})
+    found = {f.subject: f for f in run_checks(cfg).findings}
+    beside = found["folders[0].in_place"]
+    assert beside.level == OK and "beside their inputs" in beside.message
+    assert "never converted again" in beside.message
+    useless = found["folders[1].in_place"]
+    assert useless.level == WARN and "no effect" in useless.message
+
+
 def test_output_reaching_an_input_through_a_symlink_is_refused(tmp_path: Path) -> None:
     """Paths are also compared after resolving symlinks."""
     (tmp_path / "in").mkdir()

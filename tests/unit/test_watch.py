@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ccwatch.mounts import parse_mountinfo
+from ccwatch.mounts import mount_of, needs_polling, parse_bsd_mount, parse_mountinfo
 from ccwatch.watch import BUILTIN_JUNK, JUNK_DIRS, choose_mode, is_junk, match_rule, scan
 
 P = PurePosixPath
@@ -194,3 +194,36 @@ def run_unprivileged(code: str, *args: str) -> str:
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+MACOS_MOUNT = """\
+/dev/disk3s1s1 on / (apfs, sealed, local, read-only, journaled)
+/dev/disk3s5 on /System/Volumes/Data (apfs, local, journaled, nobrowse, protect)
+//me@nas.local/Office on /Volumes/Office (smbfs, nodev, nosuid, mounted by me)
+nas:/export/scans on /Volumes/My Scans (nfs, nodev, nosuid, mounted by me)
+"""
+
+
+@pytest.mark.parametrize(
+    ("folder", "fstype", "poll"),
+    [
+        ("/Users/me/Downloads", "apfs", False),
+        ("/Volumes/Office/inbox", "smbfs", True),
+        ("/Volumes/My Scans/in", "nfs", True),  # spaces in the mount point
+    ],
+)
+def test_macos_mount_listing_decides_like_the_linux_table(folder: str, fstype: str, poll: bool) -> None:
+    """macOS has no /proc: the ``mount`` listing names SMB and NFS shares, which are polled."""
+    mount = mount_of(Path(folder), parse_bsd_mount(MACOS_MOUNT))
+    assert mount is not None and mount.fstype == fstype
+    assert needs_polling(mount.fstype) is poll
+
+
+@pytest.mark.parametrize(
+    ("folder", "mode"),
+    [("//nas/office/inbox", "poll"), ("C:/Users/me/Downloads", "events")],
+)
+def test_windows_unc_paths_are_polled(folder: str, mode: str) -> None:
+    """On Windows a \\\\server\\share path is a network share: no reliable change events."""
+    chosen, why = choose_mode(Path(folder), "auto", platform="win32")
+    assert chosen == mode, why
