@@ -11,10 +11,12 @@ import os
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -90,6 +92,53 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
         yield base_url, base_url + "/sync", EMBEDDED_KEY
 
 
+LOCK_NAME = "ccwatch.lock"
+
+
+@contextmanager
+def single_instance(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the state dir for the daemon's life: one daemon per ledger.
+
+    The kernel drops the lock when the process dies, even by ``kill -9``, so a stale file never
+    blocks a restart; the pid inside is only there to name the holder.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError("daemon.state_dir",
+                          f"cannot create the lock file in {state_dir}: {exc.strerror}") from exc
+    try:
+        if not _try_lock(fd):
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise ConfigError("daemon.state_dir",
+                              f"already running (pid {holder}) with the state dir {state_dir}; "
+                              "stop it first (`ccwatch status` works beside it)")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @dataclass
 class Runtime:
     ctx: Context
@@ -102,9 +151,10 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
     clock = clock or SystemClock()
     webhook_url = config.webhook.public_url if config.webhook else None
     with ExitStack() as stack:
+        state_dir = config.daemon.resolved_state_dir()
+        stack.enter_context(single_instance(state_dir))
         base, sync_base, key = stack.enter_context(api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
-        state_dir = config.daemon.resolved_state_dir()
         try:
             ledger = Ledger(state_dir / "ledger.sqlite3")
         except (OSError, sqlite3.Error) as exc:
