@@ -36,7 +36,7 @@ def build_done_tree(ws: Workspace, count: int, per_dir: int = 1000) -> float:
         st = os.stat(path)
         entry_id = i + 1
         rows.append((entry_id, FOLDER, path.relative_to(ws.input).as_posix(), st.st_size,
-                     st.st_mtime_ns, str(State.DONE), 0, "to-jpg", 1, job_tag(entry_id, 1),
+                     st.st_mtime_ns, str(State.DONE), 0, "to-jpg", 1, job_tag("bench", entry_id, 1),
                      f"job-{entry_id}", now, now))
     ledger_path = ws.state / LEDGER_NAME
     Ledger(ledger_path).close()  # the real schema, created by the real class

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -129,9 +130,17 @@ class Entry:
     transient_since: float | None
 
 
-def job_tag(entry_id: int, attempt: int) -> str:
-    """The idempotency key a job is created with and looked up by after a crash."""
-    return f"ccwatch-{entry_id}-{attempt}"
+def job_tag(installation: str, entry_id: int, attempt: int) -> str:
+    """The idempotency key a job is created with and looked up by after a crash.
+
+    The installation id makes it unique across every ledger on one account: another instance, or
+    this state dir wiped and started afresh, never shares a tag with us (and so never adopts our job).
+    """
+    return f"ccwatch-{installation}-{entry_id}-{attempt}"
+
+
+def new_installation_id() -> str:
+    return secrets.token_hex(6)
 
 
 def _row_to_entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
@@ -158,6 +167,8 @@ def _encode(field: str, value: Any) -> Any:
     return value
 
 
+INSTALLATION_KEY = "installation_id"
+
 _UPDATABLE = frozenset({
     "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
     "error", "transient_since",
@@ -181,6 +192,22 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._installation: str | None = None
+        if not readonly:
+            self._installation = self.get_meta(INSTALLATION_KEY)
+            if self._installation is None:
+                # Made with the ledger; a ledger from before it gets one now (its in-flight rows
+                # keep the tags they were written with, so their resume still finds their jobs).
+                self._installation = new_installation_id()
+                self.set_meta(INSTALLATION_KEY, self._installation)
+
+    @property
+    def installation_id(self) -> str:
+        """The random id in every job tag this ledger writes."""
+        value = self._installation or self.get_meta(INSTALLATION_KEY)
+        if not isinstance(value, str):
+            raise KeyError(INSTALLATION_KEY)
+        return value
 
     def close(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ def advance(ctx: Context, entry: Entry) -> Entry:
     if entry.state is State.SETTLED:
         _check_source(ctx, entry)
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.SUBMITTING,
-                                  job_tag=job_tag(entry.id, entry.attempt))
+                                  job_tag=job_tag(ctx.ledger.installation_id, entry.id, entry.attempt))
     job: dict[str, Any] | None = None
     if entry.state is State.SUBMITTING:
         job = _create_or_find(ctx, entry, look_up_first=resumed_create)
@@ -73,7 +73,9 @@ def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
 def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[str, Any]:
     assert entry.job_tag is not None
     if look_up_first:
-        found = ctx.api.find_jobs_by_tag(entry.job_tag, path=entry.relpath)
+        # Only a job whose tag is exactly ours: never another installation's or another attempt's.
+        found = [j for j in ctx.api.find_jobs_by_tag(entry.job_tag, path=entry.relpath)
+                 if j.get("tag") == entry.job_tag]
         if found:
             logger.bind(folder=entry.folder, file=entry.relpath, job=found[0]["id"]).info(
                 "found the job created before the interruption; not creating another")

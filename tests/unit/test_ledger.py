@@ -57,7 +57,8 @@ def test_transitions_keep_what_resume_needs(ledger: Ledger) -> None:
     """Tag, job ids and planned outputs survive a reopen (a restart)."""
     e = ledger.add("f", "sub/a.png", 10, 1, rule=1, template="to-jpg", now=1.0)
     assert e is not None
-    ledger.update(e.id, now=2.0, state=State.SUBMITTING, job_tag=job_tag(e.id, 1))
+    ledger.update(e.id, now=2.0, state=State.SUBMITTING,
+                  job_tag=job_tag(ledger.installation_id, e.id, 1))
     ledger.update(e.id, now=3.0, state=State.UPLOADING, job_id="j1", upload_task_id="t1")
     ledger.update(e.id, now=3.5, state=State.PROCESSING)
     out = PlannedOutput("a.jpg", "http://x/a.jpg", 5, final_path="/out/a.jpg")
@@ -67,7 +68,7 @@ def test_transitions_keep_what_resume_needs(ledger: Ledger) -> None:
     reopened = Ledger(ledger.path)
     [active] = reopened.active()
     assert active.state is State.DELIVERING
-    assert active.job_tag == f"ccwatch-{e.id}-1"
+    assert active.job_tag == f"ccwatch-{reopened.installation_id}-{e.id}-1"
     assert (active.job_id, active.upload_task_id) == ("j1", "t1")
     assert active.outputs == (out,)
     assert active.updated_at == 4.0 and active.first_seen == 1.0
@@ -218,3 +219,29 @@ def test_architecture_doc_prints_the_transition_table() -> None:
         printed[State(state.strip("`"))] = frozenset(State(s) for s in re.findall(r"`(\w+)`", nexts))
     assert [s for s in printed] == list(State)
     assert printed == TRANSITIONS
+
+
+def test_installation_id_is_made_with_the_ledger_and_kept(tmp_path: Path) -> None:
+    """Random per ledger, the same after a reopen, different for a wiped and recreated state dir."""
+    first = Ledger(tmp_path / "a" / "ledger.sqlite3")
+    kept = first.installation_id
+    first.close()
+    assert Ledger(tmp_path / "a" / "ledger.sqlite3").installation_id == kept
+    assert Ledger(tmp_path / "a" / "ledger.sqlite3", readonly=True).installation_id == kept
+    assert Ledger(tmp_path / "b" / "ledger.sqlite3").installation_id != kept
+    assert len({job_tag(kept, 1, 1), job_tag(kept, 1, 2), job_tag("other", 1, 1)}) == 3
+
+
+def test_an_old_ledger_gets_an_installation_id_and_keeps_its_old_tags(tmp_path: Path) -> None:
+    """A ledger from before installation ids: opened, it gets one; its in-flight tag is untouched."""
+    path = tmp_path / "ledger.sqlite3"
+    old = Ledger(path)
+    e = old.add("f", "a.png", 1, 1, rule=0, template="t", now=1.0)
+    assert e is not None
+    old.update(e.id, now=2.0, state=State.SUBMITTING, job_tag=f"ccwatch-{e.id}-1")
+    old._db.execute("DELETE FROM meta")  # as written by a version without installation ids
+    old.close()
+    reopened = Ledger(path)
+    assert reopened.installation_id
+    [active] = reopened.active()
+    assert active.job_tag == f"ccwatch-{e.id}-1"
