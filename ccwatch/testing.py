@@ -5,8 +5,14 @@ Shipped with the package so the benchmarks and anyone embedding ccwatch can use 
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -81,3 +87,87 @@ input = "convert"
 
 TO_PNG = TO_JPG.replace("to-jpg", "to-png").replace('"jpg"', '"png"')
 TO_PDF = TO_JPG.replace("to-jpg", "to-pdf").replace('"jpg"', '"pdf"')
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL server for tests and benchmarks: ``initdb`` and ``pg_ctl`` in a temp
+    dir, on a free loopback port, with one trusted user and a database ``ccwatch``.
+
+    PostgreSQL refuses to run as root, so under root the server runs as ``nobody``.
+    """
+
+    def __init__(self) -> None:
+        self.bindir = _pg_bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="ccwatch-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.url = f"postgresql://ccwatch@127.0.0.1:{self.port}/ccwatch"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
+            self._as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                             "--clear-groups"]
+        self._pg("initdb", "-D", str(self.data), "-U", "ccwatch", "--auth=trust", "-E", "UTF8",
+                 "--no-sync")
+
+    def _pg(self, tool: str, *args: str) -> None:
+        done = subprocess.run([*self._as_user, str(self.bindir / tool), *args], capture_output=True,
+                              text=True, check=False, timeout=120, cwd=self.root)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        # -F: no fsync (a throwaway cluster); the socket dir is ours, not /var/run/postgresql.
+        options = f"-p {self.port} -h 127.0.0.1 -k {self.root} -F"
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+                 "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def create_database(self) -> None:
+        import psycopg
+
+        admin = f"postgresql://ccwatch@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ccwatch")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A started cluster with an empty ``ccwatch`` database; stopped and removed afterwards."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        try:
+            cluster.create_database()
+            yield cluster
+        finally:
+            cluster.stop("immediate")
+    finally:
+        cluster.remove()
+
+
+def _pg_bindir() -> Path:
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    # Debian keeps the server binaries out of PATH, one folder per major version.
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return found[-1].parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -10,12 +10,13 @@ from ccwatch.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    LedgerConfig,
     Rule,
     Secret,
     WebhookConfig,
 )
 
 __all__ = [
-    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "Rule", "Secret",
+    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "LedgerConfig", "Rule", "Secret",
     "WebhookConfig", "check_folders", "dump", "find_config_path", "load", "loads",
 ]

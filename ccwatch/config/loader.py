@@ -27,6 +27,7 @@ from ccwatch.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    LedgerConfig,
     Rule,
     Secret,
     WebhookConfig,
@@ -106,6 +107,7 @@ def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
     cloudconvert = _cloudconvert(top.table("cloudconvert") or Table({}, "cloudconvert"),
                                  base_dir, env)
     daemon = _daemon(top.table("daemon") or Table({}, "daemon"), base_dir)
+    ledger = _ledger(top.table("ledger") or Table({}, "ledger"))
     webhook_table = top.table("webhook")
     webhook = _webhook(webhook_table, env) if webhook_table is not None else None
     templates = _templates(top.table("templates") or Table({}, "templates"), base_dir)
@@ -122,8 +124,8 @@ def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
         seen[folder.name] = i
     top.finish()
     return Config(cloudconvert=cloudconvert, daemon=daemon, webhook=webhook,
-                  templates=MappingProxyType(templates), folders=folders, source=source,
-                  auto_create=frozenset(auto_create))
+                  templates=MappingProxyType(templates), folders=folders, ledger=ledger,
+                  source=source, auto_create=frozenset(auto_create))
 
 
 def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConvertConfig:
@@ -165,6 +167,16 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
                           f"({daemon.poll_interval_s:g}), got {daemon.poll_max_s:g}")
     t.finish()
     return daemon
+
+
+def _ledger(t: Table) -> LedgerConfig:
+    url = t.string("url", "")
+    if url and urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(t.sub("url"), "must be \"\" (SQLite in daemon.state_dir) or a "
+                          "postgresql://… URL")
+    ledger = LedgerConfig(url=url, host=t.string("host", ""), lease_s=t.duration("lease_s", 60.0))
+    t.finish()
+    return ledger
 
 
 def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:

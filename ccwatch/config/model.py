@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hmac
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
@@ -96,6 +97,30 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    # "" = SQLite in state_dir; "postgresql://…" = one ledger shared by several hosts. It may hold a
+    # password, so it stays out of reprs: ``display_url`` is what logs and status show.
+    url: str = field(default="", repr=False)
+    host: str = ""  # the name this host's claims carry; "" = the machine's host name
+    lease_s: float = 60.0  # a claim not renewed for this long is taken over by another host
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.url)
+
+    def host_id(self) -> str:
+        return self.host or socket.gethostname()
+
+    def display_url(self) -> str:
+        """The URL without its password."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookConfig:
     listen: str = "127.0.0.1:8765"
     public_url: str = ""
@@ -147,6 +172,7 @@ class Config:
     webhook: WebhookConfig | None
     templates: Mapping[str, Template]
     folders: tuple[FolderConfig, ...]
+    ledger: LedgerConfig = LedgerConfig()
     source: Path | None = field(default=None, compare=False)  # the file it came from
     # Folders the TOML gave as relative paths: check_folders creates them when missing (absolute
     # paths may be unmounted shares and are never created).

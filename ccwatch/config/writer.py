@@ -35,6 +35,8 @@ def dump_toml(config: Config) -> str:
             "log_format": d.log_format,
         },
     }
+    ledger = config.ledger
+    doc["ledger"] = {"url": ledger.url, "host": ledger.host, "lease_s": ledger.lease_s}
     if config.webhook is not None:
         w = config.webhook
         doc["webhook"] = {"listen": w.listen, "public_url": w.public_url,
