@@ -10,7 +10,6 @@ import functools
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode
-from ccwatch.ledger import Ledger
+from ccwatch.ledger import open_ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.stages.context import Context
 
@@ -155,11 +154,11 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         stack.enter_context(single_instance(state_dir))
         base, sync_base, key = stack.enter_context(api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
-        try:
-            ledger = Ledger(state_dir / "ledger.sqlite3")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError("daemon.state_dir", f"cannot open the ledger in {state_dir}: {exc}") from exc
+        ledger = open_ledger(config)
         stack.callback(ledger.close)
+        if ledger.shared:
+            logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,
+                        config.ledger.lease_s)
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock)
         stack.callback(api.close)

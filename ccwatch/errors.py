@@ -6,10 +6,12 @@
     ├── ConfigError                  refuse to start, exit 2; names the key (folders[1].rules[0].template)
     ├── AccountError                 401, 403, 402: pause submissions, probe, resume; exit 3 (check, --once)
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
-    │   └── RateLimited              429 with the server's Retry-After
+    │   ├── RateLimited              429 with the server's Retry-After
+    │   └── LedgerUnavailable        the shared ledger's database is unreachable: back off, reconnect
     ├── FileError                    this file cannot be converted: quarantine it
     │   └── OutputGone               an export vanished (404/403 on download after retries)
-    └── FileVanished                 the file changed or went away before upload: forget that version
+    ├── FileVanished                 the file changed or went away before upload: forget that version
+    └── ClaimLost                    another host took this file over (our lease expired): let it go
 
     IllegalTransition (RuntimeError) a bug, not a condition of the file: a ledger state write that
                                      ``ledger.TRANSITIONS`` forbids; nothing is written, and the
@@ -105,3 +107,11 @@ class IllegalTransition(RuntimeError):
         self.entry_id = entry_id
         self.current = current
         self.target = target
+
+
+class LedgerUnavailable(TransientError):
+    """The shared ledger's database cannot be reached; nothing is done until it can."""
+
+
+class ClaimLost(CcwatchError):
+    """Another host holds this file now: this host stops working on it, without a trace."""

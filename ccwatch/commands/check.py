@@ -61,6 +61,8 @@ def run_checks(config: Config) -> Report:
     report.add(OK, "templates", f"{len(config.templates)} valid ({names})")
     _folders(config, report)
     _state_dir(config, report)
+    if config.ledger.shared:
+        _shared_ledger(config, report)
     _api(config, report)
     if config.webhook is not None:
         _webhook(config.webhook, report)
@@ -122,8 +124,27 @@ def _state_dir(config: Config, report: Report) -> None:
         report.add(FAIL, "daemon.state_dir", f"the ledger cannot be written in {state_dir}: "
                    f"{problem}", ExitCode.CONFIG)
     else:
-        report.add(OK, "daemon.state_dir", f"ledger {ledger}"
-                   + ("" if ledger.exists() else " (created on first run)"))
+        if config.ledger.shared:
+            report.add(OK, "daemon.state_dir", f"{state_dir} (the lock; the ledger is shared)")
+        else:
+            report.add(OK, "daemon.state_dir", f"ledger {ledger}"
+                       + ("" if ledger.exists() else " (created on first run)"))
+
+
+def _shared_ledger(config: Config, report: Report) -> None:
+    from ccwatch.ledger import open_ledger
+
+    try:
+        ledger = open_ledger(config, readonly=True)
+    except ConfigError as err:
+        report.add(FAIL, err.key, err.problem, ExitCode.CONFIG)
+        return
+    try:
+        made = ledger.exists()
+    finally:
+        ledger.close()
+    report.add(OK, "ledger.url", f"{config.ledger.display_url()} reachable, shared as host "
+               f"{config.ledger.host_id()}" + ("" if made else " (tables created on first run)"))
 
 
 def _api(config: Config, report: Report) -> None:

@@ -213,8 +213,11 @@ def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) ->
     if bool(paths) == retry_all:
         raise click.UsageError("give PATH… or --all (not both)")
     cfg = _load_unchecked(config_path)
-    with Retrier(cfg) as retrier:
-        outcome = retrier.retry_all(list(quarantined(cfg)) if retry_all else paths)
+    try:
+        with Retrier(cfg) as retrier:
+            outcome = retrier.retry_all(list(quarantined(cfg)) if retry_all else paths)
+    except CcwatchError as err:
+        _fail(err)
     for done in outcome.retried:
         click.echo(f"retrying {done.source} → {done.target}")
     for problem in outcome.problems:

@@ -20,7 +20,7 @@ from ccwatch import fs
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.commands.status import ledger_path
 from ccwatch.config import Config, FolderConfig
-from ccwatch.ledger import Entry, Ledger
+from ccwatch.ledger import Entry, Ledger, open_ledger
 from ccwatch.stages.quarantine import error_file_for
 
 ERROR_SUFFIX = ".error.json"
@@ -97,9 +97,9 @@ class Retrier:
         self.clock = clock or SystemClock()
         self._stack = ExitStack()
         self._ledger: Ledger | None = None
-        path = ledger_path(config)
-        if path.is_file():  # no ledger (never ran): nothing to requeue, and none to create
-            self._ledger = Ledger(path)
+        # No ledger (never ran): nothing to requeue, and none to create.
+        if config.ledger.shared or ledger_path(config).is_file():
+            self._ledger = open_ledger(config)
             self._stack.callback(self._ledger.close)
 
     def close(self) -> None:

@@ -17,11 +17,10 @@ from rich.table import Table
 
 from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
-from ccwatch.errors import ConfigError
-from ccwatch.ledger import ACTIVE, Entry, Ledger, State
+from ccwatch.errors import CcwatchError, ConfigError
+from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State, open_ledger
 
 SCHEMA = 1
-LEDGER_NAME = "ledger.sqlite3"
 DAY_S = 86400.0
 RECENT_FAILURES = 10
 _IN_FLIGHT = tuple(str(s) for s in ACTIVE if s is not State.SETTLED)
@@ -68,34 +67,37 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    ledger: Path
+    ledger: str  # its file, or the shared database's URL without a password
     ledger_exists: bool
     paused: Pause | None
     folders: tuple[FolderStatus, ...]
     recent_failures: tuple[Failure, ...]
     now: float
+    hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
     """Read the ledger of ``config``; a ledger that does not exist yet means zero of everything."""
     now = (clock or SystemClock()).wall()
-    path = ledger_path(config)
-    if not path.is_file():
-        empty = tuple(FolderStatus(f.name, 0, 0, 0, 0, None) for f in config.folders)
-        return Status(path, False, None, empty, (), now)
+    shared = config.ledger.shared
+    where = config.ledger.display_url() if shared else str(ledger_path(config))
+    empty = Status(where, False, None, tuple(FolderStatus(f.name, 0, 0, 0, 0, None)
+                                             for f in config.folders), (), now)
+    if not shared and not ledger_path(config).is_file():
+        return empty
+    ledger = open_ledger(config, readonly=True)
     try:
-        ledger = Ledger(path, readonly=True)
-    except sqlite3.Error as exc:
-        raise ConfigError("daemon.state_dir", f"cannot open the ledger {path}: {exc}") from exc
-    try:
-        return _read(ledger, config, path, now)
-    except sqlite3.Error as exc:
-        raise ConfigError("daemon.state_dir", f"cannot read the ledger {path}: {exc}") from exc
+        if not ledger.exists():
+            return empty
+        return _read(ledger, config, where, now)
+    except (sqlite3.Error, CcwatchError) as exc:
+        key = "ledger.url" if shared else "daemon.state_dir"
+        raise ConfigError(key, f"cannot read the ledger {where}: {exc}") from exc
     finally:
         ledger.close()
 
 
-def _read(ledger: Ledger, config: Config, path: Path, now: float) -> Status:
+def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
     folders = []
     for folder in config.folders:
         counts = ledger.count_by_state(folder.name)
@@ -110,7 +112,8 @@ def _read(ledger: Ledger, config: Config, path: Path, now: float) -> Status:
             oldest_in_flight=_in_flight(oldest) if oldest else None,
         ))
     failures = tuple(_failure(e) for e in ledger.recent(State.FAILED, limit=RECENT_FAILURES))
-    return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now)
+    return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
+                  tuple(ledger.holders()))
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -138,8 +141,10 @@ def as_json(status: Status) -> dict[str, Any]:
     """The stable ``status --json`` shape (times as ISO 8601 UTC)."""
     return {
         "schema": SCHEMA,
-        "ledger": str(status.ledger),
+        "ledger": status.ledger,
         "ledger_exists": status.ledger_exists,
+        "hosts": [{"host": h.host, "files": h.files, "lease_left_s": round(h.lease_left_s, 1)}
+                  for h in status.hosts],
         "paused": None if status.paused is None else {
             "reason": status.paused.reason, "since": iso(status.paused.since)},
         "folders": [{
@@ -183,6 +188,12 @@ def render(status: Status, console: Console) -> None:
         table.add_row(escape(f.name), str(f.queued), str(f.in_flight), str(f.done_24h), str(f.failed),
                       escape(oldest))
     console.print(table)
+    if status.hosts:
+        hosts = Table("host", "holds (active files)", "lease left")
+        for h in status.hosts:
+            left = f"{h.lease_left_s:.0f} s" if h.lease_left_s >= 0 else "EXPIRED (taken over next)"
+            hosts.add_row(escape(h.host or "(unclaimed)"), str(h.files), left)
+        console.print(hosts)
     if status.recent_failures:
         console.print("Last failures (ccwatch retry PATH puts a file back):")
         for x in status.recent_failures:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +22,10 @@ from typing import Any, Literal
 from loguru import logger
 
 from ccwatch.config import FolderConfig
+from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
+from ccwatch.pipeline.claims import ClaimKeeper
 from ccwatch.pipeline.due import SUBMIT_STATES, Slot, Work, due
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.pipeline.outcomes import Outcomes, Verdict
@@ -56,7 +58,9 @@ class Pipeline:
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
         self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
                                    create_delay=ctx.api.create_delay)
-        self._outcomes = Outcomes(ctx, self.gate, self._rng)
+        self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
+                                   now=self._last_step)
+        self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)
         self._work: dict[Work, tuple[ThreadPoolExecutor, Callable[[Slot], None]]] = {
             Work.SUBMIT: (self._uploads, self._submit),
             Work.TRACK: (self._trackers, self._track),
@@ -65,8 +69,7 @@ class Pipeline:
         self._stopping = False
         self.delivered = 0
         self.failed = 0
-        for entry in ctx.ledger.active():
-            self._track_slot(Slot(entry))
+        self._adopt(ctx.ledger.claim_active())
         if self._slots:
             logger.info("resuming {} unfinished file(s) from the ledger", len(self._slots))
 
@@ -78,11 +81,23 @@ class Pipeline:
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
-        return self.intake.scan(folder)
+        try:
+            return self.intake.scan(folder)
+        except LedgerUnavailable as exc:
+            logger.bind(folder=folder.name).warning("scan postponed: {}", exc.message)
+            return 0
+
+    def _adopt(self, entries: Iterable[Entry]) -> None:
+        """Track entries: resumed at start, or taken over from a host whose lease expired."""
+        with self._lock:
+            for entry in entries:
+                if entry.id not in self._slots:
+                    self._track_slot(Slot(entry))
 
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
-        self._reserved.update(Path(o.final_path) for o in slot.entry.outputs if o.final_path)
+        self._reserved.update(self.ctx.output_path(slot.entry, o.final_path)
+                              for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
             self._by_job[slot.entry.job_id] = slot.entry.id
 
@@ -101,6 +116,7 @@ class Pipeline:
                         logger.bind(folder=entry.folder, file=entry.relpath).info(
                             "queued again (retry)")
                     self._track_slot(Slot(entry))
+        self._adopt(self._claims.tend(now, self._clock.wall()))
         self.kick()
 
     def kick(self) -> None:
@@ -118,6 +134,8 @@ class Pipeline:
                 self._dispatching.release()
 
     def _dispatch(self, now: float) -> None:
+        if not self._claims.fresh(now):
+            return  # a shared ledger we cannot reach: start nothing another host may take over
         with self._lock:
             # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
             chosen = due(list(self._slots.values()), now, stopping=self._stopping,
@@ -193,7 +211,7 @@ class Pipeline:
     def _retire(self, slot: Slot) -> None:
         self._slots.pop(slot.entry.id, None)
         self._reserved.difference_update(
-            Path(o.final_path) for o in slot.entry.outputs if o.final_path)
+            self.ctx.output_path(slot.entry, o.final_path) for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
             self._by_job.pop(slot.entry.job_id, None)
 
@@ -201,6 +219,8 @@ class Pipeline:
         """The per-file error boundary: one bad file never stops the daemon."""
         try:
             try:
+                if slot.stale:
+                    self._reload(slot)
                 work(slot)
             except BaseException:
                 self._reload(slot)
@@ -219,8 +239,11 @@ class Pipeline:
         """After a failed step the ledger may be ahead of the slot (e.g. ``submitting`` written)."""
         try:
             slot.entry = self.ctx.ledger.get(slot.entry.id)
+            slot.stale = False
         except KeyError:
             pass
+        except LedgerUnavailable:
+            slot.stale = True  # read it before the next try: the lost write may have landed
 
     # -- webhooks, queries, shutdown ------------------------------------------------------------
 

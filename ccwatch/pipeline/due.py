@@ -32,6 +32,7 @@ class Slot:
     polls: int = 0
     retries: int = 0
     busy: bool = False
+    stale: bool = False  # the ledger may be ahead of ``entry`` (a write's answer was lost)
     pushed_job: dict[str, Any] | None = None  # a verified webhook delivery waiting to be read
 
 

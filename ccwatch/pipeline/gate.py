@@ -5,7 +5,8 @@
   through as a probe, and the first call that succeeds lifts the pause;
 - a low ``X-RateLimit-Remaining`` slows job creation to one a second (the API client keeps that).
 
-The pause is mirrored in the ledger's meta table so ``ccwatch status`` can say why nothing moves.
+The pause is mirrored in the ledger's meta table so ``ccwatch status`` can say why nothing moves, and
+the hosts sharing a ledger follow each other's pauses (:mod:`.claims`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from ccwatch.errors import AccountError
+from ccwatch.errors import AccountError, LedgerUnavailable
 from ccwatch.ledger import Ledger
 
 
@@ -74,8 +75,21 @@ class SubmissionGate:
                 logger.error("submissions paused for all folders: {} (no file is quarantined for "
                              "this; probing every {:.0f} s)", exc.message, self._probe_s)
                 self.pause = Pause(exc.message, wall, now + self._probe_s, exc.http_status)
-                self._ledger.set_meta("paused", {"reason": exc.message, "since": wall})
+                self._mirror({"reason": exc.message, "since": wall})
             return now + self._probe_s
+
+    def follow(self, shared: object, *, now: float) -> None:
+        """The pause as the shared ledger has it: another host paused, or its probe went through."""
+        with self._lock:
+            if isinstance(shared, dict) and shared.get("reason") and self.pause is None:
+                since = shared.get("since")
+                self.pause = Pause(str(shared["reason"]), float(since) if isinstance(
+                    since, int | float) else 0.0, now + self._probe_s)
+                logger.error("submissions paused for all folders by another host: {}",
+                             self.pause.reason)
+            elif shared is None and self.pause is not None:
+                self.pause = None
+                logger.info("submissions resumed: another host's call went through")
 
     def succeeded(self, *, only_auth: bool = False) -> None:
         """A call went through: the pause is over (after a status read, only a 401's: reading a
@@ -85,4 +99,10 @@ class SubmissionGate:
                 return
             self.pause = None
         logger.info("submissions resumed: the account accepts jobs again")
-        self._ledger.set_meta("paused", None)
+        self._mirror(None)
+
+    def _mirror(self, value: dict[str, object] | None) -> None:
+        try:
+            self._ledger.set_meta("paused", value)
+        except LedgerUnavailable:
+            pass  # status shows it late; a shared ledger's hosts see it at their next renewal

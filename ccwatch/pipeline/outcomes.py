@@ -4,6 +4,8 @@
 - the account cannot submit (401, 402, 403): pause every submission and probe, the file waits;
 - transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
   ``give_up_after_s`` has passed since the first of them; then quarantine;
+- the shared ledger is unreachable: back off and write nothing (nothing is done without it);
+- another host holds the file now (our lease expired): let it go, it finishes there;
 - any other ccwatch error: quarantine the file;
 - anything else is a bug or an unexpected OS error: logged whole, then treated as transient.
 """
@@ -12,10 +14,19 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 
 from loguru import logger
 
-from ccwatch.errors import AccountError, CcwatchError, FileVanished, RateLimited, TransientError
+from ccwatch.errors import (
+    AccountError,
+    CcwatchError,
+    ClaimLost,
+    FileVanished,
+    LedgerUnavailable,
+    RateLimited,
+    TransientError,
+)
 from ccwatch.pipeline import backoff
 from ccwatch.pipeline.due import Slot
 from ccwatch.pipeline.gate import SubmissionGate
@@ -27,12 +38,15 @@ class Verdict(enum.Enum):
     RETRY = "retry"  # the slot stays; it is due again at ``slot.due``
     DROPPED = "dropped"  # the ledger row is gone: the file changed or vanished before upload
     FAILED = "failed"  # quarantined: ``slot.entry`` is the failed row
+    LOST = "lost"  # another host holds the row now (a shared ledger): it is theirs to finish
 
 
 class Outcomes:
-    def __init__(self, ctx: Context, gate: SubmissionGate, rng: random.Random) -> None:
+    def __init__(self, ctx: Context, gate: SubmissionGate, rng: random.Random, *,
+                 share_hold: Callable[[float], None]) -> None:
         self.ctx = ctx
         self.gate = gate
+        self._share_hold = share_hold  # tells the hosts sharing the ledger about a 429
         self._clock = ctx.clock
         self._rng = rng
 
@@ -43,6 +57,10 @@ class Outcomes:
         """
         if isinstance(exc, FileVanished):
             return self._vanished(slot)
+        if isinstance(exc, ClaimLost):
+            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).warning(
+                "{}; leaving it to that host", exc.message)
+            return Verdict.LOST
         if isinstance(exc, AccountError):
             slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
             return Verdict.RETRY
@@ -65,6 +83,11 @@ class Outcomes:
     def _transient(self, slot: Slot, exc: TransientError) -> Verdict:
         entry = slot.entry
         wall = self._clock.wall()
+        if isinstance(exc, LedgerUnavailable):
+            # Nothing can be recorded, so nothing is done: wait for the database, never give up.
+            slot.due = self._clock.monotonic() + backoff.retry_delay(slot.retries, None, rng=self._rng)
+            slot.retries += 1
+            return Verdict.RETRY
         if entry.transient_since is None:
             entry = self.ctx.ledger.update(entry.id, now=wall, transient_since=wall)
             slot.entry = entry
@@ -77,6 +100,7 @@ class Outcomes:
             # The whole account is throttled, not this file: hold every submission, do not let
             # the file's own backoff grow.
             self.gate.hold(now + delay)
+            self._share_hold(wall + delay)
         else:
             slot.retries += 1
         slot.due = now + delay

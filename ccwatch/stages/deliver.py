@@ -59,7 +59,7 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
             # In place, an output named like its input (jpg → jpg) never replaces the input.
             final = fs.unique_path(final, taken=reserved)
         reserved.add(final)
-        planned.append(replace(out, final_path=str(final)))
+        planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
 
 
@@ -94,7 +94,7 @@ def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> Pl
 
 def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
     assert out.final_path is not None and out.url is not None and entry.job_id is not None
-    final = Path(out.final_path)
+    final = ctx.output_path(entry, out.final_path)
     rule = ctx.rule(entry)
     with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks:
         try:

@@ -21,6 +21,7 @@ from loguru import logger
 
 from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
+from ccwatch.errors import CcwatchError
 from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
@@ -73,7 +74,10 @@ class Intake:
             return False
         if folder.output != folder.input and path.is_relative_to(folder.output):
             return True
-        if self.ctx.ledger.is_output(folder.name, str(path)):
+        # Recorded relative to the output (absolute by older versions).
+        recorded = [path.relative_to(folder.output).as_posix()] if path.is_relative_to(
+            folder.output) else []
+        if self.ctx.ledger.is_output(folder.name, *recorded, str(path)):
             logger.bind(folder=folder.name, file=str(path.relative_to(folder.input))).debug(
                 "our own output: not an input")
             return True
@@ -87,8 +91,9 @@ class Intake:
             for relpath, rule, st in self._settled(folder, now):
                 try:
                     entry = self._admit(folder, relpath, st, rule)
-                except (OSError, sqlite3.Error) as exc:
+                except (OSError, sqlite3.Error, CcwatchError) as exc:
                     logger.bind(folder=folder.name, file=str(relpath)).error("cannot admit: {}", exc)
+                    self._inbox.put((folder.name, folder.input / relpath, rule))  # settle it again
                     continue
                 if entry is not None:
                     yield entry
@@ -144,7 +149,10 @@ class Intake:
         if known is not None and known.state is State.FAILED:
             log.warning("this exact file failed before and is not converted again by itself; "
                         "`ccwatch retry` queues it")
-        return known if known is not None and known.state is State.SETTLED else None
+        # Queued again: worked on here once claimed (another host may have taken it first).
+        if known is not None and known.state is State.SETTLED and ledger.claim(known.id):
+            return known
+        return None
 
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""

@@ -114,9 +114,9 @@ def test_readonly_reader_sees_writes_while_open(ledger: Ledger) -> None:
 
 def test_updates_work_without_returning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On SQLite older than 3.35 (no UPDATE … RETURNING) an update reads the row back instead."""
-    import ccwatch.ledger
+    import ccwatch.ledger.sqlite
 
-    monkeypatch.setattr(ccwatch.ledger, "_HAS_RETURNING", False)
+    monkeypatch.setattr(ccwatch.ledger.sqlite, "_HAS_RETURNING", False)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     e = ledger.add("f", "a", 1, 1, rule=0, template="t", now=1.0)
     assert e is not None

@@ -1,0 +1,58 @@
+"""The ledger: one row per file version, written before each side effect it announces.
+
+:mod:`.model` says what a row is; :mod:`.sqlite` is the default store (SQLite in the state dir) and
+holds the queries every store shares; :mod:`.postgres` is the store several hosts share.
+"""
+
+from __future__ import annotations
+
+from ccwatch.config import Config
+from ccwatch.errors import CcwatchError, ConfigError
+from ccwatch.ledger.model import (
+    ACTIVE,
+    INSTALLATION_KEY,
+    TERMINAL,
+    TRANSITIONS,
+    Entry,
+    Holder,
+    PlannedOutput,
+    State,
+    job_tag,
+    new_installation_id,
+)
+from ccwatch.ledger.sqlite import Ledger
+
+LEDGER_NAME = "ledger.sqlite3"
+
+__all__ = [
+    "ACTIVE", "INSTALLATION_KEY", "LEDGER_NAME", "TERMINAL", "TRANSITIONS", "Entry", "Holder", "Ledger",
+    "PlannedOutput", "State", "job_tag", "new_installation_id", "open_ledger",
+]
+
+
+def open_ledger(config: Config, *, readonly: bool = False) -> Ledger:
+    """The configured ledger: PostgreSQL when ``[ledger] url`` is set, else SQLite in state_dir.
+
+    Raises ConfigError (naming the key) when it cannot be opened.
+    """
+    settings = config.ledger
+    host = settings.host_id()
+    if settings.shared:
+        try:
+            from ccwatch.ledger.postgres import PostgresLedger
+        except ImportError as exc:
+            raise ConfigError("ledger.url", "a postgresql:// ledger needs psycopg: "
+                              "pip install 'cloudconvert-watch[postgres]'") from exc
+        try:
+            return PostgresLedger(settings.url, host=host, lease_s=settings.lease_s,
+                                  readonly=readonly, display_url=settings.display_url())
+        except CcwatchError as exc:
+            raise ConfigError("ledger.url", f"cannot open {settings.display_url()}: "
+                              f"{exc.message}") from exc
+    import sqlite3
+
+    state_dir = config.daemon.resolved_state_dir()
+    try:
+        return Ledger(state_dir / LEDGER_NAME, readonly=readonly, host=host)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError("daemon.state_dir", f"cannot open the ledger in {state_dir}: {exc}") from exc
