@@ -91,7 +91,7 @@ TO_PDF = TO_JPG.replace("to-jpg", "to-pdf").replace('"jpg"', '"pdf"')
 
 class PostgresCluster:
     """A throwaway PostgreSQL server for tests and benchmarks: ``initdb`` and ``pg_ctl`` in a temp
-    dir, on a free loopback port, with one trusted user and a database ``ccwatch``.
+    dir, on a free loopback port, with one trusted user ``ccwatch``.
 
     PostgreSQL refuses to run as root, so under root the server runs as ``nobody``.
     """
@@ -101,7 +101,6 @@ class PostgresCluster:
         self.root = Path(tempfile.mkdtemp(prefix="ccwatch-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
-        self.url = f"postgresql://ccwatch@127.0.0.1:{self.port}/ccwatch"
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             import pwd
@@ -128,12 +127,14 @@ class PostgresCluster:
     def stop(self, mode: str = "fast") -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def create_database(self) -> None:
+    def create_database(self, name: str = "ccwatch") -> str:
+        """A new empty database; its URL."""
         import psycopg
 
         admin = f"postgresql://ccwatch@127.0.0.1:{self.port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ccwatch")
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://ccwatch@127.0.0.1:{self.port}/{name}"
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -141,12 +142,11 @@ class PostgresCluster:
 
 @contextmanager
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    """A started cluster with an empty ``ccwatch`` database; stopped and removed afterwards."""
+    """A started cluster (``create_database`` makes databases in it); stopped and removed afterwards."""
     cluster = PostgresCluster()
     try:
         cluster.start()
         try:
-            cluster.create_database()
             yield cluster
         finally:
             cluster.stop("immediate")

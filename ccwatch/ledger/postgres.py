@@ -69,7 +69,7 @@ _MIGRATIONS = (
 _MIGRATION_LOCK = 0x63637761  # pg_advisory_xact_lock key: one host migrates at a time
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 _ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
-_CLAIMABLE = f"(owner IS NULL OR lease_until < {_NOW})"
+_UPTIME = f"({_NOW} - EXTRACT(EPOCH FROM pg_postmaster_start_time()))"
 
 
 def _pg(sql: str) -> str:
@@ -92,8 +92,12 @@ class PostgresLedger(Ledger):
         with self._lock, self._guard():
             self._connection()  # fail now, with the reason, rather than at the first file
         if not readonly:
-            self._migrate()
-            self._installation = self._ensure_installation()
+            try:
+                self._migrate()
+                self._installation = self._ensure_installation()
+            except BaseException:
+                self.close()
+                raise
 
     def describe(self) -> str:
         return self._display
@@ -166,11 +170,17 @@ class PostgresLedger(Ledger):
     def _lease(self) -> str:
         return f"{_NOW} + {float(self.lease_s)}"
 
+    def _claimable(self) -> str:
+        """Nobody's, or its lease has expired. A server that restarted less than a lease ago
+        hands nothing over yet: every lease ran out while it was down, and the live hosts need a
+        chance to renew theirs before anyone takes work that is still being done."""
+        return f"(owner IS NULL OR (lease_until < {_NOW} AND {_UPTIME} > {float(self.lease_s)}))"
+
     def claim_active(self) -> list[Entry]:
         with self._transaction() as conn:
             rows = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE {_ACTIVE_SQL}"
-                f" AND (owner = %s OR {_CLAIMABLE}) RETURNING {COLUMNS}",
+                f" AND (owner = %s OR {self._claimable()}) RETURNING {COLUMNS}",
                 (self.host, self.host)).fetchall()
         return sorted((row_to_entry(r) for r in rows), key=lambda e: e.id)
 
@@ -178,7 +188,7 @@ class PostgresLedger(Ledger):
         with self._transaction() as conn:
             row = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE id = %s AND "
-                f"{_ACTIVE_SQL} AND (owner = %s OR {_CLAIMABLE}) RETURNING id",
+                f"{_ACTIVE_SQL} AND (owner = %s OR {self._claimable()}) RETURNING id",
                 (self.host, entry_id, self.host)).fetchone()
         return row is not None
 
@@ -189,7 +199,7 @@ class PostgresLedger(Ledger):
             # SKIP LOCKED: two hosts taking over at once each get different rows, never the same.
             rows = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE id IN ("
-                f"SELECT id FROM files WHERE {_ACTIVE_SQL} AND {_CLAIMABLE} "
+                f"SELECT id FROM files WHERE {_ACTIVE_SQL} AND {self._claimable()} "
                 f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}", (self.host,)).fetchall()
         return sorted((row_to_entry(r) for r in rows), key=lambda e: e.id)
 

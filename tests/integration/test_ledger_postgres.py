@@ -1,0 +1,116 @@
+"""The shared ledger on a real PostgreSQL server: one claim per file version, leases, takeover,
+schema migration and a lost connection. No mock: a throwaway cluster (see ``pg_cluster``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ccwatch.errors import ClaimLost, LedgerUnavailable
+from ccwatch.ledger import State, job_tag
+from ccwatch.ledger.postgres import PostgresLedger
+from ccwatch.testing import PostgresCluster, wait_for
+
+LEASE_S = 0.6
+
+
+@pytest.fixture
+def hosts(pg_url: str) -> Iterator[tuple[PostgresLedger, PostgresLedger]]:
+    a = PostgresLedger(pg_url, host="host-a", lease_s=LEASE_S)
+    b = PostgresLedger(pg_url, host="host-b", lease_s=LEASE_S)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_schema_is_created_once_and_hosts_share_one_installation_id(pg_url: str) -> None:
+    first = PostgresLedger(pg_url, host="a")
+    second = PostgresLedger(pg_url, host="b")  # migrates nothing: the schema is there
+    assert first.installation_id == second.installation_id
+    assert first.get_meta("schema_version") == 1
+    reader = PostgresLedger(pg_url, host="c", readonly=True)
+    assert reader.exists() and reader.installation_id == first.installation_id
+    for ledger in (first, second, reader):
+        ledger.close()
+
+
+def test_a_database_from_a_newer_ccwatch_is_refused(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url, host="a")
+    ledger.set_meta("schema_version", 99)
+    ledger.close()
+    with pytest.raises(LedgerUnavailable, match="newer"):
+        PostgresLedger(pg_url, host="a")
+
+
+def test_each_version_is_added_and_claimed_by_one_host(hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    a, b = hosts
+    entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    assert b.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0) is None
+    assert b.claim(entry.id) is False  # a's lease is fresh
+    assert b.claim_active() == []
+    with pytest.raises(ClaimLost):
+        b.update(entry.id, now=2.0, state=State.SUBMITTING)
+    assert a.update(entry.id, now=2.0, state=State.SUBMITTING,
+                    job_tag=job_tag(a.installation_id, entry.id, 1)).state is State.SUBMITTING
+    [holder] = b.holders()
+    assert (holder.host, holder.files) == ("host-a", 1) and holder.lease_left_s > 0
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_owner_is_refused(
+        hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    a, b = hosts
+    entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    a.update(entry.id, now=2.0, state=State.UPLOADING, job_id="j1", upload_task_id="t1")
+    # a stops renewing (it died); b's renewals find the row once the lease ran out.
+    taken = wait_for(b.renew, timeout=10, message="b takes the row over")
+    assert [(e.id, e.state, e.job_id) for e in taken] == [(entry.id, State.UPLOADING, "j1")]
+    with pytest.raises(ClaimLost, match="host-b"):
+        a.update(entry.id, now=3.0, state=State.PROCESSING)
+    with pytest.raises(ClaimLost):
+        a.forget(entry.id)
+    assert b.update(entry.id, now=3.0, state=State.PROCESSING).state is State.PROCESSING
+    assert a.renew() == []  # b keeps renewing: nothing for a
+
+
+def test_renewals_keep_a_claim_past_its_first_lease(hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    a, b = hosts
+    entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    deadline = time.monotonic() + 3 * LEASE_S
+    while time.monotonic() < deadline:  # three leases long, a renewing every third of one
+        a.renew()
+        assert b.renew() == []
+        time.sleep(LEASE_S / 3)  # the renewal cadence itself, not a wait for a result
+
+
+def test_retry_leaves_a_row_to_whichever_host_takes_it(hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    a, b = hosts
+    entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    a.update(entry.id, now=2.0, state=State.FAILED, error={"code": "X"})
+    again = b.requeue(entry.id, now=3.0)
+    assert (again.state, again.attempt) == (State.SETTLED, 2)
+    assert b.claim(entry.id) is True
+    assert a.claim(entry.id) is False
+
+
+def test_a_lost_connection_is_transient(pg_cluster: PostgresCluster, pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url, host="a", lease_s=LEASE_S)
+    entry = ledger.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    pg_cluster.stop()
+    try:
+        with pytest.raises(LedgerUnavailable):
+            ledger.get(entry.id)
+        with pytest.raises(LedgerUnavailable):
+            ledger.update(entry.id, now=2.0, state=State.SUBMITTING)
+    finally:
+        pg_cluster.start()
+    # The next call connects again; the failed write did not land.
+    assert ledger.get(entry.id).state is State.SETTLED
+    assert ledger.update(entry.id, now=3.0, state=State.SUBMITTING).state is State.SUBMITTING
+    ledger.close()
