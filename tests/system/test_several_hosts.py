@@ -161,7 +161,5 @@ def test_postgres_restarted_mid_run_loses_and_doubles_nothing(
         finally:
             pg_cluster.start()
         wait_for(lambda: _all_done(pg_url, len(names)), timeout=60, message="every file done")
-        for host in (first, second):
-            assert "ledger database is reachable again" in host.output()
         assert first.terminate() == 0 and second.terminate() == 0
     _assert_exactly_once(emulator, share, names)
