@@ -26,7 +26,6 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode
-from ccwatch.ledger import open_ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.stages.context import Context
 
@@ -154,7 +153,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         stack.enter_context(single_instance(state_dir))
         base, sync_base, key = stack.enter_context(api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
-        ledger = open_ledger(config)
+        ledger = config.ledger.open(state_dir)
         stack.callback(ledger.close)
         if ledger.shared:
             logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,

@@ -132,10 +132,9 @@ def _state_dir(config: Config, report: Report) -> None:
 
 
 def _shared_ledger(config: Config, report: Report) -> None:
-    from ccwatch.ledger import open_ledger
 
     try:
-        ledger = open_ledger(config, readonly=True)
+        ledger = config.ledger.open(config.daemon.resolved_state_dir(), readonly=True)
     except ConfigError as err:
         report.add(FAIL, err.key, err.problem, ExitCode.CONFIG)
         return

@@ -20,7 +20,7 @@ from ccwatch import fs
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.commands.status import ledger_path
 from ccwatch.config import Config, FolderConfig
-from ccwatch.ledger import Entry, Ledger, open_ledger
+from ccwatch.ledger import Entry, Ledger
 from ccwatch.stages.quarantine import error_file_for
 
 ERROR_SUFFIX = ".error.json"
@@ -99,7 +99,7 @@ class Retrier:
         self._ledger: Ledger | None = None
         # No ledger (never ran): nothing to requeue, and none to create.
         if config.ledger.shared or ledger_path(config).is_file():
-            self._ledger = open_ledger(config)
+            self._ledger = config.ledger.open(config.daemon.resolved_state_dir())
             self._stack.callback(self._ledger.close)
 
     def close(self) -> None:

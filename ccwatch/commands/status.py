@@ -18,7 +18,7 @@ from rich.table import Table
 from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
-from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State, open_ledger
+from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
 
 SCHEMA = 1
 DAY_S = 86400.0
@@ -85,7 +85,7 @@ def collect(config: Config, *, clock: Clock | None = None) -> Status:
                                              for f in config.folders), (), now)
     if not shared and not ledger_path(config).is_file():
         return empty
-    ledger = open_ledger(config, readonly=True)
+    ledger = config.ledger.open(config.daemon.resolved_state_dir(), readonly=True)
     try:
         if not ledger.exists():
             return empty

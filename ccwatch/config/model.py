@@ -8,12 +8,16 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
 from ccwatch.config.parse import split_listen
 from ccwatch.config.templates import Template
+
+if TYPE_CHECKING:
+    from ccwatch.ledger import Ledger
 
 REGIONS = ("", "eu-central", "us-east")
 _HOSTS = {"live": "api.cloudconvert.com", "sandbox": "api.sandbox.cloudconvert.com"}
@@ -110,6 +114,13 @@ class LedgerConfig:
 
     def host_id(self) -> str:
         return self.host or socket.gethostname()
+
+    def open(self, state_dir: Path, *, readonly: bool = False) -> Ledger:
+        """The ledger these settings name: PostgreSQL, or SQLite in ``state_dir``."""
+        from ccwatch.ledger import open_ledger
+
+        return open_ledger(self.url, state_dir=state_dir, host=self.host_id(), lease_s=self.lease_s,
+                           display_url=self.display_url(), readonly=readonly)
 
     def display_url(self) -> str:
         """The URL without its password."""

@@ -6,7 +6,8 @@ holds the queries every store shares; :mod:`.postgres` is the store several host
 
 from __future__ import annotations
 
-from ccwatch.config import Config
+from pathlib import Path
+
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger.model import (
     ACTIVE,
@@ -30,28 +31,26 @@ __all__ = [
 ]
 
 
-def open_ledger(config: Config, *, readonly: bool = False) -> Ledger:
-    """The configured ledger: PostgreSQL when ``[ledger] url`` is set, else SQLite in state_dir.
+def open_ledger(url: str, *, state_dir: Path, host: str, lease_s: float, display_url: str = "",
+                readonly: bool = False) -> Ledger:
+    """The configured ledger: PostgreSQL for a ``[ledger] url``, else SQLite in the state dir.
 
     Raises ConfigError (naming the key) when it cannot be opened.
     """
-    settings = config.ledger
-    host = settings.host_id()
-    if settings.shared:
+    if url:
+        shown = display_url or "the [ledger] url"
         try:
             from ccwatch.ledger.postgres import PostgresLedger
         except ImportError as exc:
             raise ConfigError("ledger.url", "a postgresql:// ledger needs psycopg: "
                               "pip install 'cloudconvert-watch[postgres]'") from exc
         try:
-            return PostgresLedger(settings.url, host=host, lease_s=settings.lease_s,
-                                  readonly=readonly, display_url=settings.display_url())
+            return PostgresLedger(url, host=host, lease_s=lease_s, readonly=readonly,
+                                  display_url=shown)
         except CcwatchError as exc:
-            raise ConfigError("ledger.url", f"cannot open {settings.display_url()}: "
-                              f"{exc.message}") from exc
+            raise ConfigError("ledger.url", f"cannot open {shown}: {exc.message}") from exc
     import sqlite3
 
-    state_dir = config.daemon.resolved_state_dir()
     try:
         return Ledger(state_dir / LEDGER_NAME, readonly=readonly, host=host)
     except (OSError, sqlite3.Error) as exc:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from cli_helpers import cli_env, run_cli
-from conftest import bindfs_mirror
 from proc_harness import Setup, daemon
 
 from ccwatch.testing import TO_JPG, PostgresCluster, config_text, make_image, wait_for
@@ -59,16 +56,14 @@ def _all_done(pg_url: str, n: int) -> bool:
 
 
 @pytest.fixture
-def share(tmp_path: Path) -> Iterator[dict[str, Path]]:
-    """The share's folders, plus the second host's view of them through other mount paths."""
-    paths = {name: tmp_path / "share" / name for name in ("in", "out", "failed")}
-    for p in paths.values():
-        p.mkdir(parents=True)
-    with ExitStack() as stack:
-        for name in ("in", "out", "failed"):
-            paths[f"b-{name}"] = stack.enter_context(
-                bindfs_mirror(paths[name], tmp_path / "b-mount" / name))
-        yield paths
+def share(bindfs_mount: tuple[Path, Path]) -> dict[str, Path]:
+    """The share's folders, and the second host's view of them through another mount path."""
+    underlying, mirror = bindfs_mount
+    paths = {}
+    for name in ("in", "out", "failed"):
+        (underlying / name).mkdir()
+        paths[name], paths[f"b-{name}"] = underlying / name, mirror / name
+    return paths
 
 
 def _two_hosts(tmp_path: Path, emulator: Any, pg_url: str, share: dict[str, Path]) -> tuple[Setup, Setup]:
