@@ -559,3 +559,29 @@ def test_webhook_path_defaults_to_root() -> None:
     """A public URL without a path is served at /."""
     hook = config.WebhookConfig(public_url="https://example.org")
     assert (hook.path(), hook.host_port()) == ("/", ("127.0.0.1", 8765))
+
+
+def test_ledger_defaults_to_sqlite_and_takes_a_postgresql_url(tmp_path: Path) -> None:
+    """[ledger]: "" = SQLite; a postgresql:// URL is shared, its password never shown; round trips."""
+    cfg = config.load(write(tmp_path, minimal()), env={})
+    assert (cfg.ledger.url, cfg.ledger.shared, cfg.ledger.lease_s) == ("", False, 60.0)
+    assert cfg.ledger.host_id()  # the machine's host name
+    data = minimal()
+    data["ledger"] = {"url": "postgresql://cc:s3cret@db.example.org:5433/ccwatch", "host": "b",
+                      "lease_s": 5}
+    cfg = config.load(write(tmp_path, data), env={})
+    assert cfg.ledger.shared and cfg.ledger.host_id() == "b" and cfg.ledger.lease_s == 5
+    assert cfg.ledger.display_url() == "postgresql://cc:***@db.example.org:5433/ccwatch"
+    assert "s3cret" not in repr(cfg)
+    assert round_trip(cfg, tmp_path / "again").ledger == cfg.ledger
+
+
+@pytest.mark.parametrize(("ledger", "key"), [
+    ({"url": "mysql://db/ccwatch"}, "ledger.url"),
+    ({"url": "postgresql://db/ccwatch", "lease_s": 0}, "ledger.lease_s"),
+    ({"hosts": "a"}, "ledger.hosts"),
+])
+def test_ledger_errors_name_their_key(tmp_path: Path, ledger: dict[str, Any], key: str) -> None:
+    data = minimal()
+    data["ledger"] = ledger
+    assert load_error(tmp_path, data).key == key
