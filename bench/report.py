@@ -15,7 +15,7 @@ import psutil
 from bench.common import REPO
 
 DOC = REPO / "docs" / "benchmarks.md"
-ORDER = ("throughput", "overhead", "memory", "latency", "restart", "idle")
+ORDER = ("throughput", "overhead", "memory", "latency", "restart", "idle", "hosts")
 
 DOC_HEADER = """# Benchmarks
 
@@ -97,8 +97,10 @@ def print_result(result: Result) -> None:
 
 def section(result: Result, command: str, quick: bool) -> str:
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [f"## {result.title}", "",
-             f"Measured {now} on {machine()}{' (quick mode: small sizes)' if quick else ''}.  ",
+             f"Measured {now} on {machine()}{' (quick mode: small sizes)' if quick else ''}, "
+             f"load average (uptime) {load} at the end.  ",
              f"Command: `{command}`", ""]
     parts += [f"- {s}" for s in result.settings]
     parts += ["", markdown_table(result.headers, result.rows), ""]

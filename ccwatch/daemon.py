@@ -27,6 +27,7 @@ from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode
 from ccwatch.pipeline import Pipeline
+from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages.context import Context
 
 STEP_S = 0.1
@@ -141,6 +142,12 @@ def _try_lock(fd: int) -> bool:
 class Runtime:
     ctx: Context
     pipeline: Pipeline
+    neighbours: Neighbours
+
+    def scan(self, folder: FolderConfig) -> int:
+        """Note the folder's new files, and look for another installation watching it."""
+        self.neighbours.beat(folder)
+        return self.pipeline.scan(folder)
 
 
 @contextmanager
@@ -172,7 +179,9 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         stack.callback(pipeline.close, wait=False)
         if config.webhook is not None:
             stack.enter_context(_receiver(config, pipeline))
-        yield Runtime(ctx, pipeline)
+        neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
+        stack.callback(neighbours.leave)
+        yield Runtime(ctx, pipeline, neighbours)
 
 
 @contextmanager
@@ -242,7 +251,7 @@ class Daemon:
         scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
                           max_instances=1, coalesce=True)
         for folder in self.runtime.ctx.config.folders:
-            scheduler.add_job(pipeline.scan, "interval", args=[folder], seconds=folder.rescan_s,
+            scheduler.add_job(self.runtime.scan, "interval", args=[folder], seconds=folder.rescan_s,
                               id=f"rescan-{folder.name}", max_instances=1, coalesce=True)
 
     def status_line(self) -> str:
@@ -270,7 +279,7 @@ class Daemon:
         try:
             self._start_watchers()
             for folder in config.folders:
-                found = pipeline.scan(folder)
+                found = self.runtime.scan(folder)
                 logger.bind(folder=folder.name).info("startup scan: {} new file(s)", found)
             self._schedule(scheduler)
             scheduler.start()
@@ -316,7 +325,7 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
     clock = runtime.ctx.clock
     total = pipeline.active_count()
     for folder in runtime.ctx.config.folders:
-        total += pipeline.scan(folder)
+        total += runtime.scan(folder)
     while True:
         pipeline.step()
         if on_progress:

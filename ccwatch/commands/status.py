@@ -74,6 +74,7 @@ class Status:
     recent_failures: tuple[Failure, ...]
     now: float
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
+    neighbours: tuple[str, ...] = ()  # other installations found watching our folders
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -112,8 +113,10 @@ def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
             oldest_in_flight=_in_flight(oldest) if oldest else None,
         ))
     failures = tuple(_failure(e) for e in ledger.recent(State.FAILED, limit=RECENT_FAILURES))
+    neighbours = ledger.get_meta("neighbours")  # written by the daemon (pipeline/neighbours.py)
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
-                  tuple(ledger.holders()))
+                  tuple(ledger.holders()),
+                  tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else ())
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -143,6 +146,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "schema": SCHEMA,
         "ledger": status.ledger,
         "ledger_exists": status.ledger_exists,
+        "other_installations": list(status.neighbours),
         "hosts": [{"host": h.host, "files": h.files, "lease_left_s": round(h.lease_left_s, 1)}
                   for h in status.hosts],
         "paused": None if status.paused is None else {
@@ -179,6 +183,8 @@ def render(status: Status, console: Console) -> None:
     if status.paused is not None:
         console.print(f"[bold red]Submissions PAUSED[/] since {iso(status.paused.since)}: "
                       f"{escape(status.paused.reason)}", highlight=False)
+    for warning in status.neighbours:
+        console.print(f"[bold red]WARNING[/] {escape(warning)}", highlight=False)
     table = Table("folder", "queued", "in flight", "done (24 h)", "failed", "oldest in flight")
     for f in status.folders:
         oldest = "-"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("throughput", "overhead", "memory", "latency", "restart", "idle")
+BENCHMARKS = ("throughput", "overhead", "memory", "latency", "restart", "idle", "hosts")
 
 
 @pytest.mark.timeout(120)

@@ -90,6 +90,8 @@ def test_two_hosts_convert_each_file_once(tmp_path: Path, emulator: Any, api_key
             make_image(share["in"] / name)
         wait_for(lambda: _all_done(pg_url, len(names)), timeout=60, message="every file done")
         assert first.terminate() == 0 and second.terminate() == 0
+        for host in (first, second):  # one shared ledger: one installation, nothing to warn about
+            assert "also watched by another ccwatch" not in host.output()
     _assert_exactly_once(emulator, share, names)
     assert {r[2] for r in _rows(pg_url)} <= {"host-a", "host-b"}
 
