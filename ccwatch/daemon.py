@@ -25,7 +25,8 @@ from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
-from ccwatch.errors import ConfigError, ExitCode
+from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
+from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages.context import Context
@@ -160,7 +161,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         stack.enter_context(single_instance(state_dir))
         base, sync_base, key = stack.enter_context(api_base(config))
         logs.redact(key if config.cloudconvert.endpoint != "embedded" else None)
-        ledger = config.ledger.open(state_dir)
+        ledger = _open_ledger(config, state_dir, clock)
         stack.callback(ledger.close)
         if ledger.shared:
             logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,
@@ -182,6 +183,22 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
         stack.callback(neighbours.leave)
         yield Runtime(ctx, pipeline, neighbours)
+
+
+def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
+    """A shared ledger's database may be down at boot or restarting: wait for it, as for a
+    connection lost later (``ccwatch check`` says what is wrong with a URL that never works)."""
+    delay = 1.0
+    while True:
+        try:
+            return config.ledger.open(state_dir)
+        except ConfigError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, LedgerUnavailable) and cause.code == "LEDGER_UNAVAILABLE"):
+                raise
+            logger.error("{}; trying again in {:.0f} s", exc.message, delay)
+        clock.sleep(delay)
+        delay = min(delay * 2, 60.0)
 
 
 @contextmanager

@@ -160,3 +160,24 @@ def test_postgres_restarted_mid_run_loses_and_doubles_nothing(
         wait_for(lambda: _all_done(pg_url, len(names)), timeout=60, message="every file done")
         assert first.terminate() == 0 and second.terminate() == 0
     _assert_exactly_once(emulator, share, names)
+
+
+def test_a_host_started_before_its_database_waits_for_it(
+        tmp_path: Path, emulator: Any, api_key: str, pg_cluster: PostgresCluster, pg_url: str,
+        share: dict[str, Path]) -> None:
+    """A database still booting (or down) when the host starts is waited for, not a config error."""
+    a, _ = _two_hosts(tmp_path, emulator, pg_url, share)
+    make_image(share["in"] / "a.png")
+    pg_cluster.stop()
+    down = True
+    try:
+        with daemon(a, api_key) as host:
+            host.wait_for_log("trying again in")
+            pg_cluster.start()
+            down = False
+            wait_for(lambda: _all_done(pg_url, 1), timeout=60, message="a.png done")
+            assert host.terminate() == 0
+    finally:
+        if down:
+            pg_cluster.start()
+    _assert_exactly_once(emulator, share, ["a.png"])
