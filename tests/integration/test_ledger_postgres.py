@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ccwatch.errors import ClaimLost, LedgerUnavailable
+from ccwatch.errors import ClaimLost, IllegalTransition, LedgerUnavailable
 from ccwatch.ledger import State, job_tag
 from ccwatch.ledger.postgres import PostgresLedger
 from ccwatch.testing import PostgresCluster, wait_for
@@ -64,6 +64,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_is_refused(
     a, b = hosts
     entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
     assert entry is not None
+    a.update(entry.id, now=2.0, state=State.SUBMITTING, job_tag="t")
     a.update(entry.id, now=2.0, state=State.UPLOADING, job_id="j1", upload_task_id="t1")
     # a stops renewing (it died); b's renewals find the row once the lease ran out.
     taken = wait_for(b.renew, timeout=10, message="b takes the row over")
@@ -113,4 +114,18 @@ def test_a_lost_connection_is_transient(pg_cluster: PostgresCluster, pg_url: str
     # The next call connects again; the failed write did not land.
     assert ledger.get(entry.id).state is State.SETTLED
     assert ledger.update(entry.id, now=3.0, state=State.SUBMITTING).state is State.SUBMITTING
+    ledger.close()
+
+
+def test_transitions_are_checked_in_the_shared_store_too(pg_url: str) -> None:
+    """The same table as SQLite's: a forbidden state write raises and writes nothing."""
+    ledger = PostgresLedger(pg_url, host="a")
+    entry = ledger.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    with pytest.raises(IllegalTransition, match="settled → done"):
+        ledger.update(entry.id, now=2.0, state=State.DONE, job_id="j")
+    assert ledger.get(entry.id).job_id is None
+    failed = ledger.update(entry.id, now=3.0, state=State.FAILED, error={"code": "X"})
+    ledger.requeue(entry.id, now=4.0)
+    assert ledger.unrequeue(failed, now=5.0).state is State.FAILED
     ledger.close()
