@@ -1,11 +1,13 @@
 """The shared ledger: PostgreSQL, for several hosts watching the same folders.
 
-The identity (folder, relpath, size, mtime_ns) is unique in the database, so each file version is
-added, and claimed, by exactly one host. A claim is the row's ``owner`` plus a ``lease_until`` (the
-server's clock, so hosts need not agree on the time) that its owner renews; once a lease has
-expired another host takes the row over and resumes it from its recorded state, as one host does
-after a crash. Every write checks the claim first: a host that lost one (it stalled past its lease)
-gets :class:`~ccwatch.errors.ClaimLost` before the side effect the write would announce.
+The identity (folder, relpath, size, mtime_ns) is unique in the database, so each file version has
+one row. A settled row is nobody's: every host tracks it, and the first to start it claims it with
+its ``submitting`` write, so each version is worked on by exactly one host and a host never hoards
+work it has no free slot for. A claim is the row's ``owner`` plus a ``lease_until`` (the server's
+clock, so hosts need not agree on the time) that its owner renews; once a lease has expired another
+host takes the row over and resumes it from its recorded state, as one host does after a crash.
+Every write checks the claim first: a host that lost one (it stalled past its lease) gets
+:class:`~ccwatch.errors.ClaimLost` before the side effect the write would announce.
 
 A lost connection is :class:`~ccwatch.errors.LedgerUnavailable` (transient): the pipeline backs
 off, and the next call connects again.
@@ -69,6 +71,7 @@ _MIGRATIONS = (
 _MIGRATION_LOCK = 0x63637761  # pg_advisory_xact_lock key: one host migrates at a time
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 _ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
+_STARTED_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE if s is not State.SETTLED) + ")"
 _UPTIME = f"({_NOW} - EXTRACT(EPOCH FROM pg_postmaster_start_time()))"
 
 
@@ -176,21 +179,22 @@ class PostgresLedger(Ledger):
         chance to renew theirs before anyone takes work that is still being done."""
         return f"(owner IS NULL OR (lease_until < {_NOW} AND {_UPTIME} > {float(self.lease_s)}))"
 
+    def _queued(self, conn: psycopg.Connection[tuple[Any, ...]]) -> list[Entry]:
+        """Settled rows: nobody's until a host starts one (its ``submitting`` write claims it), so
+        every host tracks them and whichever has a free slot first takes each. Claiming them at
+        admission would let one host hoard work the others could be doing."""
+        rows = conn.execute(f"SELECT {COLUMNS} FROM files WHERE state = %s AND owner IS NULL",
+                            (str(State.SETTLED),)).fetchall()
+        return [row_to_entry(r) for r in rows]
+
     def claim_active(self) -> list[Entry]:
         with self._transaction() as conn:
             rows = conn.execute(
-                f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE {_ACTIVE_SQL}"
+                f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE {_STARTED_SQL}"
                 f" AND (owner = %s OR {self._claimable()}) RETURNING {COLUMNS}",
                 (self.host, self.host)).fetchall()
-        return sorted((row_to_entry(r) for r in rows), key=lambda e: e.id)
-
-    def claim(self, entry_id: int) -> bool:
-        with self._transaction() as conn:
-            row = conn.execute(
-                f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE id = %s AND "
-                f"{_ACTIVE_SQL} AND (owner = %s OR {self._claimable()}) RETURNING id",
-                (self.host, entry_id, self.host)).fetchone()
-        return row is not None
+            queued = self._queued(conn)
+        return sorted([*(row_to_entry(r) for r in rows), *queued], key=lambda e: e.id)
 
     def renew(self) -> list[Entry]:
         with self._transaction() as conn:
@@ -199,9 +203,10 @@ class PostgresLedger(Ledger):
             # SKIP LOCKED: two hosts taking over at once each get different rows, never the same.
             rows = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE id IN ("
-                f"SELECT id FROM files WHERE {_ACTIVE_SQL} AND {self._claimable()} "
+                f"SELECT id FROM files WHERE {_STARTED_SQL} AND {self._claimable()} "
                 f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}", (self.host,)).fetchall()
-        return sorted((row_to_entry(r) for r in rows), key=lambda e: e.id)
+            queued = self._queued(conn)
+        return sorted([*(row_to_entry(r) for r in rows), *queued], key=lambda e: e.id)
 
     def holders(self) -> list[Holder]:
         rows = self._query(
@@ -216,10 +221,10 @@ class PostgresLedger(Ledger):
         with self._transaction() as conn:
             row = conn.execute(
                 "INSERT INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
-                " first_seen, updated_at, owner, lease_until) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-                f" %s, %s, %s, {self._lease()}) ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
-                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now,
-                 self.host)).fetchone()
+                " first_seen, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
+                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now,
+                 now)).fetchone()
         return row_to_entry(row) if row else None
 
     def _owned(self, conn: psycopg.Connection[tuple[Any, ...]], entry_id: int) -> State:
@@ -230,8 +235,7 @@ class PostgresLedger(Ledger):
         if row is None:
             raise KeyError(entry_id)
         if row[0] is not None and row[0] != self.host:
-            raise ClaimLost(f"host {row[0]} holds this file now (our lease expired)",
-                            code="CLAIM_LOST")
+            raise ClaimLost(f"host {row[0]} holds this file", code="CLAIM_LOST")
         return State(row[1])
 
     def _write(self, entry_id: int, assignments: list[str], values: list[Any], *, now: float,

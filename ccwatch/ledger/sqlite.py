@@ -235,12 +235,9 @@ class Ledger:
         """The unfinished entries this daemon resumes at start (claimed for it)."""
         return self.active()
 
-    def claim(self, entry_id: int) -> bool:
-        """Take one entry (queued again by ``ccwatch retry``); False when another host holds it."""
-        return True
-
     def renew(self) -> list[Entry]:
-        """Renew this host's claims; return entries taken over from hosts whose lease expired."""
+        """Renew this host's claims; return the entries taken over from hosts whose lease expired
+        and the settled ones nobody has started (any host may)."""
         return []
 
     def holders(self) -> list[Holder]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from loguru import logger
 
 from ccwatch.errors import LedgerUnavailable
-from ccwatch.ledger import Entry, Ledger
+from ccwatch.ledger import Entry, Ledger, State
 from ccwatch.pipeline.gate import SubmissionGate
 
 HOLD_KEY = "hold_until"  # wall-clock end of the last 429's wait, in the shared meta table
@@ -26,7 +26,8 @@ class ClaimKeeper:
         self._down = False
 
     def tend(self, now: float, wall: float) -> list[Entry]:
-        """Every third of a lease: renew ours, follow the shared holds; the entries taken over."""
+        """Every third of a lease: renew ours, follow the shared holds; the entries to track (taken
+        over, or settled and not yet started by anyone)."""
         if not self._ledger.shared or now < self._next:
             return []
         self._next = now + self._every
@@ -43,9 +44,10 @@ class ClaimKeeper:
             logger.info("the ledger database is reachable again")
             self._down = False
         self._renewed = now
-        if taken:
+        started = [e for e in taken if e.state is not State.SETTLED]
+        if started:
             logger.warning("took over {} file(s) from host(s) that stopped renewing their claims "
-                           "for {:g} s", len(taken), self._lease_s)
+                           "for {:g} s", len(started), self._lease_s)
         return taken
 
     def fresh(self, now: float) -> bool:

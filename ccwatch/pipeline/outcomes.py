@@ -5,7 +5,7 @@
 - transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
   ``give_up_after_s`` has passed since the first of them; then quarantine;
 - the shared ledger is unreachable: back off and write nothing (nothing is done without it);
-- another host holds the file now (our lease expired): let it go, it finishes there;
+- another host holds the file (started it first, or took it over): let it go, it finishes there;
 - any other ccwatch error: quarantine the file;
 - anything else is a bug or an unexpected OS error: logged whole, then treated as transient.
 """
@@ -38,7 +38,7 @@ class Verdict(enum.Enum):
     RETRY = "retry"  # the slot stays; it is due again at ``slot.due``
     DROPPED = "dropped"  # the ledger row is gone: the file changed or vanished before upload
     FAILED = "failed"  # quarantined: ``slot.entry`` is the failed row
-    LOST = "lost"  # another host holds the row now (a shared ledger): it is theirs to finish
+    LOST = "lost"  # another host holds the row (a shared ledger): it is theirs to finish
 
 
 class Outcomes:
@@ -58,8 +58,10 @@ class Outcomes:
         if isinstance(exc, FileVanished):
             return self._vanished(slot)
         if isinstance(exc, ClaimLost):
-            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).warning(
-                "{}; leaving it to that host", exc.message)
+            # Normal for a settled file two hosts reached together; after a takeover, our
+            # lease had expired (this host stalled), and the new owner resumes it.
+            logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).info(
+                "{}; it finishes there", exc.message)
             return Verdict.LOST
         if isinstance(exc, AccountError):
             slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())

@@ -149,10 +149,7 @@ class Intake:
         if known is not None and known.state is State.FAILED:
             log.warning("this exact file failed before and is not converted again by itself; "
                         "`ccwatch retry` queues it")
-        # Queued again: worked on here once claimed (another host may have taken it first).
-        if known is not None and known.state is State.SETTLED and ledger.claim(known.id):
-            return known
-        return None
+        return known if known is not None and known.state is State.SETTLED else None
 
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""

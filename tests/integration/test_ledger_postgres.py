@@ -44,17 +44,20 @@ def test_a_database_from_a_newer_ccwatch_is_refused(pg_url: str) -> None:
         PostgresLedger(pg_url, host="a")
 
 
-def test_each_version_is_added_and_claimed_by_one_host(hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+def test_each_version_is_added_once_and_claimed_by_the_host_that_starts_it(
+        hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    """A settled row is every host's to start; the first ``submitting`` write claims it."""
     a, b = hosts
     entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
     assert entry is not None
     assert b.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0) is None
-    assert b.claim(entry.id) is False  # a's lease is fresh
-    assert b.claim_active() == []
-    with pytest.raises(ClaimLost):
-        b.update(entry.id, now=2.0, state=State.SUBMITTING)
+    assert [e.id for e in b.claim_active()] == [entry.id]  # queued: b may start it too
+    assert [e.id for e in b.renew()] == [entry.id]
     assert a.update(entry.id, now=2.0, state=State.SUBMITTING,
                     job_tag=job_tag(a.installation_id, entry.id, 1)).state is State.SUBMITTING
+    with pytest.raises(ClaimLost, match="host-a"):
+        b.update(entry.id, now=2.0, state=State.SUBMITTING)
+    assert b.claim_active() == [] and b.renew() == []  # started, and a's lease is fresh
     [holder] = b.holders()
     assert (holder.host, holder.files) == ("host-a", 1) and holder.lease_left_s > 0
 
@@ -81,6 +84,7 @@ def test_renewals_keep_a_claim_past_its_first_lease(hosts: tuple[PostgresLedger,
     a, b = hosts
     entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
     assert entry is not None
+    a.update(entry.id, now=2.0, state=State.SUBMITTING)  # started: a's claim
     deadline = time.monotonic() + 3 * LEASE_S
     while time.monotonic() < deadline:  # three leases long, a renewing every third of one
         a.renew()
@@ -92,11 +96,14 @@ def test_retry_leaves_a_row_to_whichever_host_takes_it(hosts: tuple[PostgresLedg
     a, b = hosts
     entry = a.add("inbox", "x.png", 10, 1, rule=0, template="t", now=1.0)
     assert entry is not None
+    a.update(entry.id, now=2.0, state=State.SUBMITTING)  # a's now
     a.update(entry.id, now=2.0, state=State.FAILED, error={"code": "X"})
-    again = b.requeue(entry.id, now=3.0)
+    again = b.requeue(entry.id, now=3.0)  # `ccwatch retry` on host b
     assert (again.state, again.attempt) == (State.SETTLED, 2)
-    assert b.claim(entry.id) is True
-    assert a.claim(entry.id) is False
+    assert [e.id for e in a.renew()] == [entry.id]  # nobody's: both hosts track it
+    assert b.update(entry.id, now=4.0, state=State.SUBMITTING).state is State.SUBMITTING
+    with pytest.raises(ClaimLost):
+        a.update(entry.id, now=4.0, state=State.SUBMITTING)
 
 
 def test_a_lost_connection_is_transient(pg_cluster: PostgresCluster, pg_url: str) -> None:

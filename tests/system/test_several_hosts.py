@@ -101,7 +101,7 @@ def _hold(state: str, emulator: Any) -> None:
         emulator.faults.http_error("POST", "/upload/*", status=500, times=None, after_work=True)
         emulator.faults.http_error("GET", "/v2/tasks/*", status=503, times=None)
     else:
-        emulator.faults.latency(seconds=4.0)
+        emulator.faults.latency(seconds=8.0)  # outlasts the second host's start and a status call
 
 
 @pytest.mark.parametrize("state", ["uploading", "processing"])
