@@ -20,7 +20,7 @@ ORDER = ("throughput", "overhead", "memory", "latency", "restart", "idle", "host
 DOC_HEADER = """# Benchmarks
 
 Measured by `python -m bench` (all of them, full size) or `python -m bench NAME` (one); each run
-rewrites its own section below, with the machine, the command and the date it was taken on.
+rewrites its own section below, with the machine, its load, the command and the date it was taken on.
 `python -m bench --quick` is a look at small sizes that writes nothing unless given `--write`;
 `--smoke` (tiny sizes, measurements side by side, figures meaningless; the test suite runs it) never
 writes.
