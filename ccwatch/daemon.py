@@ -194,7 +194,7 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
     delay = 1.0
     while True:
         try:
-            return config.ledger.open(state_dir)
+            return config.ledger.open(state_dir, folders=[f.name for f in config.folders])
         except ConfigError as exc:
             cause = exc.__cause__
             if not (isinstance(cause, LedgerUnavailable) and cause.code == "LEDGER_UNAVAILABLE"):

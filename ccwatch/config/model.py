@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,12 +115,13 @@ class LedgerConfig:
     def host_id(self) -> str:
         return self.host or socket.gethostname()
 
-    def open(self, state_dir: Path, *, readonly: bool = False) -> Ledger:
-        """The ledger these settings name: PostgreSQL, or SQLite in ``state_dir``."""
+    def open(self, state_dir: Path, *, readonly: bool = False, folders: Sequence[str] = ()) -> Ledger:
+        """The ledger these settings name: PostgreSQL, or SQLite in ``state_dir``. ``folders``: the
+        names whose rows a daemon may queue or take over on a shared ledger (default: all)."""
         from ccwatch.ledger import open_ledger
 
         return open_ledger(self.url, state_dir=state_dir, host=self.host_id(), lease_s=self.lease_s,
-                           display_url=self.display_url(), readonly=readonly)
+                           display_url=self.display_url(), readonly=readonly, folders=folders)
 
     def display_url(self) -> str:
         """The URL without its password."""

@@ -6,6 +6,7 @@ holds the queries every store shares; :mod:`.postgres` is the store several host
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from ccwatch.errors import CcwatchError, ConfigError
@@ -32,7 +33,7 @@ __all__ = [
 
 
 def open_ledger(url: str, *, state_dir: Path, host: str, lease_s: float, display_url: str = "",
-                readonly: bool = False) -> Ledger:
+                readonly: bool = False, folders: Sequence[str] = ()) -> Ledger:
     """The configured ledger: PostgreSQL for a ``[ledger] url``, else SQLite in the state dir.
 
     Raises ConfigError (naming the key) when it cannot be opened.
@@ -46,7 +47,7 @@ def open_ledger(url: str, *, state_dir: Path, host: str, lease_s: float, display
                               "pip install 'cloudconvert-watch[postgres]'") from exc
         try:
             return PostgresLedger(url, host=host, lease_s=lease_s, readonly=readonly,
-                                  display_url=shown)
+                                  display_url=shown, folders=folders)
         except CcwatchError as exc:
             raise ConfigError("ledger.url", f"cannot open {shown}: {exc.message}") from exc
     import sqlite3

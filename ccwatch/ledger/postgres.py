@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -84,10 +84,13 @@ class PostgresLedger(Ledger):
     shared = True
 
     def __init__(self, url: str, *, host: str, lease_s: float = 60.0, readonly: bool = False,
-                 display_url: str = "") -> None:
+                 display_url: str = "", folders: Sequence[str] = ()) -> None:
         self.url = url
         self.host = host
         self.lease_s = lease_s
+        # Only rows of the folders this host watches are its to queue or take over ("": all).
+        self._mine = " AND folder = ANY(%s)" if folders else ""
+        self._mine_params: tuple[Any, ...] = (list(folders),) if folders else ()
         self._display = display_url or "postgresql"
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
@@ -183,16 +186,16 @@ class PostgresLedger(Ledger):
         """Settled rows: nobody's until a host starts one (its ``submitting`` write claims it), so
         every host tracks them and whichever has a free slot first takes each. Claiming them at
         admission would let one host hoard work the others could be doing."""
-        rows = conn.execute(f"SELECT {COLUMNS} FROM files WHERE state = %s AND owner IS NULL",
-                            (str(State.SETTLED),)).fetchall()
+        rows = conn.execute(f"SELECT {COLUMNS} FROM files WHERE state = %s AND owner IS NULL"
+                            f"{self._mine}", (str(State.SETTLED), *self._mine_params)).fetchall()
         return [row_to_entry(r) for r in rows]
 
     def claim_active(self) -> list[Entry]:
         with self._transaction() as conn:
             rows = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE {_STARTED_SQL}"
-                f" AND (owner = %s OR {self._claimable()}) RETURNING {COLUMNS}",
-                (self.host, self.host)).fetchall()
+                f" AND (owner = %s OR {self._claimable()}){self._mine} RETURNING {COLUMNS}",
+                (self.host, self.host, *self._mine_params)).fetchall()
             queued = self._queued(conn)
         return sorted([*(row_to_entry(r) for r in rows), *queued], key=lambda e: e.id)
 
@@ -203,8 +206,9 @@ class PostgresLedger(Ledger):
             # SKIP LOCKED: two hosts taking over at once each get different rows, never the same.
             rows = conn.execute(
                 f"UPDATE files SET owner = %s, lease_until = {self._lease()} WHERE id IN ("
-                f"SELECT id FROM files WHERE {_STARTED_SQL} AND {self._claimable()} "
-                f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}", (self.host,)).fetchall()
+                f"SELECT id FROM files WHERE {_STARTED_SQL} AND {self._claimable()}{self._mine} "
+                f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}",
+                (self.host, *self._mine_params)).fetchall()
             queued = self._queued(conn)
         return sorted([*(row_to_entry(r) for r in rows), *queued], key=lambda e: e.id)
 

@@ -136,3 +136,20 @@ def test_transitions_are_checked_in_the_shared_store_too(pg_url: str) -> None:
     ledger.requeue(entry.id, now=4.0)
     assert ledger.unrequeue(failed, now=5.0).state is State.FAILED
     ledger.close()
+
+
+def test_a_host_queues_and_takes_over_only_the_folders_it_watches(pg_url: str) -> None:
+    """A host that does not watch a folder never tracks its rows: it could not convert them."""
+    office = PostgresLedger(pg_url, host="a", lease_s=LEASE_S, folders=["office"])
+    scans = PostgresLedger(pg_url, host="b", lease_s=LEASE_S, folders=["scans"])
+    queued = scans.add("scans", "s.png", 1, 1, rule=0, template="t", now=1.0)
+    started = scans.add("scans", "t.png", 1, 1, rule=0, template="t", now=1.0)
+    assert queued is not None and started is not None
+    scans.update(started.id, now=2.0, state=State.SUBMITTING)
+    scans.close()  # host b dies; its lease runs out
+    time.sleep(LEASE_S * 1.5)  # past the lease, so only the folder filter keeps the row from a
+    assert office.claim_active() == [] and office.renew() == []
+    everyone = PostgresLedger(pg_url, host="c", lease_s=LEASE_S)
+    assert sorted(e.id for e in everyone.renew()) == [queued.id, started.id]
+    office.close()
+    everyone.close()
