@@ -147,7 +147,8 @@ def test_a_host_queues_and_takes_over_only_the_folders_it_watches(pg_url: str) -
     assert queued is not None and started is not None
     scans.update(started.id, now=2.0, state=State.SUBMITTING)
     scans.close()  # host b dies; its lease runs out
-    time.sleep(LEASE_S * 1.5)  # past the lease, so only the folder filter keeps the row from a
+    wait_for(lambda: all(h.lease_left_s < 0 for h in office.holders() if h.host == "b"),
+             timeout=10, message="b's lease expired")  # so only the folder filter keeps a off
     assert office.claim_active() == [] and office.renew() == []
     everyone = PostgresLedger(pg_url, host="c", lease_s=LEASE_S)
     assert sorted(e.id for e in everyone.renew()) == [queued.id, started.id]
