@@ -17,27 +17,18 @@ if TYPE_CHECKING:
 _Item = TypeVar("_Item", Job, Task)
 
 
-def upload_dir(emu: Emulator, task_id: str) -> Path | None:
-    """Where an upload for this task may be written, or None when it waits for no file."""
+def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, md5: str) -> bool:
+    """Move the received file to its task's folder and finish the task; False if it moved on."""
+    name = safe_name(filename)
     with emu.store.lock:
         task = emu.store.tasks.get(task_id)
         if task is None or task.operation != "import/upload" or task.status != "waiting" \
                 or task.result is None:
-            return None
-    folder = emu.storage / task_id
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, md5: str) -> bool:
-    """Move the received file to its name and finish the task; False if the task moved on."""
-    name = safe_name(filename)
-    with emu.store.lock:
-        task = emu.store.tasks.get(task_id)
-        if task is None or task.status != "waiting":
             received.unlink(missing_ok=True)
             return False
-        final = received.with_name(name)
+        folder = emu.storage / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
         received.replace(final)
         file = stored(final, name)
         file.md5 = md5
