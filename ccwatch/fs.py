@@ -168,11 +168,18 @@ def is_taken(path: Path, taken: Container[Path] = ()) -> bool:
 
 def unique_path(path: Path, taken: Container[Path] = ()) -> Path:
     """``path`` if free, else the first free ``stem (n)suffix`` (see :func:`is_taken`)."""
-    candidate, n = path, 0
-    while is_taken(candidate, taken):
+    return unique_path_from(path, taken, 0)[0]
+
+
+def unique_path_from(path: Path, taken: Container[Path], start: int) -> tuple[Path, int]:
+    """The first free of ``path`` (n = 0) or ``stem (n)suffix``, trying n from ``start`` on;
+    returns it and its n (a caller naming many outputs alike resumes at n + 1)."""
+    n = start
+    while True:
+        candidate = path if n == 0 else path.with_name(f"{path.stem} ({n}){path.suffix}")
+        if not is_taken(candidate, taken):
+            return candidate, n
         n += 1
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-    return candidate
 
 
 def move_no_clobber(src: Path, dst: Path) -> Path:

@@ -44,17 +44,20 @@ def drop_connection(environ: WSGIEnvironment) -> None:
     raise ConnectionAbortedError("the emulator dropped the connection")
 
 
-def _one_byte_at_a_time(body: Iterable[bytes], seconds: float) -> Iterator[bytes]:
-    for chunk in body:
-        for i in range(len(chunk)):
-            yield chunk[i:i + 1]
-            time.sleep(seconds)
+def _one_byte_at_a_time(response: Response, seconds: float) -> Iterator[bytes]:
+    try:
+        for chunk in response.iter_encoded():
+            for i in range(len(chunk)):
+                yield chunk[i:i + 1]
+                time.sleep(seconds)
+    finally:
+        response.close()  # e.g. the file a download streams from
 
 
 def trickled(response: Response, fault: Fault) -> Response:
     """The same answer, its body sent one byte every ``fault.seconds``."""
     headers = dict(response.headers)
-    return Response(_one_byte_at_a_time(response.iter_encoded(), fault.seconds),
+    return Response(_one_byte_at_a_time(response, fault.seconds),
                     status=response.status_code, headers=headers, direct_passthrough=True)
 
 
@@ -79,10 +82,10 @@ def _json_padding(size: int) -> Iterator[bytes]:
 
 
 def oversize(fault: Fault) -> Response:
-    """A valid JSON body of ``fault.size`` bytes, generated while it is sent."""
-    size = max(fault.size, 40)
-    return Response(_json_padding(size), status=200, direct_passthrough=True,
-                    headers={"Content-Type": "application/json", "Content-Length": str(size)})
+    """A valid JSON body of ``fault.size`` bytes, generated while it is sent (chunked: no
+    Content-Length warns the client, it has to count)."""
+    return Response(_json_padding(max(fault.size, 40)), status=200, direct_passthrough=True,
+                    headers={"Content-Type": "application/json"})
 
 
 def storage_fault(fault: Fault) -> Response:

@@ -8,6 +8,8 @@ Then the originals policy runs (keep, delete, move to archive), only after every
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -21,8 +23,36 @@ from ccwatch.stages import track
 from ccwatch.stages.context import Context
 
 
+class Reservations:
+    """Final output paths chosen by unfinished deliveries, behind their own lock: planning a job
+    with thousands of outputs never holds the pipeline's lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._paths: set[Path] = set()
+
+    def update(self, paths: Iterable[Path]) -> None:
+        with self.lock:
+            self._paths.update(paths)
+
+    def difference_update(self, paths: Iterable[Path]) -> None:
+        with self.lock:
+            self._paths.difference_update(paths)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._paths
+
+    def add(self, path: Path) -> None:
+        """Only with ``lock`` held (``_plan`` holds it while it chooses)."""
+        self._paths.add(path)
+
+    def drop(self, paths: Iterable[Path]) -> None:
+        """Only with ``lock`` held: a plan that failed half way gives its paths back."""
+        self._paths.difference_update(paths)
+
+
 def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
-          reserved: set[Path]) -> Entry:
+          reserved: Reservations) -> Entry:
     """A finished job: plan its outputs and record them with ``delivering`` before any download."""
     planned = _plan(ctx, entry, outputs, reserved=reserved)
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
@@ -30,12 +60,12 @@ def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
 
 
 def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
-         reserved: set[Path]) -> tuple[PlannedOutput, ...]:
+          reserved: Reservations) -> tuple[PlannedOutput, ...]:
     """Give every output its final path (or mark it skipped) under the folder's output tree.
 
     ``reserved`` holds the paths other in-flight files already chose: two versions of one file
-    finishing together must not both pick ``name.jpg``. Chosen paths are added to it; the caller
-    serialises calls and releases the paths once the file is finished.
+    finishing together must not both pick ``name.jpg``. Chosen paths are added to it under its
+    lock; the caller releases them once the file is finished.
     """
     folder = ctx.folder(entry.folder)
     rule = ctx.rule(entry)
@@ -43,23 +73,32 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
     planned: list[PlannedOutput] = []
-    for n, out in enumerate(outputs, start=1):
-        server_name = fs.sanitize_filename(out.filename)
-        name = templates.format_output_name(rule.output_name, input_relpath=relpath,
-                                            output_filename=server_name, n=n, date=date)
-        final = dest_dir / fs.sanitize_filename(name)
-        if not fs.inside(folder.output, final):
-            raise FileError(f"output name {name!r} leaves the output folder", code="UNSAFE_FILENAME")
-        if rule.on_conflict == "skip" and fs.is_taken(final, reserved):
-            logger.bind(folder=entry.folder, file=entry.relpath).info(
-                "{} exists; skipped (on_conflict = skip)", final)
-            planned.append(replace(out, final_path=None, delivered=True))
-            continue
-        if rule.on_conflict == "rename" or final == ctx.source(entry):
-            # In place, an output named like its input (jpg → jpg) never replaces the input.
-            final = fs.unique_path(final, taken=reserved)
-        reserved.add(final)
-        planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
+    # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
+    # stopped, so choosing is linear, not a search from "(1)" every time.
+    next_n: dict[Path, int] = {}
+    with reserved.lock:
+        for n, out in enumerate(outputs, start=1):
+            server_name = fs.sanitize_filename(out.filename)
+            name = templates.format_output_name(rule.output_name, input_relpath=relpath,
+                                                output_filename=server_name, n=n, date=date)
+            final = dest_dir / fs.sanitize_filename(name)
+            if not fs.inside(folder.output, final):
+                reserved.drop(ctx.output_path(entry, p.final_path) for p in planned
+                              if p.final_path)
+                raise FileError(f"output name {name!r} leaves the output folder",
+                                code="UNSAFE_FILENAME")
+            if rule.on_conflict == "skip" and fs.is_taken(final, reserved):
+                logger.bind(folder=entry.folder, file=entry.relpath).info(
+                    "{} exists; skipped (on_conflict = skip)", final)
+                planned.append(replace(out, final_path=None, delivered=True))
+                continue
+            if rule.on_conflict == "rename" or final == ctx.source(entry):
+                # In place, an output named like its input (jpg → jpg) never replaces the input.
+                base = final
+                final, used = fs.unique_path_from(base, reserved, next_n.get(base, 0))
+                next_n[base] = used + 1
+            reserved.add(final)
+            planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
 
 

@@ -60,6 +60,7 @@ def test_create_job_returns_every_task_with_the_api_shape(api: httpx.Client,
     assert ISO.match(job["created_at"]) and job["ended_at"] is None
     assert job["links"]["self"] == f"{emulator.base_url}/v2/jobs/{job['id']}"
     up, conv, out = (task_named(job, n) for n in ("in", "convert", "out"))
+    assert out["depends_on_task_ids"] == [conv["id"]]
     assert up["status"] == "waiting" and up["message"] == "Waiting for file upload"
     form = up["result"]["form"]
     assert form["url"] == f"{emulator.storage_url}/tasks" != f"{emulator.base_url}/tasks"
