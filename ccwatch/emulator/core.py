@@ -160,7 +160,7 @@ class Emulator:
             self.store.jobs[job.id] = job
             for task in self.store.job_tasks(job):
                 if not task.depends_on:
-                    self.start_task(task)
+                    self.start_task(task, created=True)
             self._notify_hooks("job.created", job)
             return self.shapes().job(job)
 
@@ -184,13 +184,17 @@ class Emulator:
             if any(d.status == "error" for d in deps):
                 self.fail_task(task, "INPUT_TASK_FAILED", "Input task has failed")
             elif all(d.status == "finished" for d in deps):
-                self.start_task(task)
+                self.start_task(task, created=True)
             return self.shapes().task(task)
 
     # --- transitions (store lock held) ---
 
-    def start_task(self, task: Task) -> None:
-        """A task whose inputs are all finished: uploads wait for their file, the rest run."""
+    def start_task(self, task: Task, *, created: bool = False) -> None:
+        """A task whose inputs are all finished: uploads wait for their file, the rest run.
+
+        Until a worker takes it, a task is ``waiting`` if it was just created (recorded), else
+        ``queued`` (its inputs finished while it waited: the status the API's jobs also show).
+        """
         if task.operation == "import/upload":
             task.message = "Waiting for file upload"
             task.form_serial = self.faults.issue_url_serial()
@@ -204,7 +208,7 @@ class Emulator:
             if job is not None:
                 job.latency_applied = True  # latency is per job, not per task
             delay = max(self.latency_s, self.faults.latency_for(self._input_names(task)))
-        task.status = "queued"  # until a worker takes it (after the job's latency)
+        task.status = "waiting" if created else "queued"
         self._mark_job_processing(task)
         self.runner.submit(task.id, delay)
 
@@ -288,7 +292,7 @@ class Emulator:
     def _execute(self, task_id: str) -> None:
         with self.store.lock:
             task = self.store.tasks.get(task_id)
-            if task is None or task.status != "queued":
+            if task is None or task.status not in ("waiting", "queued"):
                 return  # deleted or cancelled while it waited
             task.status, task.started_at = "processing", self.clock.wall()
             inputs = [(f.filename, f.path) for d in task.depends_on if d in self.store.tasks
@@ -354,8 +358,8 @@ class Emulator:
             url = self.signer.download_url(self.storage_url or self.base_url or "", task.id,
                                            f.filename, int(f.expires_at))
             return {"filename": f.filename, "size": f.size, "url": url}
-        if task.operation.startswith("import/"):
-            return {"filename": f.filename, "size": f.size, "md5": f.md5}
+        if task.operation.startswith("import/"):  # as recorded: no size on imports
+            return {"filename": f.filename, "md5": f.md5}
         return {"filename": f.filename, "size": f.size}
 
     def find_download(self, task_id: str, filename: str, expires: str, signature: str

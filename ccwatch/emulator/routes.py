@@ -22,9 +22,19 @@ EVENTS = ("job.created", "job.finished", "job.failed")
 CREATES = frozenset({"create_job", "create_task", "sync_create_job"})
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, headers=headers,
-                    content_type="application/json")
+SYNC_TYPE = "application/json; charset=utf-8"  # the sync host is another service (recorded)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> Response:
+    return Response(json.dumps(data), status=status, headers=headers, content_type=content_type)
+
+
+def no_content() -> Response:
+    """204 with no body and no Content-Type, as the API answers deletes."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 def error(status: int, message: str, code: str | None = None,
@@ -110,7 +120,7 @@ def show_job(emu: Emulator, request: Request, job_id: str) -> Response:
 
 
 def delete_job(emu: Emulator, request: Request, job_id: str) -> Response:
-    return Response(status=204) if manage.delete_job(emu, job_id) else not_found("Job")
+    return no_content() if manage.delete_job(emu, job_id) else not_found("Job")
 
 
 def list_tasks(emu: Emulator, request: Request) -> Response:
@@ -130,7 +140,7 @@ def show_task(emu: Emulator, request: Request, task_id: str) -> Response:
 
 
 def delete_task(emu: Emulator, request: Request, task_id: str) -> Response:
-    return Response(status=204) if manage.delete_task(emu, task_id) else not_found("Task")
+    return no_content() if manage.delete_task(emu, task_id) else not_found("Task")
 
 
 def cancel_task(emu: Emulator, request: Request, task_id: str) -> Response:
@@ -145,12 +155,14 @@ def retry_task(emu: Emulator, request: Request, task_id: str) -> Response:
 
 def sync_job(emu: Emulator, request: Request, job_id: str) -> Response:
     shape = manage.wait_job(emu, job_id)
-    return not_found("Job") if shape is None else json_response({"data": shape})
+    return not_found("Job") if shape is None else json_response({"data": shape},
+                                                                content_type=SYNC_TYPE)
 
 
 def sync_task(emu: Emulator, request: Request, task_id: str) -> Response:
     shape = manage.wait_task(emu, task_id)
-    return not_found("Task") if shape is None else json_response({"data": shape})
+    return not_found("Task") if shape is None else json_response({"data": shape},
+                                                                 content_type=SYNC_TYPE)
 
 
 def sync_create_job(emu: Emulator, request: Request) -> Response:
@@ -202,7 +214,7 @@ def create_webhook(emu: Emulator, request: Request) -> Response:
 def delete_webhook(emu: Emulator, request: Request, webhook_id: str) -> Response:
     with emu.store.lock:
         gone = emu.store.webhooks.pop(webhook_id, None)
-    return not_found("Webhook") if gone is None else Response(status=204)
+    return not_found("Webhook") if gone is None else no_content()
 
 
 def _filtered(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

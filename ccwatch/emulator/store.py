@@ -135,9 +135,10 @@ class Shapes:
         self.include = include
 
     def task(self, task: Task) -> dict[str, Any]:
-        shape: dict[str, Any] = {
-            "id": task.id,
-            "name": task.name,
+        shape: dict[str, Any] = {"id": task.id}
+        if task.name is not None:  # a task created alone has no name key (recorded)
+            shape["name"] = task.name
+        shape.update({
             "job_id": task.job_id,
             "status": task.status,
             "credits": task.credits,
@@ -145,7 +146,7 @@ class Shapes:
             "message": task.message,
             "percent": 100,
             "operation": task.operation,
-        }
+        })
         if not task.operation.startswith(("import/", "export/")):
             shape["engine"], shape["engine_version"] = task.engine, task.engine_version
         if "payload" in self.include:
