@@ -19,6 +19,7 @@ from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
+from ccwatch.webhook import BAD_SIGNATURES
 
 SCHEMA = 1
 DAY_S = 86400.0
@@ -66,6 +67,15 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class BadSignatures:
+    """Webhook deliveries refused because their signature did not match our secret."""
+
+    count: int
+    since: float  # the daemon's start: counts are per run
+    last_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     ledger: str  # its file, or the shared database's URL without a password
     ledger_exists: bool
@@ -75,6 +85,7 @@ class Status:
     now: float
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
+    bad_signatures: BadSignatures | None = None
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -116,7 +127,8 @@ def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
     neighbours = ledger.get_meta("neighbours")  # written by the daemon (pipeline/neighbours.py)
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
                   tuple(ledger.holders()),
-                  tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else ())
+                  tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
+                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)))
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -138,6 +150,15 @@ def _pause(meta: Any) -> Pause | None:
         return None
     since = meta.get("since")
     return Pause(str(meta["reason"]), float(since) if isinstance(since, int | float) else 0.0)
+
+
+def bad_signatures(meta: Any) -> BadSignatures | None:
+    """The daemon's count of webhook deliveries refused for a bad signature (None: none)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("count"), int) or not meta["count"]:
+        return None
+    since, last = meta.get("since"), meta.get("last_at")
+    return BadSignatures(meta["count"], float(since) if isinstance(since, int | float) else 0.0,
+                         float(last) if isinstance(last, int | float) else 0.0)
 
 
 def as_json(status: Status) -> dict[str, Any]:
@@ -163,6 +184,9 @@ def as_json(status: Status) -> dict[str, Any]:
             "folder": x.folder, "file": x.file, "failed_at": iso(x.failed_at), "code": x.code,
             "message": x.message, "job_id": x.job_id,
         } for x in status.recent_failures],
+        "webhook_bad_signatures": None if status.bad_signatures is None else {
+            "count": status.bad_signatures.count, "since": iso(status.bad_signatures.since),
+            "last_at": iso(status.bad_signatures.last_at)},
     }
 
 
@@ -185,6 +209,12 @@ def render(status: Status, console: Console) -> None:
                       f"{escape(status.paused.reason)}", highlight=False)
     for warning in status.neighbours:
         console.print(f"[bold red]WARNING[/] {escape(warning)}", highlight=False)
+    if status.bad_signatures is not None:
+        bad = status.bad_signatures
+        console.print(f"[bold yellow]Webhook deliveries refused for a bad signature: {bad.count}[/] "
+                      f"since {iso(bad.since)} (last {iso(bad.last_at)}). If these are "
+                      "CloudConvert's, the webhook secret is not the one it signs with; files "
+                      "still move by the safety poll. See `ccwatch check`.", highlight=False)
     table = Table("folder", "queued", "in flight", "done (24 h)", "failed", "oldest in flight")
     for f in status.folders:
         oldest = "-"
