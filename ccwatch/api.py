@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpcore
 import httpx
 
 from ccwatch import __version__
 from ccwatch.clock import Clock
+from ccwatch.deadline import Budget, bounded, deadline
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
@@ -44,104 +44,6 @@ ERROR_BODY = 64 << 10  # what is read of a refused transfer to tell why
 MIN_RATE = 16 << 10  # bytes/s a transfer must average, after its first timeout_s, to go on
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
-
-
-# -- deadlines -----------------------------------------------------------------------------------
-
-class Budget:
-    """The time one exchange may take: ``total_s``, plus ``1/min_rate`` s per byte moved."""
-
-    def __init__(self, total_s: float, min_rate: float | None = None) -> None:
-        self.start = time.monotonic()
-        self.total_s = total_s
-        self.min_rate = min_rate
-        self.moved = 0
-
-    def left(self) -> float:
-        allowed = self.total_s + (self.moved / self.min_rate if self.min_rate else 0.0)
-        return self.start + allowed - time.monotonic()
-
-
-_current = threading.local()  # the Budget of the exchange this thread is running, if any
-
-
-def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
-    budget: Budget | None = getattr(_current, "budget", None)
-    if budget is None:
-        return timeout
-    left = budget.left()
-    if left <= 0:
-        raise expired("the exchange's total deadline has passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _BoundedStream(httpcore.NetworkStream):
-    """Each socket operation waits at most until the running exchange's deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-        budget: Budget | None = getattr(_current, "budget", None)
-        if budget is not None:
-            budget.moved += len(data)
-        return data
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
-        budget: Budget | None = getattr(_current, "budget", None)
-        if budget is not None:
-            budget.moved += len(buffer)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.start_tls(
-            ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _BoundedBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None, socket_options: Any = None
-                    ) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.connect_tcp(
-            host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address,
-            socket_options))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.connect_unix_socket(
-            path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _transport(limits: httpx.Limits) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(limits=limits)
-    # httpx offers no network_backend option; its httpcore pool takes the backend from here for
-    # every new connection (plain, TLS or through a proxy).
-    transport._pool._network_backend = _BoundedBackend()
-    return transport
-
-
-@contextmanager
-def _deadline(budget: Budget) -> Iterator[Budget]:
-    previous = getattr(_current, "budget", None)
-    _current.budget = budget
-    try:
-        yield budget
-    finally:
-        _current.budget = previous
 
 
 # -- answers → errors ----------------------------------------------------------------------------
@@ -249,12 +151,12 @@ class CloudConvertClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._api = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                 transport=_transport(limits))
+        self._api = bounded(httpx.Client(base_url=self.base_url, headers=headers,
+                                         timeout=timeout, limits=limits))
         # Upload forms and export URLs are pre-signed: they must never see the Authorization header.
-        self._storage = httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
-                                     transport=_transport(limits), follow_redirects=False,
-                                     max_redirects=MAX_REDIRECTS)
+        self._storage = bounded(httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
+                                             limits=limits, follow_redirects=False,
+                                             max_redirects=MAX_REDIRECTS))
         self._rate_lock = threading.Lock()
         self._rate_remaining: int | None = None
         self._next_create_at = 0.0
@@ -269,7 +171,7 @@ class CloudConvertClient:
               json: Any = None, note_rate: bool = False, **context: Any) -> dict[str, Any]:
         what = f"{method} {route}"
         try:
-            with _deadline(Budget(self.timeout_s)), \
+            with deadline(Budget(self.timeout_s)), \
                     self._api.stream(method, route, params=params, json=json) as response:
                 limit = MAX_BODY if response.is_success else ERROR_BODY
                 content = _read_capped(response, limit, what, **context)
@@ -348,7 +250,7 @@ class CloudConvertClient:
         data = {str(k): str(v) for k, v in params.items()}
         ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": str(file)}
         try:
-            with _deadline(Budget(self.timeout_s, MIN_RATE)), file.open("rb") as fh, \
+            with deadline(Budget(self.timeout_s, MIN_RATE)), file.open("rb") as fh, \
                     self._storage.stream("POST", url, data=data,
                                          files={"file": (filename, fh)}) as response:
                 # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
@@ -371,7 +273,7 @@ class CloudConvertClient:
         """
         ctx: dict[str, Any] = {"job_id": job_id, "path": path}
         try:
-            with _deadline(Budget(self.timeout_s, MIN_RATE)), \
+            with deadline(Budget(self.timeout_s, MIN_RATE)), \
                     self._storage.stream("GET", url, follow_redirects=True) as response:
                 if not response.is_success:
                     _read_capped(response, ERROR_BODY, "download", **ctx)
