@@ -347,12 +347,6 @@ class Emulator:
         pattern = re.escape(str(self.storage)) + r"[^\s'\"]*"
         return re.sub(pattern, lambda m: Path(m.group()).name, message)
 
-    def form_expired(self, task_id: str) -> bool:
-        with self.store.lock:
-            task = self.store.tasks.get(task_id)
-            serial = task.form_serial if task is not None else 0
-        return self.faults.form_expired(serial)
-
     def _file_shape(self, task: Task, index: int, f: StoredFile) -> dict[str, Any]:
         if task.operation == "export/url":
             url = self.signer.download_url(self.storage_url or self.base_url or "", task.id,

@@ -138,6 +138,10 @@ class Faults:
         with self._lock:
             self._forms_expired_upto = self._url_serial
 
+    def renew_forms(self, times: int | None = None) -> Fault:
+        """Reading an upload task whose form expired re-signs it (manage.renew_form_if_expired)."""
+        return self._add(Fault("renew_forms", times=times))
+
     def form_expired(self, serial: int) -> bool:
         with self._lock:
             return serial <= self._forms_expired_upto
@@ -174,6 +178,7 @@ class Faults:
             "truncate_downloads": self.truncate_downloads, "task_error": self.task_error,
             "drop_webhooks": self.drop_webhooks, "redirect": self.redirect,
             "trickle": self.trickle, "oversize_body": self.oversize_body,
+            "renew_forms": self.renew_forms,
         }
         if kind in ("expire_urls", "expire_forms"):
             (self.expire_urls if kind == "expire_urls" else self.expire_forms)()

@@ -18,7 +18,7 @@ from werkzeug.formparser import parse_form_data
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
-from ccwatch.emulator.manage import complete_upload, fail_upload
+from ccwatch.emulator.manage import complete_upload, fail_upload, form_expired
 from ccwatch.emulator.work import md5_of
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def handle_upload(emu: Emulator, request: Request) -> Response:
     incoming.mkdir(parents=True, exist_ok=True)
     filename, chosen, fields = _receive(request, incoming)
     task_id, problem = emu.signer.check_form(fields, emu.clock.wall())
-    if not problem and task_id and emu.form_expired(task_id):
+    if not problem and task_id and form_expired(emu, task_id):
         problem = "Invalid according to Policy: Policy expired."
     if problem or task_id is None:
         if chosen is not None:

@@ -38,6 +38,27 @@ def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, 
         return True
 
 
+def form_expired(emu: Emulator, task_id: str) -> bool:
+    """The task's upload form was expired by the ``expire_forms`` fault."""
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        serial = task.form_serial if task is not None else 0
+    return emu.faults.form_expired(serial)
+
+
+def renew_form_if_expired(emu: Emulator, task: Task) -> None:
+    """(Store lock held.) With the ``renew_forms`` fault, reading a waiting upload task whose
+    form expired gives a newly signed form; without it the stored form comes back, as the
+    recorded reads show (whether the real API re-signs late forms is not recorded)."""
+    if task.operation != "import/upload" or task.status != "waiting" or not task.result:
+        return
+    parameters = task.result["form"]["parameters"]
+    expired = emu.faults.form_expired(task.form_serial) or \
+        bool(emu.signer.check_form(parameters, emu.clock.wall())[1])
+    if expired and emu.faults.take("renew_forms"):
+        emu.start_task(task)
+
+
 def fail_upload(emu: Emulator, task_id: str) -> None:
     with emu.store.lock:
         task = emu.store.tasks.get(task_id)

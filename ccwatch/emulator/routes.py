@@ -135,8 +135,10 @@ def list_tasks(emu: Emulator, request: Request) -> Response:
 def show_task(emu: Emulator, request: Request, task_id: str) -> Response:
     with emu.store.lock:
         task = emu.store.tasks.get(task_id)
-        return not_found("Task") if task is None else json_response(
-            {"data": emu.shapes(includes(request)).task(task)})
+        if task is None:
+            return not_found("Task")
+        manage.renew_form_if_expired(emu, task)
+        return json_response({"data": emu.shapes(includes(request)).task(task)})
 
 
 def delete_task(emu: Emulator, request: Request, task_id: str) -> Response:

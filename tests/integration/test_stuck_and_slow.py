@@ -24,19 +24,25 @@ def _error_file(dirs: Dirs, name: str) -> dict[str, Any]:
     return data
 
 
+def _expire_forms_once_a_job_exists(emulator: Any) -> threading.Thread:
+    """The first job's answer is held 1 s; meanwhile its upload form is expired."""
+    emulator.faults.delay("POST", "/v2/jobs", seconds=1.0, times=1, after_work=True)
+
+    def expire() -> None:
+        wait_for(lambda: emulator.jobs(), timeout=20, message="the first job")
+        emulator.faults.expire_forms()
+
+    expirer = threading.Thread(target=expire, daemon=True)
+    expirer.start()
+    return expirer
+
+
 def test_an_expired_form_gets_a_new_job_not_an_account_pause(dirs: Dirs, make_config: MakeConfig,
                                                               emulator: Any) -> None:
     """The form expires between create and upload: the task's form is read again (the same,
     expired), so the job is deleted and a new one created; the file converts, nothing pauses."""
     make_image(dirs.input / "a.png")
-    emulator.faults.delay("POST", "/v2/jobs", seconds=1.0, times=1, after_work=True)
-
-    def expire_once_created() -> None:
-        wait_for(lambda: emulator.jobs(), timeout=20, message="the first job")
-        emulator.faults.expire_forms()
-
-    expirer = threading.Thread(target=expire_once_created, daemon=True)
-    expirer.start()
+    expirer = _expire_forms_once_a_job_exists(emulator)
     code, delivered, failed = once(make_config())
     expirer.join()
 
@@ -48,6 +54,21 @@ def test_an_expired_form_gets_a_new_job_not_an_account_pause(dirs: Dirs, make_co
     assert emulator.count("DELETE", "/v2/jobs/*") >= 1
     tags = [j["tag"] for j in emulator.jobs()]
     assert len(tags) == 1 and tags[0].endswith("-2")  # the first job is gone; attempt 2 remains
+
+
+def test_an_expired_form_renewed_on_the_task_is_used(dirs: Dirs, make_config: MakeConfig,
+                                                    emulator: Any) -> None:
+    """When reading the task again gives a new form, the same job gets the file: one job only."""
+    make_image(dirs.input / "a.png")
+    emulator.faults.renew_forms()
+    expirer = _expire_forms_once_a_job_exists(emulator)
+    code, delivered, failed = once(make_config())
+    expirer.join()
+
+    assert (code, delivered, failed) == (ExitCode.OK, 1, 0)
+    uploads = [r.status for r in emulator.requests if r.method == "POST" and r.path == "/tasks"]
+    assert uploads == [403, 201]
+    assert emulator.count("POST", "/v2/jobs") == 1 and len(emulator.jobs()) == 1
 
 
 def test_stuck_jobs_are_quarantined_after_job_timeout_s(dirs: Dirs, make_config: MakeConfig,
