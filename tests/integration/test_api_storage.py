@@ -149,7 +149,7 @@ def test_a_trickling_job_poll_ends_within_timeout_s(api: CloudConvertClient, emu
     with pytest.raises(TransientError) as err:
         api.get_job(job["id"], path="a.png")
     assert err.value.code == "TIMEOUT"
-    assert time.monotonic() - started < TIMEOUT_S + 0.5
+    assert time.monotonic() - started < TIMEOUT_S + 1.5
     assert api.get_job(job["id"], path="a.png")["id"] == job["id"]  # the next poll is whole
 
 
@@ -162,7 +162,7 @@ def test_a_trickling_download_ends_within_timeout_s(api: CloudConvertClient, emu
     with pytest.raises(TransientError) as err:
         _download(api, url)
     assert err.value.code == "TIMEOUT"
-    assert time.monotonic() - started < TIMEOUT_S + 0.5
+    assert time.monotonic() - started < TIMEOUT_S + 1.5
 
 
 def test_a_1_gb_json_answer_is_refused_without_holding_it(api: CloudConvertClient,
