@@ -128,13 +128,19 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
         if not isinstance(form, dict):
             raise TransientError("upload task has no form yet", code="NO_UPLOAD_FORM",
                                  job_id=entry.job_id, path=entry.relpath)
+    _send(ctx, entry, form, str(task.get("name")))
+    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
+        "uploaded {} bytes", entry.size)
+
+
+def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> None:
+    """Upload this version of the file, unless it changed or went away (then drop the job)."""
+    assert entry.job_id is not None
     path = ctx.source(entry)
     if not fs.is_version(path, entry.size, entry.mtime_ns):
         _delete_unused_job(ctx, entry)
         raise FileVanished(str(path))
-    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))
-    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
-        "uploaded {} bytes", entry.size)
+    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=task_name)
 
 
 def _upload_fresh_form(ctx: Context, entry: Entry, refused: FormRefused) -> bool:
@@ -144,8 +150,7 @@ def _upload_fresh_form(ctx: Context, entry: Entry, refused: FormRefused) -> bool
     form = (task.get("result") or {}).get("form")
     if task.get("status") != "waiting" or not isinstance(form, dict) or form == refused.form:
         return False
-    path = ctx.source(entry)
-    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))
+    _send(ctx, entry, form, str(task.get("name")))
     logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
         "uploaded {} bytes with a renewed form", entry.size)
     return True

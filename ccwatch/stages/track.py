@@ -1,7 +1,8 @@
 """Track stage: read a job's status and decide: still running, finished (plan outputs) or failed.
 
 The pipeline decides when a job is looked at (its poll schedule is :mod:`ccwatch.pipeline.backoff`)
-and hands over webhook deliveries; this module is the per-job decision, with no I/O but the one GET.
+and hands over webhook deliveries; this module is the per-job decision, with no I/O but the one GET
+(and the DELETE of a job that ran past ``job_timeout_s``).
 """
 
 from __future__ import annotations
