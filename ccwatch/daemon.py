@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -26,8 +26,11 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
+from ccwatch.http import app as http
+from ccwatch.http import page
+from ccwatch.http.metrics import LiveCollector
 from ccwatch.ledger import Ledger
-from ccwatch.pipeline import Pipeline
+from ccwatch.pipeline import Pipeline, report
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages.context import Context
 
@@ -147,6 +150,8 @@ class Runtime:
     ctx: Context
     pipeline: Pipeline
     neighbours: Neighbours
+    # folder → the watch mode in use and why, for the status page (set once watching)
+    watch_modes: dict[str, str] = field(default_factory=dict)
 
     def scan(self, folder: FolderConfig) -> int:
         """Note the folder's new files, and look for another installation watching it."""
@@ -181,11 +186,14 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
-        if config.webhook is not None:
-            stack.enter_context(_receiver(config, pipeline))
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
         stack.callback(neighbours.leave)
-        yield Runtime(ctx, pipeline, neighbours)
+        runtime = Runtime(ctx, pipeline, neighbours)
+        if config.webhook is not None:
+            stack.enter_context(_receiver(config, pipeline))
+        if config.http.listen:
+            stack.enter_context(_status_endpoint(runtime))
+        yield runtime
 
 
 def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
@@ -202,6 +210,40 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
             logger.error("{}; trying again in {:.0f} s", exc.message, delay)
         clock.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+@contextmanager
+def _status_endpoint(runtime: Runtime) -> Iterator[str]:
+    """``[http] listen``: the status page, /metrics and /healthz of this runtime."""
+    ctx, pipeline = runtime.ctx, runtime.pipeline
+    config = ctx.config
+    address = config.http.host_port()
+    assert address is not None
+
+    def pause() -> tuple[str, float] | None:
+        held = pipeline.gate.pause
+        return (held.reason, held.since) if held else None
+
+    def health() -> tuple[bool, str]:
+        age = pipeline.seconds_since_step()
+        if age >= STALL_S:
+            return False, f"stalled: the pipeline has not turned for {age:.0f} s"
+        return True, "ok" + (f" (submissions paused: {held[0]})" if (held := pause()) else "")
+
+    ctx.metrics.add_live(LiveCollector(
+        files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in config.folders},
+        in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None))
+    app = http.StatusApp(
+        page=lambda: page.render(report.gather(config, ctx.ledger, now=ctx.clock.wall(),
+                                               watch_modes=runtime.watch_modes, pause=pause)),
+        metrics=ctx.metrics.exposition, health=health)
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(http.serve(app, *address))
+        except OSError as exc:
+            raise ConfigError("http.listen",
+                              f"cannot listen on {config.http.listen}: {exc.strerror or exc}") from exc
+        yield url
 
 
 @contextmanager
@@ -223,7 +265,8 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
                         {"count": count, "since": since, "last_at": clock.wall()})
 
     receiver = webhook.Receiver(path=hook.path(), secret=secret, on_job=pipeline.job_pushed,
-                                on_bad_signature=bad_signature)
+                                on_bad_signature=bad_signature,
+                                on_refuse=pipeline.ctx.metrics.webhook_refusals.inc)
     with ExitStack() as stack:
         try:
             url = stack.enter_context(webhook.serve(receiver, host, port))
@@ -248,6 +291,7 @@ class Daemon:
     def _start_watchers(self) -> None:
         for folder in self.runtime.ctx.config.folders:
             mode, reason = watch.choose_mode(folder.input, folder.watch)
+            self.runtime.watch_modes[folder.name] = f"{mode} ({reason})"
             logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode,
                                                  reason)
             self._watchers.append(self._watcher(folder, mode))

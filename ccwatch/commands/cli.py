@@ -65,13 +65,15 @@ def _load_config(config_path: Path | None) -> Config:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Write the log to this file instead of stderr (text, rotated at "
                    f"{logs.LOG_FILE_ROTATION}); the macOS and Windows services use it.")
-def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level (overrides log_level).")
+def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bool) -> None:
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
     from ccwatch.daemon import Daemon, open_runtime
 
     cfg = _load_config(config_path)
-    logs.setup(cfg.daemon.log_format, log_file=log_file)
+    logs.setup(cfg.daemon.log_format, log_file=log_file,
+               level="DEBUG" if verbose else cfg.daemon.log_level.upper())
     try:
         with open_runtime(cfg) as runtime:
             if once:

@@ -27,6 +27,7 @@ from ccwatch.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    HttpConfig,
     LedgerConfig,
     Rule,
     Secret,
@@ -110,6 +111,7 @@ def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
     ledger = _ledger(top.table("ledger") or Table({}, "ledger"))
     webhook_table = top.table("webhook")
     webhook = _webhook(webhook_table, env) if webhook_table is not None else None
+    http = _http(top.table("http") or Table({}, "http"))
     templates = _templates(top.table("templates") or Table({}, "templates"), base_dir)
     auto_create: set[Path] = set()
     folder_tables = top.tables("folders")
@@ -125,7 +127,7 @@ def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
     top.finish()
     return Config(cloudconvert=cloudconvert, daemon=daemon, webhook=webhook,
                   templates=MappingProxyType(templates), folders=folders, ledger=ledger,
-                  source=source, auto_create=frozenset(auto_create))
+                  http=http, source=source, auto_create=frozenset(auto_create))
 
 
 def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConvertConfig:
@@ -162,6 +164,7 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         job_timeout_s=t.duration("job_timeout_s", 86400.0),
         shutdown_grace_s=t.duration("shutdown_grace_s", 30.0, allow_zero=True),
         log_format=t.choice("log_format", "text", ("text", "json")),
+        log_level=t.choice("log_level", "info", ("debug", "info", "warning")),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "
@@ -178,6 +181,18 @@ def _ledger(t: Table) -> LedgerConfig:
     ledger = LedgerConfig(url=url, host=t.string("host", ""), lease_s=t.duration("lease_s", 60.0))
     t.finish()
     return ledger
+
+
+def _http(t: Table) -> HttpConfig:
+    listen = t.string("listen", "")
+    if listen:
+        try:
+            split_listen(listen)
+        except ValueError:
+            raise ConfigError(t.sub("listen"), f"must be host:port such as \"127.0.0.1:8766\" "
+                              f"(or \"\" for off), got {show(listen)}") from None
+    t.finish()
+    return HttpConfig(listen=listen)
 
 
 def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:

@@ -92,6 +92,7 @@ class DaemonConfig:
     job_timeout_s: float = 86400.0  # a job waiting/processing longer is deleted, its file quarantined
     shutdown_grace_s: float = 30.0
     log_format: str = "text"  # text | json
+    log_level: str = "info"  # debug | info | warning
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""
@@ -150,6 +151,14 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: str = ""  # "host:port" serves the status page, /metrics and /healthz; "" = off
+
+    def host_port(self) -> tuple[str, int] | None:
+        return split_listen(self.listen) if self.listen else None
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     match: tuple[str, ...]  # globs on the path relative to the input, case-insensitive
     template: str
@@ -186,6 +195,7 @@ class Config:
     templates: Mapping[str, Template]
     folders: tuple[FolderConfig, ...]
     ledger: LedgerConfig = LedgerConfig()
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: Path | None = field(default=None, compare=False)  # the file it came from
     # Folders the TOML gave as relative paths: check_folders creates them when missing (absolute
     # paths may be unmounted shares and are never created).

@@ -33,8 +33,9 @@ def dump_toml(config: Config) -> str:
             "poll_interval_s": d.poll_interval_s, "poll_max_s": d.poll_max_s,
             "give_up_after_s": d.give_up_after_s, "job_timeout_s": d.job_timeout_s,
             "shutdown_grace_s": d.shutdown_grace_s,
-            "log_format": d.log_format,
+            "log_format": d.log_format, "log_level": d.log_level,
         },
+        "http": {"listen": config.http.listen},
     }
     ledger = config.ledger
     doc["ledger"] = {"url": ledger.url, "host": ledger.host, "lease_s": ledger.lease_s}

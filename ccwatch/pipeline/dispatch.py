@@ -57,7 +57,7 @@ class Pipeline:
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
         self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
-                                   create_delay=ctx.api.create_delay)
+                                   create_delay=ctx.api.create_delay, on_pause=ctx.metrics.pauses.inc)
         self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
                                    now=self._last_step)
         self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)
@@ -208,6 +208,7 @@ class Pipeline:
                 self._retire(slot)
                 if entry.state is State.DONE:
                     self.delivered += 1
+                    self.ctx.metrics.finished(entry.folder, "done")
 
     def _retire(self, slot: Slot) -> None:
         self._slots.pop(slot.entry.id, None)
@@ -223,14 +224,17 @@ class Pipeline:
                 if slot.stale:
                     self._reload(slot)
                 work(slot)
-            except BaseException:
+            except BaseException as exc:
                 self._reload(slot)
+                self.ctx.metrics.error(exc)
                 raise
         except Exception as exc:
             verdict = self._outcomes.handle(slot, exc)
             if verdict is not Verdict.RETRY:
                 with self._lock:
                     self.failed += verdict is Verdict.FAILED
+                    if verdict is Verdict.FAILED:
+                        self.ctx.metrics.finished(slot.entry.folder, "failed")
                     self._retire(slot)
         finally:
             slot.busy = False

@@ -31,8 +31,10 @@ class Pause:
 
 
 class SubmissionGate:
-    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float]) -> None:
+    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float],
+                 on_pause: Callable[[], None] = lambda: None) -> None:
         self._ledger = ledger
+        self._on_pause = on_pause
         self._probe_s = probe_s
         self._create_delay = create_delay
         self._lock = threading.Lock()
@@ -76,6 +78,7 @@ class SubmissionGate:
                              "this; probing every {:.0f} s)", exc.message, self._probe_s)
                 self.pause = Pause(exc.message, wall, now + self._probe_s, exc.http_status)
                 self._mirror({"reason": exc.message, "since": wall})
+                self._on_pause()
             return now + self._probe_s
 
     def follow(self, shared: object, *, now: float) -> None:

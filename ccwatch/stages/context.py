@@ -1,4 +1,4 @@
-"""What every stage needs, bundled once by the daemon: config, ledger, API client, clock."""
+"""What every stage needs, bundled once by the daemon: config, ledger, API client, clock, metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig, Rule
+from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Entry, Ledger
 
 
@@ -18,6 +19,7 @@ class Context:
     api: CloudConvertClient
     clock: Clock
     webhook_url: str | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     _folders: dict[str, FolderConfig] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -149,6 +149,7 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
         # The path was chosen as ours (and recorded) before this rename; on resume it may
         # already hold our own earlier copy, so only "skip" refuses to replace it.
         committed = fs.commit(temp, final, overwrite=rule.on_conflict != "skip")
+    ctx.metrics.delivered_bytes.inc(written)
     if not committed:
         temp.unlink(missing_ok=True)
         logger.bind(folder=entry.folder, file=entry.relpath).info("{} appeared meanwhile; skipped", final)

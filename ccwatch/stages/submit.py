@@ -95,6 +95,7 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
                 return ctx.api.get_job(found[0]["id"], path=entry.relpath)
             return found[0]
     job = ctx.api.create_job(_payload(ctx, entry), path=entry.relpath)
+    ctx.metrics.jobs_created.inc()
     logger.bind(folder=entry.folder, file=entry.relpath, job=job["id"]).info("job created")
     return job
 
@@ -141,6 +142,7 @@ def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> N
         _delete_unused_job(ctx, entry)
         raise FileVanished(str(path))
     ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=task_name)
+    ctx.metrics.uploaded_bytes.inc(entry.size)
 
 
 def _upload_fresh_form(ctx: Context, entry: Entry, refused: FormRefused) -> bool:

@@ -90,7 +90,8 @@ def rich(tmp_path: Path) -> dict[str, Any]:
                    "upload_workers": 2, "download_workers": 1, "poll_interval_s": 0.5,
                    "poll_max_s": 10, "give_up_after_s": 3600, "job_timeout_s": 7200,
                    "shutdown_grace_s": 0,
-                   "log_format": "json"},
+                   "log_format": "json", "log_level": "debug"},
+        "http": {"listen": "127.0.0.1:9100"},
         "webhook": {"listen": "[::1]:9000", "public_url": "https://h.example/cc/hook",
                     "secret_env": "HOOK_SECRET"},
         "templates": {
@@ -126,6 +127,8 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     assert cfg.cloudconvert.api_key_file == tmp_path / "key.txt"
     assert cfg.daemon.shutdown_grace_s == 0.0 and cfg.daemon.log_format == "json"
     assert cfg.daemon.job_timeout_s == 7200.0
+    assert cfg.daemon.log_level == "debug"
+    assert cfg.http.host_port() == ("127.0.0.1", 9100)
     assert cfg.webhook is not None and cfg.webhook.host_port() == ("::1", 9000)
     assert cfg.webhook.path() == "/cc/hook" and cfg.webhook.secret == config.Secret("s3")
     assert cfg.templates["ocr"].tag == "jobbuilder"
@@ -144,6 +147,7 @@ def test_defaults_of_an_absent_section(tmp_path: Path) -> None:
     assert cfg.cloudconvert == config.CloudConvertConfig()
     assert cfg.daemon == config.DaemonConfig()
     assert cfg.webhook is None
+    assert cfg.http.listen == "" and cfg.http.host_port() is None  # no status page by default
     assert cfg.folders[0] == config.FolderConfig(
         name="in", input=tmp_path / "in", output=tmp_path / "out",
         quarantine=tmp_path / "failed",
@@ -238,6 +242,9 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("bad-listen", setitem("webhook", {"listen": "localhost", "public_url": "https://x/h"}),
      "webhook.listen", "host:port"),
     ("webhook-needs-url", setitem("webhook", {}), "webhook.public_url", "is required"),
+    ("bad-http-listen", setitem("http", {"listen": "9100"}), "http.listen", "host:port"),
+    ("unknown-http-key", setitem("http", {"port": 9100}), "http.port", "unknown key"),
+    ("bad-log-level", setitem("daemon.log_level", "trace"), "daemon.log_level", "one of"),
     ("bad-template", setitem("templates.to-pdf.tasks.out.input", "nowhere"),
      "templates.to-pdf.tasks.out.input", "no task named 'nowhere'"),
     ("template-file-and-tasks", setitem("templates.to-pdf.file", "x.json"), "templates.to-pdf",

@@ -1,0 +1,85 @@
+"""What the status page shows, gathered in one go from the running daemon (read-only).
+
+The quarantine is read from disk (the ``.error.json`` files), not the ledger: a file someone moved
+out by hand is no longer shown. Nothing here holds a secret: no keys, no download URLs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ccwatch.config import Config
+from ccwatch.http.page import FileRow, FolderRow, OutputRow, QuarantineRow, Snapshot
+from ccwatch.ledger import ACTIVE, Ledger, State
+
+DAY_S = 86400.0
+MAX_ROWS = 50
+ERROR_SUFFIX = ".error.json"
+
+
+def gather(config: Config, ledger: Ledger, *, now: float, watch_modes: Mapping[str, str],
+           pause: Callable[[], tuple[str, float] | None]) -> Snapshot:
+    folders = []
+    for f in config.folders:
+        counts = ledger.count_by_state(f.name)
+        recent = ledger.count_by_state(f.name, since=now - DAY_S)
+        in_flight = sum(counts.get(str(s), 0) for s in ACTIVE if s is not State.SETTLED)
+        folders.append(FolderRow(f.name, str(f.input), str(f.output),
+                                 watch_modes.get(f.name, f.watch), counts.get(str(State.SETTLED), 0),
+                                 in_flight, recent.get(str(State.DONE), 0),
+                                 counts.get(str(State.FAILED), 0)))
+    active = tuple(FileRow(e.folder, e.relpath, str(e.state), e.job_id or "", e.first_seen)
+                   for e in ledger.active()[:MAX_ROWS])
+    outputs = []
+    for e in ledger.recent(State.DONE, limit=MAX_ROWS // 2):
+        base = _output_of(config, e.folder)
+        paths = tuple(_relative(Path(o.final_path), base) for o in e.outputs if o.final_path)
+        outputs.append(OutputRow(e.folder, e.relpath, paths, e.updated_at))
+    held = pause()
+    return Snapshot(now, tuple(folders), active, tuple(outputs), _quarantine(config),
+                    held[0] if held else None, held[1] if held else None)
+
+
+def _output_of(config: Config, folder: str) -> Path | None:
+    return next((f.output for f in config.folders if f.name == folder), None)
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    """An output's path below its folder's output (recorded relative; absolute in older ledgers)."""
+    if not path.is_absolute():
+        return path.as_posix()
+    if base is not None:
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def _quarantine(config: Config) -> tuple[QuarantineRow, ...]:
+    rows: list[QuarantineRow] = []
+    for folder in config.folders:
+        if not folder.quarantine.is_dir():
+            continue
+        for error_file in sorted(folder.quarantine.rglob("*" + ERROR_SUFFIX)):
+            original = error_file.with_name(error_file.name[: -len(ERROR_SUFFIX)])
+            if not original.is_file():
+                continue
+            record = _record(error_file)
+            rows.append(QuarantineRow(
+                folder.name, original.relative_to(folder.quarantine).as_posix(),
+                str(record.get("code") or ""), str(record.get("message") or "(no message)"),
+                str(record.get("failed_at") or "")))
+            if len(rows) >= MAX_ROWS:
+                return tuple(rows)
+    return tuple(rows)
+
+
+def _record(error_file: Path) -> dict[str, object]:
+    try:
+        data = json.loads(error_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
