@@ -202,6 +202,27 @@ def status(config_path: Path | None, as_json: bool) -> None:
 
 @main.command()
 @_CONFIG_OPTION
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def explain(config_path: Path | None, paths: tuple[Path, ...]) -> None:
+    """For each input file (default: all), the rule, template and output path it would get, or
+    why it is ignored. Converts nothing."""
+    from ccwatch.commands.explain import explain as verdicts
+
+    cfg = _load_unchecked(config_path)
+    count = 0
+    for v in verdicts(cfg, paths):
+        count += 1
+        where = f"{v.folder}: {v.path}" if v.folder else str(v.path)
+        if v.rule is not None:
+            where += f"\n    rule {v.rule} ({', '.join(v.match)}) → template {v.template}"
+        lines = [f"    → {out}" for out in v.outputs] + ([f"    {v.why}"] if v.why else [])
+        click.echo("\n".join([where, *lines]))
+    if not count:
+        click.echo("no files in the watched inputs")
+
+
+@main.command()
+@_CONFIG_OPTION
 @click.option("--all", "retry_all", is_flag=True, help="Every quarantined file with an error file.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) -> None:

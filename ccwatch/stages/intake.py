@@ -3,7 +3,8 @@
 Events arrive on watchdog's threads and only queue a path; ``admitted()`` runs on the pipeline's
 thread, filters junk, out-of-scope and non-matching paths (each path's rule is matched once, when it
 enters a settler, and carried along), feeds the per-folder settlers, and records the versions that
-stopped changing in the ledger as ``settled``.
+stopped changing in the ledger as ``settled``. Every file that is not taken says why in one INFO
+line, once (not at every event or rescan).
 
 In an ``in_place`` folder, ccwatch's own outputs are out of scope: everything under an output
 folder inside the input (the config says so), and every path a delivery chose (the ledger says so,
@@ -26,6 +27,23 @@ from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
 
+# How many "ignored" verdicts are remembered so each is said once; beyond it, some may repeat.
+_SAID_MAX = 100_000
+_WAITING = {"empty": "empty file: waiting for content",
+            "changing": "still being written: waiting until it stops changing"}
+
+
+def rule_for(folder: FolderConfig, relpath: PurePosixPath) -> int | str:
+    """The index of the rule that takes a file of ``folder``, or why none does."""
+    if watch.is_junk(relpath):
+        return "ignored: junk (hidden, temporary or system file; built-in list)"
+    if watch.is_junk(relpath, folder.ignore):
+        return "ignored: matches the folder's ignore list"
+    if not folder.recursive and len(relpath.parts) > 1:
+        return "ignored: in a subfolder and recursive = false"
+    rule = watch.match_rule(relpath, folder.rules)
+    return "ignored: no rule matches" if rule is None else rule
+
 
 def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
     try:
@@ -43,6 +61,7 @@ class Intake:
         # What each path in a settler was noted as: its relpath and the rule it matched.
         self._noted: dict[str, dict[Path, tuple[PurePosixPath, int]]] = {
             f.name: {} for f in ctx.config.folders}
+        self._said: set[tuple[str, PurePosixPath]] = set()
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
@@ -52,21 +71,32 @@ class Intake:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
         known = self.ctx.ledger.known_identities(folder.name)
         new = 0
-        for relpath, path in watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore):
+        # In name order, so files found together settle (and get their ledger ids) in that order.
+        found = sorted(watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore))
+        for relpath, path in found:
             st = fs.stat_regular(path)
             if st is None or (str(relpath), st.size, st.mtime_ns) in known:
                 continue
             rule = watch.match_rule(relpath, folder.rules)
-            if rule is None or self._own_output(folder, path):
+            if self._own_output(folder, path):
+                continue
+            if rule is None:
+                self._explain(folder, relpath, "ignored: no rule matches")
                 continue
             self._inbox.put((folder.name, path, rule))
             new += 1
+        logger.bind(folder=folder.name).debug("scan: {} new file(s)", new)
         return new
 
-    def _in_scope(self, folder: FolderConfig, relpath: PurePosixPath) -> bool:
-        if watch.is_junk(relpath, folder.ignore):
-            return False
-        return folder.recursive or len(relpath.parts) == 1
+    def _explain(self, folder: FolderConfig, relpath: PurePosixPath, why: str) -> None:
+        """Say once why a file is left alone (our own temp files are not news)."""
+        key = (folder.name, relpath)
+        if key in self._said or fs.is_own_temp(relpath.name):
+            return
+        if len(self._said) >= _SAID_MAX:
+            self._said.clear()
+        self._said.add(key)
+        logger.bind(folder=folder.name, file=str(relpath)).info(why)
 
     def _own_output(self, folder: FolderConfig, path: Path) -> bool:
         """An in-place folder's own result: never an input, whatever rule it matches."""
@@ -107,13 +137,20 @@ class Intake:
                 return
             folder = self.ctx.folder(name)
             relpath = relpath_in(folder, path)
-            if relpath is None or not self._in_scope(folder, relpath):
+            if relpath is None:
                 continue
+            settler = self._settlers[name]
+            if rule is not None and path in settler:
+                continue  # a scan saw no change in a file that is settling: its quiet period goes on
             if rule is None:  # an event (a scan has matched the rule and checked the rest)
-                rule = watch.match_rule(relpath, folder.rules)
-                if rule is None or self._own_output(folder, path):
+                if self._own_output(folder, path):
+                    continue  # nothing to say about our own results
+                verdict = rule_for(folder, relpath)
+                if isinstance(verdict, str):
+                    self._explain(folder, relpath, verdict)
                     continue
-            self._settlers[name].note(path, now)
+                rule = verdict
+            settler.note(path, now)
             self._noted[name][path] = (relpath, rule)
 
     def _settled(self, folder: FolderConfig, now: float
@@ -125,6 +162,9 @@ class Intake:
         except OSError as exc:
             logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
             return []
+        for path, notice in settler.take_notices():
+            relpath = noted[path][0] if path in noted else path
+            logger.bind(folder=folder.name, file=str(relpath)).info(_WAITING[notice])
         settled = [(*noted.pop(path), st) for path, st in ready]
         if len(noted) > settler.pending():  # some vanished while settling
             for path in [p for p in noted if p not in settler]:
