@@ -32,6 +32,7 @@ from ccwatch.http.metrics import LiveCollector
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, report
 from ccwatch.pipeline.neighbours import Neighbours
+from ccwatch.stages import quarantine
 from ccwatch.stages.context import Context
 
 STEP_S = 0.1
@@ -232,6 +233,7 @@ def _status_endpoint(runtime: Runtime) -> Iterator[str]:
 
     ctx.metrics.add_live(LiveCollector(
         files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in config.folders},
+        quarantined=lambda: {k: len(v) for k, v in quarantine.by_folder(config.folders).items()},
         in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None))
     app = http.StatusApp(
         page=lambda: page.render(report.gather(config, ctx.ledger, now=ctx.clock.wall(),

@@ -77,8 +77,10 @@ class LiveCollector(Collector):
     """Gauges read when Prometheus scrapes: each source is a callable returning current numbers."""
 
     def __init__(self, *, files: Callable[[], dict[str, dict[str, int]]],
+                 quarantined: Callable[[], dict[str, int]],
                  in_flight: Callable[[], int], paused: Callable[[], bool]) -> None:
         self._files = files
+        self._quarantined = quarantined
         self._in_flight = in_flight
         self._paused = paused
 
@@ -92,6 +94,11 @@ class LiveCollector(Collector):
             for state, n in sorted(counts.items()):
                 files.add_metric([folder, state], n)
         yield files
+        held = GaugeMetricFamily("ccwatch_quarantined", "Files in quarantine now, by folder.",
+                                 labels=["folder"])
+        for folder, n in sorted(self._quarantined().items()):
+            held.add_metric([folder], n)
+        yield held
         yield GaugeMetricFamily("ccwatch_in_flight", "Files between settled and done.",
                                 value=self._in_flight())
         yield GaugeMetricFamily("ccwatch_paused", "1 while submissions are paused for the account.",

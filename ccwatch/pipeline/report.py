@@ -6,21 +6,21 @@ out by hand is no longer shown. Nothing here holds a secret: no keys, no downloa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ccwatch.config import Config
 from ccwatch.http.page import FileRow, FolderRow, OutputRow, QuarantineRow, Snapshot
 from ccwatch.ledger import ACTIVE, Ledger, State
+from ccwatch.stages.quarantine import Quarantined, by_folder
 
 DAY_S = 86400.0
 MAX_ROWS = 50
-ERROR_SUFFIX = ".error.json"
 
 
 def gather(config: Config, ledger: Ledger, *, now: float, watch_modes: Mapping[str, str],
            pause: Callable[[], tuple[str, float] | None]) -> Snapshot:
+    quarantine = by_folder(config.folders)
     folders = []
     for f in config.folders:
         counts = ledger.count_by_state(f.name)
@@ -29,7 +29,7 @@ def gather(config: Config, ledger: Ledger, *, now: float, watch_modes: Mapping[s
         folders.append(FolderRow(f.name, str(f.input), str(f.output),
                                  watch_modes.get(f.name, f.watch), counts.get(str(State.SETTLED), 0),
                                  in_flight, recent.get(str(State.DONE), 0),
-                                 counts.get(str(State.FAILED), 0)))
+                                 len(quarantine[f.name])))
     active = tuple(FileRow(e.folder, e.relpath, str(e.state), e.job_id or "", e.first_seen)
                    for e in ledger.active()[:MAX_ROWS])
     outputs = []
@@ -38,7 +38,7 @@ def gather(config: Config, ledger: Ledger, *, now: float, watch_modes: Mapping[s
         paths = tuple(_relative(Path(o.final_path), base) for o in e.outputs if o.final_path)
         outputs.append(OutputRow(e.folder, e.relpath, paths, e.updated_at))
     held = pause()
-    return Snapshot(now, tuple(folders), active, tuple(outputs), _quarantine(config),
+    return Snapshot(now, tuple(folders), active, tuple(outputs), _quarantine(quarantine),
                     held[0] if held else None, held[1] if held else None)
 
 
@@ -58,28 +58,9 @@ def _relative(path: Path, base: Path | None) -> str:
     return path.name
 
 
-def _quarantine(config: Config) -> tuple[QuarantineRow, ...]:
-    rows: list[QuarantineRow] = []
-    for folder in config.folders:
-        if not folder.quarantine.is_dir():
-            continue
-        for error_file in sorted(folder.quarantine.rglob("*" + ERROR_SUFFIX)):
-            original = error_file.with_name(error_file.name[: -len(ERROR_SUFFIX)])
-            if not original.is_file():
-                continue
-            record = _record(error_file)
-            rows.append(QuarantineRow(
-                folder.name, original.relative_to(folder.quarantine).as_posix(),
-                str(record.get("code") or ""), str(record.get("message") or "(no message)"),
-                str(record.get("failed_at") or "")))
-            if len(rows) >= MAX_ROWS:
-                return tuple(rows)
-    return tuple(rows)
-
-
-def _record(error_file: Path) -> dict[str, object]:
-    try:
-        data = json.loads(error_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _quarantine(found: dict[str, list[Quarantined]]) -> tuple[QuarantineRow, ...]:
+    rows = [QuarantineRow(q.folder, q.relpath, str(q.record.get("code") or ""),
+                          str(q.record.get("message") or "(no message)"),
+                          str(q.record.get("failed_at") or ""))
+            for files in found.values() for q in files]
+    return tuple(rows[:MAX_ROWS])

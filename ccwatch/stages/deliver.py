@@ -19,7 +19,7 @@ from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import FileError, OutputGone, TransientError
 from ccwatch.ledger import Entry, PlannedOutput, State
-from ccwatch.stages import track
+from ccwatch.stages import quarantine, track
 from ccwatch.stages.context import Context
 
 
@@ -117,8 +117,14 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
         outputs[i] = replace(out, delivered=True)
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), outputs=tuple(outputs))
     _originals(ctx, entry)
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
-                             transient_since=None, error=None)
+    entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
+                              transient_since=None, error=None)
+    try:
+        quarantine.drop_superseded(ctx, entry)
+    except OSError as exc:  # the new version is delivered; a stale copy only lingers
+        logger.bind(folder=entry.folder, file=entry.relpath).warning(
+            "could not remove the failed older version from quarantine: {}", exc)
+    return entry
 
 
 def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:

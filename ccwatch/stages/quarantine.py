@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -9,6 +12,7 @@ from loguru import logger
 
 from ccwatch import __version__, fs
 from ccwatch.clock import iso
+from ccwatch.config import FolderConfig
 from ccwatch.errors import CcwatchError
 from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context
@@ -53,5 +57,79 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
 
 
+ERROR_SUFFIX = ".error.json"
+
+
+def drop_superseded(ctx: Context, entry: Entry) -> None:
+    """A newer version of a file converted: its older, failed version leaves the quarantine.
+
+    Only a quarantined file whose error record names this folder and path is removed (with its
+    error file): the quarantine lists what still needs a person, and this no longer does.
+    """
+    folder = ctx.folder(entry.folder)
+    stale = folder.quarantine / PurePosixPath(entry.relpath)
+    error_file = error_file_for(stale)
+    record = read_error_file(error_file)
+    if record.get("folder") != entry.folder or record.get("file") != entry.relpath:
+        return
+    if not fs.inside(folder.quarantine, stale) or fs.stat_regular(stale) is None:
+        return
+    stale.unlink(missing_ok=True)
+    error_file.unlink(missing_ok=True)
+    logger.bind(folder=entry.folder, file=entry.relpath).info(
+        "a newer version converted; removed the failed older one from quarantine ({})", stale)
+
+
 def error_file_for(quarantined: Path) -> Path:
-    return quarantined.with_name(quarantined.name + ".error.json")
+    return quarantined.with_name(quarantined.name + ERROR_SUFFIX)
+
+
+def in_quarantine(quarantine_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, its error file) for each file in a quarantine folder *now*, in name order.
+
+    This, not the ledger's history, is what "failed" means to ``status``, ``retry --all``, the
+    status page and the metrics: a file retried, replaced or moved out by hand is no longer in it.
+    """
+    if not quarantine_dir.is_dir():
+        return
+    for error_file in sorted(quarantine_dir.rglob("*" + ERROR_SUFFIX)):
+        original = error_file.with_name(error_file.name[: -len(ERROR_SUFFIX)])
+        if error_file.is_file() and original.is_file() and not original.is_symlink():
+            yield original, error_file
+
+
+def read_error_file(error_file: Path) -> dict[str, Any]:
+    """The error record, or {} when it is unreadable or damaged (a person may have edited it)."""
+    try:
+        data = json.loads(error_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    folder: str
+    relpath: str  # inside the quarantine folder
+    path: Path
+    record: dict[str, Any]
+
+
+def by_folder(folders: Iterable[FolderConfig]) -> dict[str, list[Quarantined]]:
+    """What is in quarantine now, per folder. A quarantine shared by several folders is read once;
+    each file goes to the folder its error record names (else the first that shares it)."""
+    folders = list(folders)
+    found: dict[str, list[Quarantined]] = {f.name: [] for f in folders}
+    done: set[Path] = set()
+    for folder in folders:
+        if folder.quarantine in done:
+            continue
+        done.add(folder.quarantine)
+        sharing = {f.name for f in folders if f.quarantine == folder.quarantine}
+        for original, error_file in in_quarantine(folder.quarantine):
+            record = read_error_file(error_file)
+            owner = record.get("folder")
+            name = owner if isinstance(owner, str) and owner in sharing else folder.name
+            found[name].append(Quarantined(
+                name, original.relative_to(folder.quarantine).as_posix(), original, record))
+    return found

@@ -63,6 +63,7 @@ def test_healthz_metrics_and_page_over_http(running: Running, api_key: str) -> N
     assert 'ccwatch_files{folder="inbox",state="done"} 1.0' in text
     assert 'ccwatch_files_finished_total{folder="inbox",outcome="done"} 1.0' in text
     assert 'ccwatch_files_finished_total{folder="inbox",outcome="failed"} 1.0' in text
+    assert 'ccwatch_quarantined{folder="inbox"} 1.0' in text
     assert "ccwatch_jobs_created_total 2.0" in text
     assert 'ccwatch_api_errors_total{class="file"} 1.0' in text
     assert "ccwatch_paused 0.0" in text
