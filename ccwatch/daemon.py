@@ -28,12 +28,13 @@ from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
 from ccwatch.http import app as http
 from ccwatch.http import page
-from ccwatch.http.metrics import LiveCollector
+from ccwatch.http.metrics import LiveCollector, Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, report
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages import quarantine
 from ccwatch.stages.context import Context
+from ccwatch.stages.hooks import Hooks
 
 STEP_S = 0.1
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
@@ -184,7 +185,15 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                 if removed:
                     logger.bind(folder=folder.name).info(
                         "removed {} unfinished temp file(s) from {}", removed, place)
-        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
+        metrics = Metrics()
+        hide = [config.cloudconvert.api_key_env, "CREDENTIALS_DIRECTORY"]
+        if config.webhook is not None:
+            hide.append(config.webhook.secret_env)
+        hooks = Hooks(timeout_s=config.daemon.hook_timeout_s, on_failure=metrics.hook_failures.inc,
+                      hide=hide)
+        stack.callback(hooks.close, config.daemon.hook_timeout_s)
+        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
+                      metrics=metrics, hooks=hooks)
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)

@@ -165,6 +165,7 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         shutdown_grace_s=t.duration("shutdown_grace_s", 30.0, allow_zero=True),
         log_format=t.choice("log_format", "text", ("text", "json")),
         log_level=t.choice("log_level", "info", ("debug", "info", "warning")),
+        hook_timeout_s=t.duration("hook_timeout_s", 60.0),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "
@@ -270,6 +271,8 @@ def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
         max_file_size=t.size("max_file_size", 1_000_000_000),
         rules=tuple(_rule(r, templates) for r in rule_tables),
         in_place=t.boolean("in_place", False),
+        on_done=t.strings("on_done"),
+        on_failed=t.strings("on_failed"),
     )
     t.finish()
     return folder
@@ -286,6 +289,7 @@ def _rule(t: Table, templates: Mapping[str, Template]) -> Rule:
     output_name = t.string("output_name", "{stem}.{ext}")
     check_output_name(output_name, key=t.sub("output_name"))
     on_conflict = t.choice("on_conflict", "rename", ("rename", "overwrite", "skip"))
+    on_done, on_failed = t.strings("on_done"), t.strings("on_failed")
     t.finish()
     return Rule(match=match, template=template, output_name=output_name,
-                on_conflict=on_conflict)
+                on_conflict=on_conflict, on_done=on_done, on_failed=on_failed)

@@ -93,6 +93,7 @@ class DaemonConfig:
     shutdown_grace_s: float = 30.0
     log_format: str = "text"  # text | json
     log_level: str = "info"  # debug | info | warning
+    hook_timeout_s: float = 60.0  # an on_done/on_failed command running longer is killed
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""
@@ -164,6 +165,9 @@ class Rule:
     template: str
     output_name: str = "{stem}.{ext}"
     on_conflict: str = "rename"  # rename | overwrite | skip
+    # argv run after delivery / quarantine; () = the folder's (environment: docs/operations.md)
+    on_done: tuple[str, ...] = ()
+    on_failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,8 @@ class FolderConfig:
     # Output may be the input itself or inside it (desktop style: x.heic gains x.jpg beside it);
     # ccwatch then skips its own outputs, known from the ledger and, below the input, the config.
     in_place: bool = False
+    on_done: tuple[str, ...] = ()  # for rules that set none
+    on_failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ class Metrics:
                                         registry=r)
         self.pauses = Counter("ccwatch_pauses", "Times submissions were paused for the account.",
                               registry=r)
+        self.hook_failures = Counter("ccwatch_hook_failures",
+                                     "on_done/on_failed commands that failed, timed out or could "
+                                     "not start.", registry=r)
 
     def error(self, exc: BaseException) -> None:
         if not isinstance(exc, FileVanished):  # a file replaced under us is no error

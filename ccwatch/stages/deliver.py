@@ -19,7 +19,7 @@ from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import FileError, OutputGone, TransientError
 from ccwatch.ledger import Entry, PlannedOutput, State
-from ccwatch.stages import quarantine, track
+from ccwatch.stages import hooks, quarantine, track
 from ccwatch.stages.context import Context
 
 
@@ -124,6 +124,7 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
     except OSError as exc:  # the new version is delivered; a stale copy only lingers
         logger.bind(folder=entry.folder, file=entry.relpath).warning(
             "could not remove the failed older version from quarantine: {}", exc)
+    hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry))
     return entry
 
 

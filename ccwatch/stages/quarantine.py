@@ -15,6 +15,7 @@ from ccwatch.clock import iso
 from ccwatch.config import FolderConfig
 from ccwatch.errors import CcwatchError
 from ccwatch.ledger import Entry, State
+from ccwatch.stages import hooks
 from ccwatch.stages.context import Context
 
 
@@ -48,13 +49,16 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     folder = ctx.folder(entry.folder)
     source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
+    target: Path | None = None
     if fs.is_version(source, entry.size, entry.mtime_ns):
         target = fs.move_no_clobber(source, folder.quarantine / PurePosixPath(entry.relpath))
         fs.write_json(error_file_for(target), record)
         log.error("quarantined as {}: {}", target, error.message)
     else:
         log.error("failed ({}); the original is no longer in the input folder", error.message)
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+    entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+    hooks.after_failed(ctx.hooks, ctx.hook(entry, "failed"), entry, source, record, target)
+    return entry
 
 
 ERROR_SUFFIX = ".error.json"

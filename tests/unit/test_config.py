@@ -107,9 +107,10 @@ def rich(tmp_path: Path) -> dict[str, Any]:
              "quarantine": str(tmp_path / "a-failed"), "recursive": False, "watch": "poll",
              "poll_s": 1.5, "rescan_s": 60, "settle_s": 0, "originals": "move",
              "archive": str(tmp_path / "a-archive"), "ignore": ["*.bak", "draft-*"],
-             "max_file_size": "1.5 GiB",
+             "max_file_size": "1.5 GiB", "on_failed": ["alert", "--loud"],
              "rules": [{"match": ["*.TIF", "sub/*.png"], "template": "ocr",
-                        "output_name": "{date}-{stem}-{n}.{ext}", "on_conflict": "overwrite"},
+                        "output_name": "{date}-{stem}-{n}.{ext}", "on_conflict": "overwrite",
+                        "on_done": ["notify-send", "done"]},
                        {"match": ["*.jpg"], "template": "thumb", "on_conflict": "skip"}]},
             {"input": str(tmp_path / "b-in"), "output": str(tmp_path / "b-out"),
              "quarantine": str(tmp_path / "b-failed"), "originals": "delete",
@@ -136,6 +137,7 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     scans, second = cfg.folders
     assert scans.max_file_size == 1_610_612_736 and scans.archive == tmp_path / "a-archive"
     assert scans.rules[0].match == ("*.TIF", "sub/*.png") and scans.settle_s == 0.0
+    assert scans.rules[0].on_done == ("notify-send", "done") and scans.on_failed == ("alert", "--loud")
     assert second.name == "b-in" and second.recursive is True and second.max_file_size == 5000
     assert cfg.source == tmp_path / "ccwatch.toml"
     assert round_trip(cfg, tmp_path / "copy") == cfg
@@ -245,6 +247,9 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("bad-http-listen", setitem("http", {"listen": "9100"}), "http.listen", "host:port"),
     ("unknown-http-key", setitem("http", {"port": 9100}), "http.port", "unknown key"),
     ("bad-log-level", setitem("daemon.log_level", "trace"), "daemon.log_level", "one of"),
+    ("hook-as-string", setitem("folders.0.rules.0.on_done", "notify-send done"),
+     "folders[0].rules[0].on_done", "list of non-empty strings"),
+    ("bad-hook-timeout", setitem("daemon.hook_timeout_s", 0), "daemon.hook_timeout_s", "> 0"),
     ("bad-template", setitem("templates.to-pdf.tasks.out.input", "nowhere"),
      "templates.to-pdf.tasks.out.input", "no task named 'nowhere'"),
     ("template-file-and-tasks", setitem("templates.to-pdf.file", "x.json"), "templates.to-pdf",
