@@ -11,7 +11,7 @@
     │   └── FormRefused              the storage host refused an upload form (403): renew the form or the job
     ├── FileError                    this file cannot be converted: quarantine it
     │   └── OutputGone               an export vanished (404/403 on download after retries)
-    ├── FileVanished                 the file changed or went away before upload: forget that version
+    ├── FileVanished                 the file changed or went away: forget that version (not a failure)
     └── ClaimLost                    another host took this file over (our lease expired): let it go
 
     IllegalTransition (RuntimeError) a bug, not a condition of the file: a ledger state write that
@@ -109,7 +109,8 @@ class OutputGone(FileError):
 
 
 class FileVanished(CcwatchError):
-    """The file changed or was removed before it was sent: drop that version quietly."""
+    """The file changed or was removed before its outputs were delivered: drop that version
+    quietly (one INFO line, its message); a newer version is converted as a file of its own."""
 
 
 class IllegalTransition(RuntimeError):

@@ -2,18 +2,16 @@
 
 For a file a rule takes: the rule, its template and the output path(s) it would get. Otherwise why
 it is ignored or held back (the same reasons the daemon logs). Output names follow the server's
-naming: a task's ``filename`` if the template sets one, else the input's stem with the
-``output_format`` of the task that made it.
+naming (:func:`ccwatch.config.templates.predicted_filenames`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from ccwatch import fs
 from ccwatch.config import Config, FolderConfig
@@ -76,7 +74,7 @@ def _verdict(config: Config, folder: FolderConfig, path: Path, date: str) -> Ver
                      "would be quarantined")
     template = config.templates[rule.template]
     outputs = []
-    for n, server_name in enumerate(server_filenames(template.as_dict(), relpath), start=1):
+    for n, server_name in enumerate(tpl.predicted_filenames(template, relpath), start=1):
         name = tpl.format_output_name(rule.output_name, input_relpath=relpath,
                                       output_filename=fs.sanitize_filename(server_name), n=n,
                                       date=date)
@@ -86,32 +84,3 @@ def _verdict(config: Config, folder: FolderConfig, path: Path, date: str) -> Ver
     if not outputs:
         return replace(base, why="its template exports no files here (export elsewhere)")
     return replace(base, outputs=tuple(outputs))
-
-
-def server_filenames(tasks: Mapping[str, Mapping[str, Any]], relpath: PurePosixPath) -> list[str]:
-    """The file name each ``export/url`` task would download, as CloudConvert names it."""
-    values = tpl.input_placeholders(relpath)
-    names = []
-    for task in tasks.values():
-        if task.get("operation") == tpl.EXPORT_URL_OPERATION:
-            names.append(_made_by(tasks, task, values, relpath, depth=0))
-    return names
-
-
-def _made_by(tasks: Mapping[str, Mapping[str, Any]], task: Mapping[str, Any],
-             values: Mapping[str, str], relpath: PurePosixPath, *, depth: int) -> str:
-    source = task.get("input")
-    if isinstance(source, list):
-        source = source[0] if source else None
-    parent = tasks.get(source) if isinstance(source, str) else None
-    if parent is None or depth > len(tasks):
-        return relpath.name
-    filename = parent.get("filename")
-    if isinstance(filename, str) and filename:
-        return filename.format(**values)
-    fmt = parent.get("output_format")
-    if isinstance(fmt, str) and fmt:
-        return f"{relpath.stem}.{fmt}"
-    if parent.get("operation") == tpl.UPLOAD_OPERATION:
-        return relpath.name
-    return _made_by(tasks, parent, values, relpath, depth=depth + 1)

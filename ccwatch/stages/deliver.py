@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -66,12 +66,19 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     ``reserved`` holds the paths other in-flight files already chose: two versions of one file
     finishing together must not both pick ``name.jpg``. Chosen paths are added to it under its
     lock; the caller releases them once the file is finished.
+
+    Names are predictable: an earlier version's output of this same input is replaced (never
+    ``name (1).pdf`` beside a stale ``name.pdf``; ``on_conflict`` is for files that are not ours),
+    and when two inputs want one name, the one that settled first (lower ledger id) keeps it
+    whichever finishes first: the later one leaves the names the earlier is expected to take.
     """
     folder = ctx.folder(entry.folder)
     rule = ctx.rule(entry)
     relpath = PurePosixPath(entry.relpath)
     dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
+    own = _own_earlier_outputs(ctx, entry)
+    elders = _expected_by_elders(ctx, entry, date) if rule.on_conflict == "rename" else set()
     planned: list[PlannedOutput] = []
     # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
     # stopped, so choosing is linear, not a search from "(1)" every time.
@@ -87,19 +94,65 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
                               if p.final_path)
                 raise FileError(f"output name {name!r} leaves the output folder",
                                 code="UNSAFE_FILENAME")
-            if rule.on_conflict == "skip" and fs.is_taken(final, reserved):
+            if final in own and final not in reserved:
+                pass  # our previous version's output: replace it
+            elif rule.on_conflict == "skip" and fs.is_taken(final, reserved):
                 logger.bind(folder=entry.folder, file=entry.relpath).info(
                     "{} exists; skipped (on_conflict = skip)", final)
                 planned.append(replace(out, final_path=None, delivered=True))
                 continue
-            if rule.on_conflict == "rename" or final == ctx.source(entry):
+            elif rule.on_conflict == "rename" or final == ctx.source(entry):
                 # In place, an output named like its input (jpg → jpg) never replaces the input.
                 base = final
-                final, used = fs.unique_path_from(base, reserved, next_n.get(base, 0))
+                final, used = fs.unique_path_from(base, _Either(reserved, elders),
+                                                  next_n.get(base, 0))
                 next_n[base] = used + 1
             reserved.add(final)
             planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
+
+
+class _Either:
+    """Taken by a reservation, or expected by a file that settled earlier."""
+
+    def __init__(self, *sets: Container[Path]) -> None:
+        self._sets = sets
+
+    def __contains__(self, path: object) -> bool:
+        return any(path in taken for taken in self._sets)
+
+
+def _own_earlier_outputs(ctx: Context, entry: Entry) -> set[Path]:
+    """Outputs of this input's earlier versions still as we wrote them (same size): a file
+    someone put in their place since is not ours to replace."""
+    own = set()
+    for recorded, size in ctx.ledger.earlier_outputs(entry.folder, entry.relpath, entry.id).items():
+        path = ctx.output_path(entry, recorded)
+        st = fs.stat_regular(path)
+        if size is not None and st is not None and st.size == size:
+            own.add(path)
+    return own
+
+
+def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
+    """The output paths that files of this folder settled before ``entry`` and not yet planned
+    are expected to take (predicted from their templates)."""
+    folder = ctx.folder(entry.folder)
+    expected: set[Path] = set()
+    for elder in ctx.ledger.active():
+        if elder.id >= entry.id or elder.folder != entry.folder or elder.outputs:
+            continue
+        rel = PurePosixPath(elder.relpath)
+        rule = folder.rules[elder.rule] if elder.rule < len(folder.rules) else None
+        template = ctx.config.templates.get(elder.template)
+        if rule is None or template is None:
+            continue
+        for n, server_name in enumerate(templates.predicted_filenames(template, rel), start=1):
+            name = templates.format_output_name(
+                rule.output_name, input_relpath=rel, n=n, date=date,
+                output_filename=fs.sanitize_filename(server_name))
+            expected.add(folder.output / rel.parent / fs.sanitize_filename(name))
+    return expected
 
 
 def deliver(ctx: Context, entry: Entry) -> Entry:
@@ -154,8 +207,10 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
             raise TransientError(f"download of {out.filename} was {written} of {out.size} bytes",
                                  code="SHORT_DOWNLOAD", job_id=entry.job_id, path=entry.relpath)
         # The path was chosen as ours (and recorded) before this rename; on resume it may
-        # already hold our own earlier copy, so only "skip" refuses to replace it.
-        committed = fs.commit(temp, final, overwrite=rule.on_conflict != "skip")
+        # already hold our own earlier copy, or an earlier version's output: only "skip"
+        # refuses to replace a file that is not ours.
+        own = final in _own_earlier_outputs(ctx, entry)
+        committed = fs.commit(temp, final, overwrite=own or rule.on_conflict != "skip")
     ctx.metrics.delivered_bytes.inc(written)
     if not committed:
         temp.unlink(missing_ok=True)

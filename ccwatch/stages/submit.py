@@ -58,7 +58,8 @@ def advance(ctx: Context, entry: Entry, *, renew: bool = True) -> Entry:
 def _check_source(ctx: Context, entry: Entry) -> None:
     path = ctx.source(entry)
     if not fs.is_version(path, entry.size, entry.mtime_ns):
-        raise FileVanished(str(path))
+        raise FileVanished("changed or removed before upload; this version is dropped "
+                           "(a newer one is converted)", path=str(path))
     limit = ctx.folder(entry.folder).max_file_size
     if entry.size > limit:
         raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
@@ -138,10 +139,12 @@ def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> N
     """Upload this version of the file, unless it changed or went away (then drop the job)."""
     assert entry.job_id is not None
     path = ctx.source(entry)
-    if not fs.is_version(path, entry.size, entry.mtime_ns):
-        _delete_unused_job(ctx, entry)
-        raise FileVanished(str(path))
-    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=task_name)
+    drop_if_outdated(ctx, entry)
+    try:
+        ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=task_name)
+    except CcwatchError:
+        drop_if_outdated(ctx, entry)  # a file still being written breaks its own upload
+        raise
     ctx.metrics.uploaded_bytes.inc(entry.size)
 
 
@@ -169,8 +172,28 @@ def _new_attempt(ctx: Context, entry: Entry, refused: FormRefused) -> Entry:
                              attempt=attempt, job_tag=tag, job_id=None, upload_task_id=None)
 
 
+def drop_if_outdated(ctx: Context, entry: Entry, *, vanished_too: bool = True) -> None:
+    """Raise FileVanished, after deleting its job, when the file is no longer this version.
+
+    A file that changes after it settled (still being written, or replaced) is not an error: its
+    job converts content that no longer exists, so the job is deleted and the newer version,
+    noted by the watcher, is converted as a file of its own. ``vanished_too=False`` leaves a
+    file that was merely removed (its conversion is still delivered).
+    """
+    st = fs.stat_regular(ctx.source(entry))
+    if st == fs.FileStat(entry.size, entry.mtime_ns) or (st is None and not vanished_too):
+        return
+    if entry.job_id is not None:
+        _delete_unused_job(ctx, entry)
+    what = "removed" if st is None else "changed"
+    raise FileVanished(f"{what} while being converted; its outdated job was deleted"
+                       + ("" if st is None else " and the newest version is converted instead"),
+                       job_id=entry.job_id, path=entry.relpath)
+
+
 def _delete_unused_job(ctx: Context, entry: Entry) -> None:
-    """The file went away after its job was created: do not leave the job waiting for an upload."""
+    """A job that will not be used (its file changed or went away, or a new attempt replaces
+    it): delete it rather than leave it waiting; it expires by itself if that fails."""
     assert entry.job_id is not None
     try:
         ctx.api.delete_job(entry.job_id, path=entry.relpath)
