@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
@@ -25,6 +26,8 @@ from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
+from ccwatch.config import load as load_config
+from ccwatch.config.reload import reloadable
 from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
 from ccwatch.http import app as http
 from ccwatch.http import page
@@ -37,6 +40,7 @@ from ccwatch.stages.context import Context
 from ccwatch.stages.hooks import Hooks
 
 STEP_S = 0.1
+WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
@@ -226,8 +230,8 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
 def _status_endpoint(runtime: Runtime) -> Iterator[str]:
     """``[http] listen``: the status page, /metrics and /healthz of this runtime."""
     ctx, pipeline = runtime.ctx, runtime.pipeline
-    config = ctx.config
-    address = config.http.host_port()
+    listen = ctx.config.http.listen
+    address = ctx.config.http.host_port()
     assert address is not None
 
     def pause() -> tuple[str, float] | None:
@@ -241,11 +245,12 @@ def _status_endpoint(runtime: Runtime) -> Iterator[str]:
         return True, "ok" + (f" (submissions paused: {held[0]})" if (held := pause()) else "")
 
     ctx.metrics.add_live(LiveCollector(
-        files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in config.folders},
-        quarantined=lambda: {k: len(v) for k, v in quarantine.by_folder(config.folders).items()},
+        # ctx.config is read at each request: a reload may change the folders
+        files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in ctx.config.folders},
+        quarantined=lambda: {k: len(v) for k, v in quarantine.by_folder(ctx.config.folders).items()},
         in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None))
     app = http.StatusApp(
-        page=lambda: page.render(report.gather(config, ctx.ledger, now=ctx.clock.wall(),
+        page=lambda: page.render(report.gather(ctx.config, ctx.ledger, now=ctx.clock.wall(),
                                                watch_modes=runtime.watch_modes, pause=pause)),
         metrics=ctx.metrics.exposition, health=health)
     with ExitStack() as stack:
@@ -253,7 +258,7 @@ def _status_endpoint(runtime: Runtime) -> Iterator[str]:
             url = stack.enter_context(http.serve(app, *address))
         except OSError as exc:
             raise ConfigError("http.listen",
-                              f"cannot listen on {config.http.listen}: {exc.strerror or exc}") from exc
+                              f"cannot listen on {listen}: {exc.strerror or exc}") from exc
         yield url
 
 
@@ -293,19 +298,18 @@ class Daemon:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.stop_event = threading.Event()
-        self._watchers: list[watch.FolderWatcher] = []
+        self.reload_event = threading.Event()  # SIGHUP: re-read the config file
+        self._watchers: dict[str, watch.FolderWatcher] = {}
 
     def watchers(self) -> tuple[watch.FolderWatcher, ...]:
         """The running folder watchers, one per folder (empty before ``run`` starts them)."""
-        return tuple(self._watchers)
+        return tuple(self._watchers.values())
 
-    def _start_watchers(self) -> None:
-        for folder in self.runtime.ctx.config.folders:
-            mode, reason = watch.choose_mode(folder.input, folder.watch)
-            self.runtime.watch_modes[folder.name] = f"{mode} ({reason})"
-            logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode,
-                                                 reason)
-            self._watchers.append(self._watcher(folder, mode))
+    def _start_watcher(self, folder: FolderConfig) -> None:
+        mode, reason = watch.choose_mode(folder.input, folder.watch)
+        self.runtime.watch_modes[folder.name] = f"{mode} ({reason})"
+        logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode, reason)
+        self._watchers[folder.name] = self._watcher(folder, mode)
 
     def _watcher(self, folder: FolderConfig, mode: str) -> watch.FolderWatcher:
         watcher = watch.FolderWatcher(
@@ -317,26 +321,61 @@ class Daemon:
     def _healthy(self) -> bool:
         """Restart a dead watcher (its thread can die with the filesystem under it); True while
         the pipeline keeps turning, so systemd's watchdog restarts a daemon that has hung."""
-        for i, (folder, watcher) in enumerate(zip(self.runtime.ctx.config.folders, self._watchers,
-                                                  strict=True)):
+        for name, watcher in list(self._watchers.items()):
             if not watcher.alive():
-                logger.bind(folder=folder.name).error("the watcher stopped; starting it again")
+                folder = self.runtime.ctx.folder(name)
+                logger.bind(folder=name).error("the watcher stopped; starting it again")
                 with contextlib.suppress(Exception):
                     watcher.stop()
                 try:
-                    self._watchers[i] = self._watcher(folder, watcher.mode)
+                    self._watchers[name] = self._watcher(folder, watcher.mode)
                 except OSError as exc:  # the rescan still covers the folder meanwhile
-                    logger.bind(folder=folder.name).error("cannot watch again yet: {}", exc)
-                self.runtime.pipeline.scan(folder)  # what happened while nobody watched
+                    logger.bind(folder=name).error("cannot watch again yet: {}", exc)
+                self.runtime.scan(folder)  # what happened while nobody watched
         return self.runtime.pipeline.seconds_since_step() < STALL_S
 
-    def _schedule(self, scheduler: BackgroundScheduler) -> None:
-        pipeline = self.runtime.pipeline
-        scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
-                          max_instances=1, coalesce=True)
-        for folder in self.runtime.ctx.config.folders:
-            scheduler.add_job(self.runtime.scan, "interval", args=[folder], seconds=folder.rescan_s,
-                              id=f"rescan-{folder.name}", max_instances=1, coalesce=True)
+    def _schedule_rescan(self, scheduler: BackgroundScheduler, folder: FolderConfig) -> None:
+        scheduler.add_job(self.runtime.scan, "interval", args=[folder],
+                          seconds=folder.rescan_s, id=f"rescan-{folder.name}", max_instances=1,
+                          coalesce=True, replace_existing=True)
+
+    def reload(self, scheduler: BackgroundScheduler) -> bool:
+        """Re-read the config file: new folders and rules apply to new files, files in flight keep
+        their settings; a config that does not load is refused and the running one stays."""
+        ctx = self.runtime.ctx
+        sd_notify("RELOADING=1")
+        try:
+            if ctx.config.source is None:
+                raise ConfigError("config", "not started from a file: nothing to re-read")
+            new = load_config(ctx.config.source)
+        except ConfigError as err:
+            logger.error("reload refused, still running the previous configuration: {} "
+                         "(fix the file, then reload again)", err)
+            sd_notify("READY=1")
+            return False
+        merged, restart = reloadable(ctx.config, new)
+        if restart:
+            logger.warning("reload: changes to [{}] take effect at the next restart",
+                           "], [".join(restart))
+        before = {f.name: f for f in ctx.config.folders}
+        self.runtime.pipeline.reload(merged)
+        for name, folder in before.items():  # stop what is gone or watched differently now
+            now = next((f for f in merged.folders if f.name == name), None)
+            if now is None or _watched(now) != _watched(folder):
+                with contextlib.suppress(Exception):
+                    self._watchers.pop(name).stop()
+                self.runtime.watch_modes.pop(name, None)
+                with contextlib.suppress(JobLookupError):
+                    scheduler.remove_job(f"rescan-{name}")
+        for folder in merged.folders:
+            if folder.name not in self._watchers:
+                self._start_watcher(folder)
+            self._schedule_rescan(scheduler, folder)
+            self.runtime.scan(folder)  # files a new rule or folder now takes
+        logger.info("configuration reloaded from {} ({} folder(s))", merged.source,
+                    len(merged.folders))
+        sd_notify("READY=1\nSTATUS=" + self.status_line())
+        return True
 
     def status_line(self) -> str:
         p = self.runtime.pipeline
@@ -346,31 +385,43 @@ class Daemon:
                 f"{paused}")
 
     def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
             logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
             self.stop_event.set()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
-            signal.signal(signal.SIGBREAK, handler)
+            signal.signal(signal.SIGBREAK, stop)
+        if hasattr(signal, "SIGHUP"):  # not on Windows: there a restart re-reads the config
+            signal.signal(signal.SIGHUP, lambda _signum, _frame: self.reload_event.set())
 
     def run(self) -> bool:
         """Run until ``stop_event``; True when the drain finished within the grace period."""
         pipeline = self.runtime.pipeline
-        config = self.runtime.ctx.config
+        clock = self.runtime.ctx.clock
         scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         try:
-            self._start_watchers()
-            for folder in config.folders:
+            for folder in self.runtime.ctx.config.folders:
+                self._start_watcher(folder)
+            for folder in self.runtime.ctx.config.folders:
                 found = self.runtime.scan(folder)
                 logger.bind(folder=folder.name).info("startup scan: {} new file(s)", found)
-            self._schedule(scheduler)
+                self._schedule_rescan(scheduler, folder)
+            scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
+                              max_instances=1, coalesce=True)
             scheduler.start()
             sd_notify("READY=1\nSTATUS=" + self.status_line())
             keepalive = watchdog_interval_s()
             tick = min(keepalive, 5.0) if keepalive else 5.0
-            while not self.stop_event.wait(tick):
+            beat = clock.monotonic() + tick
+            while not self.stop_event.wait(WAKE_S):
+                if self.reload_event.is_set():
+                    self.reload_event.clear()
+                    self.reload(scheduler)
+                if clock.monotonic() < beat:
+                    continue
+                beat = clock.monotonic() + tick
                 if self._healthy():
                     sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
                 else:
@@ -379,10 +430,10 @@ class Daemon:
         finally:
             sd_notify("STOPPING=1")
             pipeline.stop_intake()
-            for watcher in self._watchers:
+            for watcher in self._watchers.values():
                 with contextlib.suppress(Exception):
                     watcher.stop()
-        drained = self._drain(config.daemon.shutdown_grace_s)
+        drained = self._drain(self.runtime.ctx.config.daemon.shutdown_grace_s)
         scheduler.shutdown(wait=False)
         return drained
 
@@ -421,3 +472,8 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
             break
         clock.sleep(STEP_S / 2)
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK
+
+
+def _watched(folder: FolderConfig) -> tuple[object, ...]:
+    """What a folder's watcher depends on: a change restarts it on reload."""
+    return (folder.input, folder.recursive, folder.watch, folder.poll_s)

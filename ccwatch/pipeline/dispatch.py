@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from ccwatch.config import FolderConfig
+from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
@@ -46,6 +46,7 @@ class Pipeline:
         daemon = ctx.config.daemon
         self._lock = threading.RLock()
         self._dispatching = threading.Lock()
+        self._admitting = threading.Lock()  # a reload waits for an admission in progress
         self._kicked = False
         self._last_step = ctx.clock.monotonic()
         self._slots: dict[int, Slot] = {}
@@ -108,16 +109,23 @@ class Pipeline:
         now = self._clock.monotonic()
         self._last_step = now
         if not self._stopping:
-            for entry in self.intake.admitted(now):
-                with self._lock:
-                    if entry.id in self._slots:
-                        continue  # noted again while it waits for a submission slot
-                    if entry.attempt > 1:
-                        logger.bind(folder=entry.folder, file=entry.relpath).info(
-                            "queued again (retry)")
-                    self._track_slot(Slot(entry))
+            with self._admitting:
+                for entry in self.intake.admitted(now):
+                    with self._lock:
+                        if entry.id in self._slots:
+                            continue  # noted again while it waits for a submission slot
+                        if entry.attempt > 1:
+                            logger.bind(folder=entry.folder, file=entry.relpath).info(
+                                "queued again (retry)")
+                        self._track_slot(Slot(entry))
         self._adopt(self._claims.tend(now, self._clock.wall()))
         self.kick()
+
+    def reload(self, config: Config) -> None:
+        """Files admitted from now on follow ``config``; those already admitted keep theirs."""
+        with self._admitting, self._lock:
+            self.ctx.reload(config, in_flight=list(self._slots))
+            self.intake.reset()
 
     def kick(self) -> None:
         """Dispatch now (any thread). Called when a stage finishes, so the next one starts at once

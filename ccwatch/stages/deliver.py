@@ -72,7 +72,7 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     and when two inputs want one name, the one that settled first (lower ledger id) keeps it
     whichever finishes first: the later one leaves the names the earlier is expected to take.
     """
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
     rule = ctx.rule(entry)
     relpath = PurePosixPath(entry.relpath)
     dest_dir = folder.output / relpath.parent
@@ -137,16 +137,15 @@ def _own_earlier_outputs(ctx: Context, entry: Entry) -> set[Path]:
 def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
     """The output paths that files of this folder settled before ``entry`` and not yet planned
     are expected to take (predicted from their templates)."""
-    folder = ctx.folder(entry.folder)
     expected: set[Path] = set()
     for elder in ctx.ledger.active():
         if elder.id >= entry.id or elder.folder != entry.folder or elder.outputs:
             continue
-        rel = PurePosixPath(elder.relpath)
-        rule = folder.rules[elder.rule] if elder.rule < len(folder.rules) else None
-        template = ctx.config.templates.get(elder.template)
-        if rule is None or template is None:
+        try:
+            folder, rule, template = ctx.folder_of(elder), ctx.rule(elder), ctx.template(elder)
+        except (KeyError, IndexError):  # a folder or rule no configuration has any more
             continue
+        rel = PurePosixPath(elder.relpath)
         for n, server_name in enumerate(templates.predicted_filenames(template, rel), start=1):
             name = templates.format_output_name(
                 rule.output_name, input_relpath=rel, n=n, date=date,
@@ -184,7 +183,7 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
 def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:
     assert entry.job_id is not None
     job = ctx.api.get_job(entry.job_id, path=entry.relpath)
-    fresh = track.outputs_of(job, ctx.config.templates[entry.template].export_url_tasks)
+    fresh = track.outputs_of(job, ctx.template(entry).export_url_tasks)
     if index >= len(fresh):
         raise FileError("the job no longer lists this output", code="OUTPUT_GONE",
                         job_id=entry.job_id, path=entry.relpath)
@@ -221,7 +220,7 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
 
 
 def _originals(ctx: Context, entry: Entry) -> None:
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
     source = ctx.source(entry)
     if not fs.is_version(source, entry.size, entry.mtime_ns):
         return  # already handled before a restart, or replaced by a newer version: leave it

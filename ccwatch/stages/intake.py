@@ -67,6 +67,15 @@ class Intake:
         """A watcher saw ``path`` change (any thread; cheap)."""
         self._inbox.put((folder, path, None))
 
+    def reset(self) -> None:
+        """After a reload: drop what was queued or settling (matched under the old rules) and
+        what was said; the scans that follow a reload note every file not yet converted again."""
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+        self._settlers = {f.name: Settler(f.settle_s) for f in self.ctx.config.folders}
+        self._noted = {f.name: {} for f in self.ctx.config.folders}
+        self._said.clear()
+
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
         known = self.ctx.ledger.known_identities(folder.name)
@@ -135,7 +144,10 @@ class Intake:
                 name, path, rule = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            folder = self.ctx.folder(name)
+            try:
+                folder = self.ctx.folder(name)
+            except KeyError:  # a folder a reload removed
+                continue
             relpath = relpath_in(folder, path)
             if relpath is None:
                 continue

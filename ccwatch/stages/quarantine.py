@@ -46,7 +46,7 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     """
     record = error_record(ctx, entry, error)
     entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), error=record)
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
     source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
     target: Path | None = None
@@ -70,7 +70,7 @@ def drop_superseded(ctx: Context, entry: Entry) -> None:
     Only a quarantined file whose error record names this folder and path is removed (with its
     error file): the quarantine lists what still needs a person, and this no longer does.
     """
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
     stale = folder.quarantine / PurePosixPath(entry.relpath)
     error_file = error_file_for(stale)
     record = read_error_file(error_file)

@@ -60,7 +60,7 @@ def _check_source(ctx: Context, entry: Entry) -> None:
     if not fs.is_version(path, entry.size, entry.mtime_ns):
         raise FileVanished("changed or removed before upload; this version is dropped "
                            "(a newer one is converted)", path=str(path))
-    limit = ctx.folder(entry.folder).max_file_size
+    limit = ctx.folder_of(entry).max_file_size
     if entry.size > limit:
         raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
                         code="FILE_TOO_LARGE", path=entry.relpath)
@@ -73,7 +73,7 @@ def _check_source(ctx: Context, entry: Entry) -> None:
 
 
 def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
-    template = ctx.config.templates[entry.template]
+    template = ctx.template(entry)
     payload: dict[str, Any] = {
         "tasks": templates.render(template, PurePosixPath(entry.relpath)),
         "tag": entry.job_tag,
@@ -102,7 +102,7 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
 
 
 def _upload_task(ctx: Context, job: dict[str, Any], entry: Entry) -> dict[str, Any]:
-    name = ctx.config.templates[entry.template].upload_task
+    name = ctx.template(entry).upload_task
     for task in job.get("tasks") or []:
         if isinstance(task, dict) and task.get("name") == name:
             return task

@@ -599,3 +599,18 @@ def test_ledger_errors_name_their_key(tmp_path: Path, ledger: dict[str, Any], ke
     data = minimal()
     data["ledger"] = ledger
     assert load_error(tmp_path, data).key == key
+
+
+def test_a_reload_keeps_what_needs_a_restart(tmp_path: Path) -> None:
+    """Folders, rules and templates come from the new file; the sections opened at start stay."""
+    from ccwatch.config.reload import reloadable
+
+    running = config.load(write(tmp_path, minimal()), env={})
+    data = minimal()
+    data["daemon"] = {"max_in_flight": 2}
+    data["folders"][0]["rules"][0]["match"] = ["*.odt"]
+    new = config.load(write(tmp_path, data, "new.toml"), env={})
+    merged, restart = reloadable(running, new)
+    assert restart == ("daemon",)
+    assert merged.daemon == running.daemon and merged.folders == new.folders
+    assert reloadable(running, running) == (running, ())
