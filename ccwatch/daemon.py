@@ -30,17 +30,17 @@ from ccwatch.config import load as load_config
 from ccwatch.config.reload import reloadable
 from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
 from ccwatch.http import app as http
-from ccwatch.http import page
-from ccwatch.http.metrics import LiveCollector, Metrics
+from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, report
 from ccwatch.pipeline.neighbours import Neighbours
-from ccwatch.stages import quarantine
+from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
 from ccwatch.stages.hooks import Hooks
 
 STEP_S = 0.1
 WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
+CLEANUP_S = 1.0  # finished jobs are deleted within about this long
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
@@ -196,8 +196,11 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         hooks = Hooks(timeout_s=config.daemon.hook_timeout_s, on_failure=metrics.hook_failures.inc,
                       hide=hide)
         stack.callback(hooks.close, config.daemon.hook_timeout_s)
+        cleanup = (JobCleanup(ledger, api, clock, retry_s=config.daemon.poll_max_s,
+                              on_deleted=metrics.jobs_deleted.inc)
+                   if config.daemon.delete_jobs else None)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
-                      metrics=metrics, hooks=hooks)
+                      metrics=metrics, hooks=hooks, cleanup=cleanup)
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
@@ -229,30 +232,10 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
 @contextmanager
 def _status_endpoint(runtime: Runtime) -> Iterator[str]:
     """``[http] listen``: the status page, /metrics and /healthz of this runtime."""
-    ctx, pipeline = runtime.ctx, runtime.pipeline
-    listen = ctx.config.http.listen
-    address = ctx.config.http.host_port()
+    listen = runtime.ctx.config.http.listen
+    address = runtime.ctx.config.http.host_port()
     assert address is not None
-
-    def pause() -> tuple[str, float] | None:
-        held = pipeline.gate.pause
-        return (held.reason, held.since) if held else None
-
-    def health() -> tuple[bool, str]:
-        age = pipeline.seconds_since_step()
-        if age >= STALL_S:
-            return False, f"stalled: the pipeline has not turned for {age:.0f} s"
-        return True, "ok" + (f" (submissions paused: {held[0]})" if (held := pause()) else "")
-
-    ctx.metrics.add_live(LiveCollector(
-        # ctx.config is read at each request: a reload may change the folders
-        files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in ctx.config.folders},
-        quarantined=lambda: {k: len(v) for k, v in quarantine.by_folder(ctx.config.folders).items()},
-        in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None))
-    app = http.StatusApp(
-        page=lambda: page.render(report.gather(ctx.config, ctx.ledger, now=ctx.clock.wall(),
-                                               watch_modes=runtime.watch_modes, pause=pause)),
-        metrics=ctx.metrics.exposition, health=health)
+    app = report.status_app(runtime.pipeline, watch_modes=runtime.watch_modes, stall_s=STALL_S)
     with ExitStack() as stack:
         try:
             url = stack.enter_context(http.serve(app, *address))
@@ -410,6 +393,9 @@ class Daemon:
                 self._schedule_rescan(scheduler, folder)
             scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
                               max_instances=1, coalesce=True)
+            if self.runtime.ctx.cleanup is not None:
+                scheduler.add_job(self.runtime.ctx.cleanup.sweep, "interval", seconds=CLEANUP_S,
+                                  id="cleanup", max_instances=1, coalesce=True)
             scheduler.start()
             sd_notify("READY=1\nSTATUS=" + self.status_line())
             keepalive = watchdog_interval_s()
@@ -471,6 +457,8 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
         if pipeline.idle():
             break
         clock.sleep(STEP_S / 2)
+    if runtime.ctx.cleanup is not None:
+        runtime.ctx.cleanup.sweep()  # one try now; what fails is deleted by the next run
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK
 
 

@@ -20,6 +20,7 @@ from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
+from ccwatch.stages import cleanup
 from ccwatch.stages.quarantine import Quarantined, by_folder
 from ccwatch.webhook import BAD_SIGNATURES
 
@@ -88,6 +89,7 @@ class Status:
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
     bad_signatures: BadSignatures | None = None
+    jobs_to_delete: int = 0  # finished jobs not yet deleted on CloudConvert (delete_jobs)
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -132,7 +134,7 @@ def _read(ledger: Ledger, config: Config, path: str, now: float,
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders),
                   _failures(quarantine), now, tuple(ledger.holders()),
                   tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
-                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)))
+                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)), len(cleanup.pending_in(ledger)))
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -193,6 +195,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "other_installations": list(status.neighbours),
         "hosts": [{"host": h.host, "files": h.files, "lease_left_s": round(h.lease_left_s, 1)}
                   for h in status.hosts],
+        "jobs_to_delete": status.jobs_to_delete,
         "paused": None if status.paused is None else {
             "reason": status.paused.reason, "since": iso(status.paused.since)},
         "folders": [{
@@ -253,6 +256,9 @@ def render(status: Status, console: Console) -> None:
             left = f"{h.lease_left_s:.0f} s" if h.lease_left_s >= 0 else "EXPIRED (taken over next)"
             hosts.add_row(escape(h.host or "(unclaimed)"), str(h.files), left)
         console.print(hosts)
+    if status.jobs_to_delete:
+        console.print(f"{status.jobs_to_delete} finished job(s) not yet deleted on CloudConvert; "
+                      "the daemon keeps trying (its log says why).")
     if status.recent_failures:
         console.print("Last failures (ccwatch retry PATH puts a file back):")
         for x in status.recent_failures:

@@ -166,6 +166,7 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         log_format=t.choice("log_format", "text", ("text", "json")),
         log_level=t.choice("log_level", "info", ("debug", "info", "warning")),
         hook_timeout_s=t.duration("hook_timeout_s", 60.0),
+        delete_jobs=t.boolean("delete_jobs", True),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "

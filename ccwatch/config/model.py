@@ -94,6 +94,7 @@ class DaemonConfig:
     log_format: str = "text"  # text | json
     log_level: str = "info"  # debug | info | warning
     hook_timeout_s: float = 60.0  # an on_done/on_failed command running longer is killed
+    delete_jobs: bool = True  # delete each job on CloudConvert once its file is finished
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""

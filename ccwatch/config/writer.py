@@ -34,7 +34,7 @@ def dump_toml(config: Config) -> str:
             "give_up_after_s": d.give_up_after_s, "job_timeout_s": d.job_timeout_s,
             "shutdown_grace_s": d.shutdown_grace_s,
             "log_format": d.log_format, "log_level": d.log_level,
-            "hook_timeout_s": d.hook_timeout_s,
+            "hook_timeout_s": d.hook_timeout_s, "delete_jobs": d.delete_jobs,
         },
         "http": {"listen": config.http.listen},
     }

@@ -46,6 +46,8 @@ class Metrics:
         self.files_finished = Counter("ccwatch_files_finished",
                                       "Files finished since start, by folder and outcome.",
                                       ["folder", "outcome"], registry=r)
+        self.jobs_deleted = Counter("ccwatch_jobs_deleted",
+                                    "Finished jobs deleted on CloudConvert (delete_jobs).", registry=r)
         self.uploaded_bytes = Counter("ccwatch_uploaded_bytes", "Bytes uploaded to CloudConvert.",
                                       registry=r)
         self.delivered_bytes = Counter("ccwatch_delivered_bytes",
@@ -81,11 +83,13 @@ class LiveCollector(Collector):
 
     def __init__(self, *, files: Callable[[], dict[str, dict[str, int]]],
                  quarantined: Callable[[], dict[str, int]],
-                 in_flight: Callable[[], int], paused: Callable[[], bool]) -> None:
+                 in_flight: Callable[[], int], paused: Callable[[], bool],
+                 jobs_to_delete: Callable[[], int]) -> None:
         self._files = files
         self._quarantined = quarantined
         self._in_flight = in_flight
         self._paused = paused
+        self._to_delete = jobs_to_delete
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # the series depend on the folders: describe them only when collected
@@ -104,5 +108,8 @@ class LiveCollector(Collector):
         yield held
         yield GaugeMetricFamily("ccwatch_in_flight", "Files between settled and done.",
                                 value=self._in_flight())
+        yield GaugeMetricFamily("ccwatch_jobs_to_delete",
+                                "Finished jobs still to delete on CloudConvert (retried).",
+                                value=self._to_delete())
         yield GaugeMetricFamily("ccwatch_paused", "1 while submissions are paused for the account.",
                                 value=1 if self._paused() else 0)

@@ -1,4 +1,5 @@
-"""What the status page shows, gathered in one go from the running daemon (read-only).
+"""The operator's endpoint of a running pipeline: what the status page shows, gathered in one go
+(read-only), the live metrics and the health answer.
 
 The quarantine is read from disk (the ``.error.json`` files), not the ledger: a file someone moved
 out by hand is no longer shown. Nothing here holds a secret: no keys, no download URLs.
@@ -10,12 +11,41 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ccwatch.config import Config
-from ccwatch.http.page import FileRow, FolderRow, OutputRow, QuarantineRow, Snapshot
+from ccwatch.http.app import StatusApp
+from ccwatch.http.metrics import LiveCollector
+from ccwatch.http.page import FileRow, FolderRow, OutputRow, QuarantineRow, Snapshot, render
 from ccwatch.ledger import ACTIVE, Ledger, State
+from ccwatch.pipeline.dispatch import Pipeline
 from ccwatch.stages.quarantine import Quarantined, by_folder
 
 DAY_S = 86400.0
 MAX_ROWS = 50
+
+
+def status_app(pipeline: Pipeline, *, watch_modes: Mapping[str, str], stall_s: float) -> StatusApp:
+    """The WSGI app for ``[http] listen``; registers the live gauges with the pipeline's metrics.
+    ``ctx.config`` is read at each request: a reload may change the folders."""
+    ctx = pipeline.ctx
+
+    def pause() -> tuple[str, float] | None:
+        held = pipeline.gate.pause
+        return (held.reason, held.since) if held else None
+
+    def health() -> tuple[bool, str]:
+        age = pipeline.seconds_since_step()
+        if age >= stall_s:
+            return False, f"stalled: the pipeline has not turned for {age:.0f} s"
+        return True, "ok" + (f" (submissions paused: {held[0]})" if (held := pause()) else "")
+
+    ctx.metrics.add_live(LiveCollector(
+        files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in ctx.config.folders},
+        quarantined=lambda: {k: len(v) for k, v in by_folder(ctx.config.folders).items()},
+        in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None,
+        jobs_to_delete=lambda: ctx.cleanup.pending() if ctx.cleanup else 0))
+    return StatusApp(
+        page=lambda: render(gather(ctx.config, ctx.ledger, now=ctx.clock.wall(),
+                                   watch_modes=watch_modes, pause=pause)),
+        metrics=ctx.metrics.exposition, health=health)
 
 
 def gather(config: Config, ledger: Ledger, *, now: float, watch_modes: Mapping[str, str],

@@ -19,6 +19,7 @@ from ccwatch.config import Config, FolderConfig, Rule
 from ccwatch.config.templates import Template
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Entry, Ledger
+from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.hooks import Hooks
 
 
@@ -33,6 +34,7 @@ class Context:
     webhook_url: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     hooks: Hooks | None = None  # on_done / on_failed runner (the daemon's; tests may leave it out)
+    cleanup: JobCleanup | None = None  # deletes finished jobs (None: delete_jobs = false)
     # entry id → the configuration it was admitted under, for entries admitted before a reload
     _pinned: dict[int, Config] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -176,6 +176,8 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
     except OSError as exc:  # the new version is delivered; a stale copy only lingers
         logger.bind(folder=entry.folder, file=entry.relpath).warning(
             "could not remove the failed older version from quarantine: {}", exc)
+    if ctx.cleanup is not None and entry.job_id:
+        ctx.cleanup.add(entry.job_id)
     hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry))
     return entry
 

@@ -57,6 +57,8 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     else:
         log.error("failed ({}); the original is no longer in the input folder", error.message)
     entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+    if ctx.cleanup is not None and entry.job_id:
+        ctx.cleanup.add(entry.job_id)
     hooks.after_failed(ctx.hooks, ctx.hook(entry, "failed"), entry, source, record, target)
     return entry
 
