@@ -6,6 +6,7 @@ Effects live here: threads (APScheduler, watchdog), signals, the embedded engine
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import os
 import signal
@@ -33,6 +34,7 @@ from ccwatch.http import app as http
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, report
+from ccwatch.pipeline.credits import CreditGuard
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
@@ -362,8 +364,8 @@ class Daemon:
 
     def status_line(self) -> str:
         p = self.runtime.pipeline
-        pause = p.gate.pause
-        paused = f", PAUSED: {pause.reason}" if pause else ""
+        pause = p.gate.why_paused()
+        paused = f", PAUSED: {pause[0]}" if pause else ""
         return (f"{p.active_count()} in progress, {p.delivered} done, {p.failed} failed"
                 f"{paused}")
 
@@ -393,6 +395,11 @@ class Daemon:
                 self._schedule_rescan(scheduler, folder)
             scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
                               max_instances=1, coalesce=True)
+            guard = credit_guard(self.runtime)
+            if guard is not None:
+                scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
+                                  seconds=self.runtime.ctx.config.daemon.credits_check_s,
+                                  next_run_time=dt.datetime.now(dt.UTC))
             if self.runtime.ctx.cleanup is not None:
                 scheduler.add_job(self.runtime.ctx.cleanup.sweep, "interval", seconds=CLEANUP_S,
                                   id="cleanup", max_instances=1, coalesce=True)
@@ -440,19 +447,29 @@ class Daemon:
         return True
 
 
+def credit_guard(runtime: Runtime) -> CreditGuard | None:
+    """``min_credits``: the guard that reads the account's credits, or None when it is off."""
+    ctx = runtime.ctx
+    minimum = ctx.config.daemon.min_credits
+    return CreditGuard(ctx.api, runtime.pipeline.gate, ctx.clock, minimum=minimum) if minimum else None
+
+
 def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
     """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
     pipeline = runtime.pipeline
     clock = runtime.ctx.clock
     total = pipeline.active_count()
+    guard = credit_guard(runtime)
+    if guard is not None:
+        guard.check()
     for folder in runtime.ctx.config.folders:
         total += runtime.scan(folder)
     while True:
         pipeline.step()
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)
-        if pipeline.gate.pause is not None:
-            logger.error("stopping: {}", pipeline.gate.pause.reason)
+        if (paused := pipeline.gate.why_paused()) is not None:
+            logger.error("stopping: {}", paused[0])
             return ExitCode.ACCOUNT
         if pipeline.idle():
             break

@@ -167,6 +167,8 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         log_level=t.choice("log_level", "info", ("debug", "info", "warning")),
         hook_timeout_s=t.duration("hook_timeout_s", 60.0),
         delete_jobs=t.boolean("delete_jobs", True),
+        min_credits=t.integer("min_credits", 0, minimum=0),
+        credits_check_s=t.duration("credits_check_s", 60.0),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "

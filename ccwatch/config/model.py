@@ -95,6 +95,8 @@ class DaemonConfig:
     log_level: str = "info"  # debug | info | warning
     hook_timeout_s: float = 60.0  # an on_done/on_failed command running longer is killed
     delete_jobs: bool = True  # delete each job on CloudConvert once its file is finished
+    min_credits: int = 0  # hold new jobs while the account has fewer credits (0 = off)
+    credits_check_s: float = 60.0  # how often users/me is read while min_credits > 0
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""

@@ -35,6 +35,7 @@ def dump_toml(config: Config) -> str:
             "shutdown_grace_s": d.shutdown_grace_s,
             "log_format": d.log_format, "log_level": d.log_level,
             "hook_timeout_s": d.hook_timeout_s, "delete_jobs": d.delete_jobs,
+            "min_credits": d.min_credits, "credits_check_s": d.credits_check_s,
         },
         "http": {"listen": config.http.listen},
     }

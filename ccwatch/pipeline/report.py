@@ -27,9 +27,7 @@ def status_app(pipeline: Pipeline, *, watch_modes: Mapping[str, str], stall_s: f
     ``ctx.config`` is read at each request: a reload may change the folders."""
     ctx = pipeline.ctx
 
-    def pause() -> tuple[str, float] | None:
-        held = pipeline.gate.pause
-        return (held.reason, held.since) if held else None
+    pause = pipeline.gate.why_paused
 
     def health() -> tuple[bool, str]:
         age = pipeline.seconds_since_step()
@@ -40,7 +38,7 @@ def status_app(pipeline: Pipeline, *, watch_modes: Mapping[str, str], stall_s: f
     ctx.metrics.add_live(LiveCollector(
         files=lambda: {f.name: ctx.ledger.count_by_state(f.name) for f in ctx.config.folders},
         quarantined=lambda: {k: len(v) for k, v in by_folder(ctx.config.folders).items()},
-        in_flight=pipeline.active_count, paused=lambda: pipeline.gate.pause is not None,
+        in_flight=pipeline.active_count, paused=lambda: pause() is not None,
         jobs_to_delete=lambda: ctx.cleanup.pending() if ctx.cleanup else 0))
     return StatusApp(
         page=lambda: render(gather(ctx.config, ctx.ledger, now=ctx.clock.wall(),
