@@ -29,12 +29,11 @@ from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.config import load as load_config
 from ccwatch.config.reload import reloadable
-from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
+from ccwatch.errors import AccountError, ConfigError, ExitCode, LedgerUnavailable
 from ccwatch.http import app as http
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
-from ccwatch.pipeline import Pipeline, report
-from ccwatch.pipeline.credits import CreditGuard
+from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
@@ -88,9 +87,10 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
     if cc.endpoint != "embedded":
         key = cc.api_key.reveal() if cc.api_key else None
         if not key:
-            raise ConfigError("cloudconvert.api_key_env",
-                              f"no API key: set ${cc.api_key_env}, cloudconvert.api_key_file, or the "
-                              "systemd credential cloudconvert-api-key")
+            # An account problem, not a config one: exit 3, as `ccwatch check` says it.
+            raise AccountError(f"cloudconvert.api_key_env: no API key: set ${cc.api_key_env}, "
+                               "cloudconvert.api_key_file, or the systemd credential "
+                               "cloudconvert-api-key; then `ccwatch check`", code="NO_API_KEY")
         yield cc.base_url(), cc.sync_base_url(), key
         return
     from ccwatch.emulator import Emulator, serve
@@ -395,7 +395,7 @@ class Daemon:
                 self._schedule_rescan(scheduler, folder)
             scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
                               max_instances=1, coalesce=True)
-            guard = credit_guard(self.runtime)
+            guard = credits.guard(self.runtime.ctx, self.runtime.pipeline.gate)
             if guard is not None:
                 scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
                                   seconds=self.runtime.ctx.config.daemon.credits_check_s,
@@ -447,19 +447,12 @@ class Daemon:
         return True
 
 
-def credit_guard(runtime: Runtime) -> CreditGuard | None:
-    """``min_credits``: the guard that reads the account's credits, or None when it is off."""
-    ctx = runtime.ctx
-    minimum = ctx.config.daemon.min_credits
-    return CreditGuard(ctx.api, runtime.pipeline.gate, ctx.clock, minimum=minimum) if minimum else None
-
-
 def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
     """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
     pipeline = runtime.pipeline
     clock = runtime.ctx.clock
     total = pipeline.active_count()
-    guard = credit_guard(runtime)
+    guard = credits.guard(runtime.ctx, runtime.pipeline.gate)
     if guard is not None:
         guard.check()
     for folder in runtime.ctx.config.folders:

@@ -15,6 +15,9 @@ from ccwatch import __version__, config, logs
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError, ExitCode
 
+# Wide enough that tables never wrap when the output is not a terminal.
+NOT_A_TERMINAL_WIDTH = 1000
+
 if TYPE_CHECKING:
     from ccwatch.commands.units import Platform
     from ccwatch.daemon import Runtime
@@ -91,10 +94,19 @@ def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bo
         os._exit(0)
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """Rich output that wraps only on a terminal: in the journal, a pipe or a file, a long path
+    or message stays on one line (Rich would break it at 80 columns)."""
+    console = Console(highlight=False, stderr=stderr, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = NOT_A_TERMINAL_WIDTH
+    return console
+
+
 def _run_once_with_progress(runtime: Runtime) -> ExitCode:
     from ccwatch.daemon import run_once
 
-    console = Console(stderr=True)
+    console = _console(stderr=True)
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False,
                   disable=not console.is_terminal) as progress:
@@ -167,7 +179,7 @@ def check(config_path: Path | None) -> None:
 
     cfg = _load_unchecked(config_path)
     report = checks.run_checks(cfg)
-    console = Console(highlight=False)
+    console = _console()
     marks = {checks.OK: "[green]ok  [/]", checks.WARN: "[yellow]warn[/]", checks.FAIL: "[red]FAIL[/]"}
     console.print(f"config {cfg.source}", markup=False)
     for finding in report.findings:
@@ -197,7 +209,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status_mod.as_json(report), indent=2, ensure_ascii=False))
     else:
-        status_mod.render(report, Console(highlight=False))
+        status_mod.render(report, _console())
 
 
 @main.command()

@@ -19,7 +19,7 @@ from rich.table import Table
 from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
-from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
+from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State, damaged_hint
 from ccwatch.stages import cleanup
 from ccwatch.stages.quarantine import Quarantined, by_folder
 from ccwatch.webhook import BAD_SIGNATURES
@@ -110,7 +110,7 @@ def collect(config: Config, *, clock: Clock | None = None) -> Status:
         return _read(ledger, config, where, now, quarantine)
     except (sqlite3.Error, CcwatchError) as exc:
         key = "ledger.url" if shared else "daemon.state_dir"
-        raise ConfigError(key, f"cannot read the ledger {where}: {exc}") from exc
+        raise ConfigError(key, f"cannot read the ledger {where}: {exc}" + damaged_hint(exc)) from exc
     finally:
         ledger.close()
 

@@ -13,6 +13,13 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.errors import AccountError, CcwatchError
 from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.stages.context import Context
+
+
+def guard(ctx: Context, gate: SubmissionGate) -> CreditGuard | None:
+    """The guard for ``min_credits``, or None when it is off."""
+    minimum = ctx.config.daemon.min_credits
+    return CreditGuard(ctx.api, gate, ctx.clock, minimum=minimum) if minimum else None
 
 
 class CreditGuard:

@@ -614,3 +614,21 @@ def test_a_reload_keeps_what_needs_a_restart(tmp_path: Path) -> None:
     assert restart == ("daemon",)
     assert merged.daemon == running.daemon and merged.folders == new.folders
     assert reloadable(running, running) == (running, ())
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """One read names the problem of each section, template, folder and rule, not just the
+    first; a rule whose template is broken adds no second line for the same cause."""
+    data = minimal()
+    data["cloudconvert"] = {"endpoint": "embeded"}
+    data["daemon"] = {"max_in_flight": 0}
+    data["templates"]["to-pdf"]["tasks"]["out"]["input"] = "nowhere"
+    data["folders"][0]["rules"].append({"match": ["*.x"], "template": "zz"})
+    err = load_error(tmp_path, data)
+    assert err.exit_code == ExitCode.CONFIG
+    lines = str(err).splitlines()
+    assert lines[0] == "4 problems in the configuration:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "cloudconvert.endpoint", "daemon.max_in_flight", "templates.to-pdf.tasks.out.input",
+        "folders[0].rules[1].template"]
+    assert "no template 'zz' (known: 'to-pdf')" in lines[4]
