@@ -1,6 +1,7 @@
 """The daemon's lifecycle: open the ledger and the API, watch, crank the pipeline, drain on stop.
 
-Effects live here: threads (APScheduler, watchdog), signals, the embedded engine, sd_notify.
+Effects live here: threads (APScheduler, watchdog), signals (SIGTERM drains, SIGHUP reloads), the
+embedded engine; what systemd is told comes from :mod:`ccwatch.process`.
 """
 
 from __future__ import annotations
@@ -8,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import os
 import signal
-import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,6 +33,7 @@ from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
+from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
 from ccwatch.stages.hooks import Hooks
@@ -45,39 +44,6 @@ CLEANUP_S = 1.0  # finished jobs are deleted within about this long
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
-
-
-def sd_notify(message: str) -> bool:
-    """Send a systemd notification when ``NOTIFY_SOCKET`` is set; silently nothing otherwise."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    family = getattr(socket, "AF_UNIX", None)
-    if family is None:  # Windows builds of Python have no AF_UNIX; and no systemd to notify
-        _warn_no_af_unix()
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-    except OSError as exc:
-        logger.warning("sd_notify failed: {}", exc)
-        return False
-    return True
-
-
-@functools.cache
-def _warn_no_af_unix() -> None:
-    logger.warning("NOTIFY_SOCKET is set, but sd_notify needs AF_UNIX sockets: not on this platform")
-
-
-def watchdog_interval_s() -> float | None:
-    """Half of systemd's WatchdogSec, when the unit asks for keep-alives."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or not usec.isdigit():
-        return None
-    return int(usec) / 2_000_000
 
 
 @contextmanager
@@ -101,56 +67,6 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
     with serve(engine, host="127.0.0.1", port=0) as base_url:
         logger.info("embedded engine serving on {} (no account, no network)", base_url)
         yield base_url, base_url + "/sync", EMBEDDED_KEY
-
-
-LOCK_NAME = "ccwatch.lock"
-
-
-@contextmanager
-def single_instance(state_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the state dir for the daemon's life: one daemon per ledger.
-
-    The kernel drops the lock when the process dies, even by ``kill -9``, so a stale file never
-    blocks a restart; the pid inside is only there to name the holder.
-    """
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ConfigError("daemon.state_dir",
-                          f"cannot create the lock file in {state_dir}: {exc.strerror}") from exc
-    try:
-        if not _try_lock(fd):
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            raise ConfigError("daemon.state_dir",
-                              f"already running (pid {holder}) with the state dir {state_dir}; "
-                              "stop it first (`ccwatch status` works beside it)")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        import fcntl
-    except ImportError:  # no POSIX locks here (tests/system/test_portable_core.py blocks them)
-        logger.warning("this platform has no file locks: one daemon per state dir is not enforced")
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 @dataclass

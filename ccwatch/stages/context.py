@@ -68,7 +68,7 @@ class Context:
     def output_path(self, entry: Entry, final_path: str) -> Path:
         """A recorded output path on this host: relative to the folder's output (hosts sharing a
         ledger may mount it at different places), or absolute as older ledgers wrote it."""
-        return self.folder(entry.folder).output / PurePosixPath(final_path)
+        return self.folder_of(entry).output / PurePosixPath(final_path)
 
     def rule(self, entry: Entry) -> Rule:
         return self.folder_of(entry).rules[entry.rule]
