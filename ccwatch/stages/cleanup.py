@@ -23,9 +23,15 @@ META_KEY = "jobs_to_delete"
 RETRY_MAX_S = 600.0
 
 
+def meta_key(ledger: Ledger) -> str:
+    """Where the list is kept: a ledger shared by several hosts keeps one list per host, so no
+    host overwrites another's."""
+    return f"{META_KEY}@{ledger.host}" if ledger.shared else META_KEY
+
+
 def pending_in(ledger: Ledger) -> list[str]:
-    """The job ids recorded as still to delete (``ccwatch status`` reads this)."""
-    value = ledger.get_meta(META_KEY)
+    """The job ids recorded as still to delete by this host (``ccwatch status`` reads this)."""
+    value = ledger.get_meta(meta_key(ledger))
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
@@ -78,4 +84,4 @@ class JobCleanup:
                                         "{:.0f} s", exc.message, delay)
 
     def _save(self) -> None:
-        self._ledger.set_meta(META_KEY, sorted(self._due))
+        self._ledger.set_meta(meta_key(self._ledger), sorted(self._due))

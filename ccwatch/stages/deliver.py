@@ -178,7 +178,8 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
             "could not remove the failed older version from quarantine: {}", exc)
     if ctx.cleanup is not None and entry.job_id:
         ctx.cleanup.add(entry.job_id)
-    hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry))
+    written = [ctx.output_path(entry, o.final_path) for o in entry.outputs if o.final_path]
+    hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry), written)
     return entry
 
 

@@ -97,14 +97,15 @@ def _common(entry: Entry, source: Path, event: str) -> dict[str, str]:
     }
 
 
-def after_done(runner: Hooks | None, argv: Sequence[str], entry: Entry, source: Path) -> None:
-    """Run ``on_done`` for a delivered file (``source``: where its input was)."""
+def after_done(runner: Hooks | None, argv: Sequence[str], entry: Entry, source: Path,
+               outputs: Sequence[Path]) -> None:
+    """Run ``on_done`` for a delivered file (``source``: where its input was; ``outputs``: the
+    absolute paths written)."""
     if runner is None:
         return
-    outputs = [o.final_path for o in entry.outputs if o.final_path]
     env = _common(entry, source, "done") | {
-        "CCWATCH_OUTPUT": outputs[0] if outputs else "",
-        "CCWATCH_OUTPUTS": os.pathsep.join(outputs),
+        "CCWATCH_OUTPUT": str(outputs[0]) if outputs else "",
+        "CCWATCH_OUTPUTS": os.pathsep.join(str(o) for o in outputs),
     }
     runner.run(argv, env, folder=entry.folder, file=entry.relpath)
 
