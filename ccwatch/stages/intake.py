@@ -98,9 +98,9 @@ class Intake:
         return new
 
     def _explain(self, folder: FolderConfig, relpath: PurePosixPath, why: str) -> None:
-        """Say once why a file is left alone (our own temp files are not news)."""
+        """Say once why a file is left alone (our own files, temps and host markers, are not news)."""
         key = (folder.name, relpath)
-        if key in self._said or fs.is_own_temp(relpath.name):
+        if key in self._said or relpath.name.startswith(fs.TEMP_PREFIX):
             return
         if len(self._said) >= _SAID_MAX:
             self._said.clear()

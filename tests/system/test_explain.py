@@ -90,4 +90,5 @@ def test_each_file_not_converted_is_explained_once(tmp_path: Path, emulator: Any
                      "[folder=inbox file=download.part]") == 1
     assert log.count("still being written: waiting until it stops changing "
                      "[folder=inbox file=growing.png]") == 1
+    assert ".ccwatch-" not in log.split("startup scan")[1]  # our own markers are not news
     assert "ERROR" not in log
