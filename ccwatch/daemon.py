@@ -38,12 +38,14 @@ from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
 from ccwatch.stages.hooks import Hooks
 
-STEP_S = 0.1
 WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
 CLEANUP_S = 1.0  # finished jobs are deleted within about this long
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
+# run --once looks whether all is done at each finished file, and at least this often (settling
+# files finish nothing: their end is seen here).
+IDLE_CHECK_S = 0.5
 
 
 @contextmanager
@@ -233,6 +235,8 @@ class Daemon:
                 except OSError as exc:  # the rescan still covers the folder meanwhile
                     logger.bind(folder=name).error("cannot watch again yet: {}", exc)
                 self.runtime.scan(folder)  # what happened while nobody watched
+        # The waker turns the crank only when something is due: ask for a turn, so a hung one shows.
+        self.runtime.pipeline.nudge()
         return self.runtime.pipeline.seconds_since_step() < STALL_S
 
     def _schedule_rescan(self, scheduler: BackgroundScheduler, folder: FolderConfig) -> None:
@@ -309,8 +313,6 @@ class Daemon:
                 found = self.runtime.scan(folder)
                 logger.bind(folder=folder.name).info("startup scan: {} new file(s)", found)
                 self._schedule_rescan(scheduler, folder)
-            scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
-                              max_instances=1, coalesce=True)
             guard = credits.guard(self.runtime.ctx, self.runtime.pipeline.gate)
             if guard is not None:
                 scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
@@ -366,15 +368,14 @@ class Daemon:
 def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
     """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
     pipeline = runtime.pipeline
-    clock = runtime.ctx.clock
     total = pipeline.active_count()
     guard = credits.guard(runtime.ctx, runtime.pipeline.gate)
     if guard is not None:
         guard.check()
     for folder in runtime.ctx.config.folders:
         total += runtime.scan(folder)
+    pipeline.nudge()
     while True:
-        pipeline.step()
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)
         if (paused := pipeline.gate.why_paused()) is not None:
@@ -382,7 +383,8 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
             return ExitCode.ACCOUNT
         if pipeline.idle():
             break
-        clock.sleep(STEP_S / 2)
+        # The waker turns the crank; this thread only waits for files to finish.
+        pipeline.wait_progress(IDLE_CHECK_S)
     if runtime.ctx.cleanup is not None:
         runtime.ctx.cleanup.sweep()  # one try now; what fails is deleted by the next run
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK

@@ -50,6 +50,10 @@ class ClaimKeeper:
                            "for {:g} s", len(started), self._lease_s)
         return taken
 
+    def next_due(self) -> float | None:
+        """When ``tend`` next has work (None: a ledger of our own, never)."""
+        return self._next if self._ledger.shared else None
+
     def fresh(self, now: float) -> bool:
         """Whether our claims are surely still ours: renewed within half a lease. A host whose
         renewals fail starts nothing, so it cannot race the host that will take its files over."""

@@ -6,8 +6,11 @@
 ``step()`` is one turn of the crank: it moves noted paths into the settlers, admits settled files to
 the ledger, and hands due entries to bounded worker pools (uploads, tracking, downloads). Everything a
 file waits for (its next poll, a retry backoff, an account pause) is a time on its slot, not a
-sleeping thread, so thousands of long conversions cost no threads. The daemon calls ``step()`` from
-one scheduled job; ``run --once`` and tests call it in a loop.
+sleeping thread, so thousands of long conversions cost no threads. Nothing ticks: the waker runs
+``step()`` when a watcher notes a path and at the next time something is due (a settle look, a poll,
+the gate reopening), and a finishing stage dispatches the next work at once (``kick``). A turn
+touches only what is due (:class:`~ccwatch.pipeline.due.Agenda`), so its cost does not grow with
+the backlog.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
 from ccwatch.pipeline.claims import ClaimKeeper
-from ccwatch.pipeline.due import SUBMIT_STATES, Slot, Work, due
+from ccwatch.pipeline.due import SUBMIT_STATES, Agenda, Slot, Work
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.pipeline.outcomes import Outcomes, Verdict
 from ccwatch.pipeline.waker import Waker
@@ -34,6 +37,8 @@ from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
 
+# The shortest wait the pipeline asks the waker for when the gate holds submissions back.
+MIN_WAIT_S = 0.01
 # What a webhook delivery came to: tracked now, not ours, or nothing left to do for it.
 Pushed = Literal["accepted", "unknown", "done"]
 
@@ -46,14 +51,16 @@ class Pipeline:
         daemon = ctx.config.daemon
         self._lock = threading.RLock()
         self._dispatching = threading.Lock()
-        self._admitting = threading.Lock()  # a reload waits for an admission in progress
+        # A reload, and idle() (not between settling and admitting), wait for an admission.
+        self._admitting = threading.Lock()
         self._kicked = False
         self._last_step = ctx.clock.monotonic()
-        self._slots: dict[int, Slot] = {}
+        self._agenda = Agenda()
+        self._progressed = threading.Event()  # a file finished or the account paused
         self._by_job: dict[str, int] = {}
         self._reserved = deliver.Reservations()  # final output paths of unfinished deliveries
         self.intake = Intake(ctx)
-        self._waker = Waker(ctx.clock, self.kick)  # a due poll need not wait for the next step
+        self._waker = Waker(ctx.clock, self.step)
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
@@ -71,32 +78,41 @@ class Pipeline:
         self.delivered = 0
         self.failed = 0
         self._adopt(ctx.ledger.claim_active())
-        if self._slots:
-            logger.info("resuming {} unfinished file(s) from the ledger", len(self._slots))
+        if self._agenda:
+            logger.info("resuming {} unfinished file(s) from the ledger", len(self._agenda))
+            self._waker.soon()
 
     # -- intake ---------------------------------------------------------------------------------
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
         self.intake.note(folder, path)
+        self._waker.soon()
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
         try:
-            return self.intake.scan(folder)
+            found = self.intake.scan(folder)
         except LedgerUnavailable as exc:
             logger.bind(folder=folder.name).warning("scan postponed: {}", exc.message)
             return 0
+        if found:
+            self._waker.soon()
+        return found
+
+    def nudge(self) -> None:
+        """Turn the crank soon (the daemon's health check: a pipeline that stops turning is hung)."""
+        self._waker.soon()
 
     def _adopt(self, entries: Iterable[Entry]) -> None:
         """Track entries: resumed at start, or taken over from a host whose lease expired."""
         with self._lock:
             for entry in entries:
-                if entry.id not in self._slots:
+                if entry.id not in self._agenda.slots:
                     self._track_slot(Slot(entry))
 
     def _track_slot(self, slot: Slot) -> None:
-        self._slots[slot.entry.id] = slot
+        self._agenda.add(slot)
         self._reserved.update(self.ctx.output_path(slot.entry, o.final_path)
                               for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
@@ -105,26 +121,35 @@ class Pipeline:
     # -- the crank ------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """One turn: settle, admit, dispatch whatever is due. Called from one thread at a time."""
+        """One turn: settle, admit, dispatch whatever is due (on the waker's thread)."""
+        with self._admitting:
+            self._admit()
+        self.kick()
+
+    def _admit(self) -> None:
         now = self._clock.monotonic()
         self._last_step = now
         if not self._stopping:
-            with self._admitting:
-                for entry in self.intake.admitted(now):
-                    with self._lock:
-                        if entry.id in self._slots:
-                            continue  # noted again while it waits for a submission slot
-                        if entry.attempt > 1:
-                            logger.bind(folder=entry.folder, file=entry.relpath).info(
-                                "queued again (retry)")
-                        self._track_slot(Slot(entry))
+            for entry in self.intake.admitted(now):
+                with self._lock:
+                    if entry.id in self._agenda.slots:
+                        continue  # noted again while it waits for a submission slot
+                    if entry.attempt > 1:
+                        logger.bind(folder=entry.folder, file=entry.relpath).info(
+                            "queued again (retry)")
+                    self._track_slot(Slot(entry))
+            settling = self.intake.next_due()
+            if settling is not None:
+                self._waker.at(settling)
         self._adopt(self._claims.tend(now, self._clock.wall()))
-        self.kick()
+        renewal = self._claims.next_due()
+        if renewal is not None:
+            self._waker.at(renewal)
 
     def reload(self, config: Config) -> None:
         """Files admitted from now on follow ``config``; those already admitted keep theirs."""
         with self._admitting, self._lock:
-            self.ctx.reload(config, in_flight=list(self._slots))
+            self.ctx.reload(config, in_flight=list(self._agenda.slots))
             self.intake.reset()
 
     def kick(self) -> None:
@@ -145,20 +170,29 @@ class Pipeline:
         if not self._claims.fresh(now):
             return  # a shared ledger we cannot reach: start nothing another host may take over
         with self._lock:
-            # Slots are kept in ledger-id order (resumed first, then as settled): oldest first.
-            chosen = due(list(self._slots.values()), now, stopping=self._stopping,
-                         max_in_flight=self.ctx.config.daemon.max_in_flight,
-                         admits=lambda entry_id, fresh: self.gate.admits(entry_id, now, fresh=fresh))
+            agenda = self._agenda
+            chosen = agenda.due(now, stopping=self._stopping,
+                                max_in_flight=self.ctx.config.daemon.max_in_flight,
+                                admits=lambda entry_id, fresh: self.gate.admits(entry_id, now,
+                                                                               fresh=fresh))
             for slot, work in chosen:
                 pool, run = self._work[work]
                 self._start(slot, pool, run)
+            wake = agenda.next_due()
+            if agenda.refused:
+                # (A file waiting for a place under max_in_flight is kicked by one finishing.)
+                reopens = max(self.gate.reopens_at(now), now + MIN_WAIT_S)
+                wake = reopens if wake is None else min(wake, reopens)
+        if wake is not None and wake > now:
+            self._waker.at(wake)
+        elif wake is not None:
+            self._kicked = True  # due while this turn ran: go round once more
 
     def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
-        slot.busy = True
         try:
             pool.submit(self._guarded, slot, work)
         except RuntimeError:  # pool shut down during a stop
-            slot.busy = False
+            self._agenda.returned(slot)
 
     # -- stage work (pool threads) --------------------------------------------------------------
 
@@ -172,8 +206,7 @@ class Pipeline:
         self._progress(slot, entry)
         self.gate.succeeded()
         # A webhook may have arrived while the upload was finishing: then track at once.
-        slot.due = self._clock.monotonic() + (0.0 if slot.pushed_job else self._first_poll_s())
-        self._waker.at(slot.due)
+        slot.due = self._clock.monotonic() + self._first_poll_s()
 
     def _first_poll_s(self) -> float:
         hook = self.ctx.config.webhook
@@ -194,7 +227,6 @@ class Pipeline:
             else:
                 slot.due = now + backoff.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)
-                self._waker.at(slot.due)
             return
         # Planning serialises on the reservations' own lock: thousands of outputs never stall
         # the dispatcher, which holds the pipeline's lock.
@@ -219,7 +251,8 @@ class Pipeline:
                     self.ctx.metrics.finished(entry.folder, "done")
 
     def _retire(self, slot: Slot) -> None:
-        self._slots.pop(slot.entry.id, None)
+        self._agenda.remove(slot)
+        self._progressed.set()
         self._reserved.difference_update(
             self.ctx.output_path(slot.entry, o.final_path) for o in slot.entry.outputs if o.final_path)
         if slot.entry.job_id:
@@ -245,7 +278,10 @@ class Pipeline:
                         self.ctx.metrics.finished(slot.entry.folder, "failed")
                     self._retire(slot)
         finally:
-            slot.busy = False
+            with self._lock:
+                self._agenda.returned(slot)
+            if self.gate.pause is not None:
+                self._progressed.set()
             self.kick()
 
     def _reload(self, slot: Slot) -> None:
@@ -272,7 +308,7 @@ class Pipeline:
                 return "unknown"
             entry_id = entry.id
         with self._lock:
-            slot = self._slots.get(entry_id)
+            slot = self._agenda.slots.get(entry_id)
             # SETTLED too: a fresh slot's entry is only refreshed when its submit returns, and a
             # fast job's webhook can arrive before that.
             if slot is None or slot.entry.state not in (*SUBMIT_STATES, State.PROCESSING):
@@ -280,31 +316,35 @@ class Pipeline:
             if slot.pushed_job is not None:
                 return "done"
             slot.pushed_job = job
-            if not slot.busy:
-                slot.due = 0.0
+            self._agenda.wake(slot)  # a processing job's delivery is read at once
+        self.kick()
         return "accepted"
 
     def idle(self) -> bool:
         """Nothing in flight, nothing settling (empty files that wait forever do not count)."""
-        with self._lock:
-            if self._slots:
-                return False
-        return self.intake.idle()
+        with self._admitting, self._lock:
+            return not self._agenda and self.intake.idle()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Block until a file finishes or the account pauses (or ``timeout``): ``run --once``."""
+        self._progressed.wait(timeout)
+        self._progressed.clear()
 
     def seconds_since_step(self) -> float:
         return self._clock.monotonic() - self._last_step
 
     def active_count(self) -> int:
         with self._lock:
-            return len(self._slots)
+            return len(self._agenda)
 
     def busy_count(self) -> int:
         with self._lock:
-            return sum(1 for s in self._slots.values() if s.busy)
+            return sum(1 for s in self._agenda.slots.values() if s.busy)
 
     def stop_intake(self) -> None:
         """Finish what runs; start nothing new (SIGTERM)."""
         self._stopping = True
+        self._waker.soon()
 
     def close(self, *, wait: bool) -> None:
         self._waker.stop()

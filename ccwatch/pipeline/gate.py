@@ -63,6 +63,14 @@ class SubmissionGate:
                 return True
         return not (fresh and self._create_delay() > 0)
 
+    def reopens_at(self, now: float) -> float:
+        """When a submission refused now may next be admitted (so the pipeline wakes then)."""
+        with self._lock:
+            at = max(now, self._hold_until)
+            if self.pause is not None:
+                at = max(at, self.pause.next_probe)
+        return max(at, now + self._create_delay())
+
     def held_until(self, entry_id: int, now: float) -> float | None:
         """In the worker, just before submitting: the time to wait instead, if a hold or a pause
         arrived after this entry was queued (None: go ahead)."""

@@ -1,6 +1,7 @@
-"""One thread that calls an action at each time someone asked for (a job's next poll), so a due
-poll does not wait for the next scheduled step. Times that fall together make one call; the
-action runs on this thread."""
+"""The pipeline's one timer: a thread that calls an action at each time someone asked for (a job's
+next poll, a file's next settle look, the gate reopening) or as soon as possible (a watcher event).
+Times that fall together make one call; the action runs on this thread. With nothing asked for it
+sleeps, so an idle daemon costs nothing here."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class Waker:
         self._action = action
         self._cond = threading.Condition()
         self._times: list[float] = []  # a heap
+        self._asked: set[float] = set()  # the times in the heap, so each is pushed once
+        self._now = False
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ccwatch-waker", daemon=True)
         self._thread.start()
@@ -26,8 +29,18 @@ class Waker:
     def at(self, when: float) -> None:
         """Run the action at monotonic time ``when``."""
         with self._cond:
+            if when in self._asked:
+                return
+            self._asked.add(when)
             heapq.heappush(self._times, when)
             if self._times[0] == when:
+                self._cond.notify()
+
+    def soon(self) -> None:
+        """Run the action as soon as the thread is free (calls made meanwhile fold into one)."""
+        with self._cond:
+            if not self._now:
+                self._now = True
                 self._cond.notify()
 
     def stop(self) -> None:
@@ -39,17 +52,18 @@ class Waker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopped:
+                while not self._stopped and not self._now:
                     wait = (self._times[0] if self._times else float("inf")) - self._clock.monotonic()
                     if wait <= 0:
                         break
-                    self._cond.wait(min(wait, 60.0))
+                    self._cond.wait(min(wait, 3600.0))
                 if self._stopped:
                     return
+                self._now = False
                 now = self._clock.monotonic()
                 while self._times and self._times[0] <= now:
-                    heapq.heappop(self._times)
+                    self._asked.discard(heapq.heappop(self._times))
             try:
                 self._action()
-            except Exception:  # the scheduled step still runs; never let this thread die
+            except Exception:  # never let this thread die: it is the pipeline's only timer
                 logger.exception("wake-up action failed")

@@ -203,6 +203,11 @@ class Intake:
                         "`ccwatch retry` queues it")
         return known if known is not None and known.state is State.SETTLED else None
 
+    def next_due(self) -> float | None:
+        """When a settling file is next due for a look (None: none is settling)."""
+        times = [t for s in self._settlers.values() if (t := s.next_due()) is not None]
+        return min(times, default=None)
+
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""
         return self._inbox.empty() and all(

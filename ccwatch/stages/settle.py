@@ -9,6 +9,8 @@ Not thread-safe: the owner (the intake stage, on the pipeline's thread) serialis
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ class _Track:
     empty_waiting: bool = False  # settled but empty: waits for content with no end
     started: float = 0.0  # when it was first noted
     changing: bool = False  # still changing settle_s after it was first noted (said once)
+    ticket: int = 0  # its current entry in the settler's heap
 
 
 class Settler:
@@ -34,12 +37,24 @@ class Settler:
         self._settle_s = settle_s
         self._tracks: dict[Path, _Track] = {}
         self._notices: list[tuple[Path, str]] = []
+        # Due times, so a poll touches only the paths that are due: (due, ticket, path).
+        self._heap: list[tuple[float, int, Path]] = []
+        self._tickets = itertools.count(1)
+        self._empty = 0  # tracks with empty_waiting set
+
+    def _schedule(self, path: Path, track: _Track) -> None:
+        track.ticket = next(self._tickets)
+        heapq.heappush(self._heap, (track.due, track.ticket, path))
+
+    def _set_empty(self, track: _Track, empty: bool) -> None:
+        self._empty += empty - track.empty_waiting
+        track.empty_waiting = empty
 
     def note(self, path: Path, now: float) -> None:
         """An event or a scan saw ``path`` appear or change: restart its quiet period."""
         track = self._tracks.get(path)
         if track is None:
-            self._tracks[path] = _Track(last_event=now, due=now, started=now)
+            track = self._tracks[path] = _Track(last_event=now, due=now, started=now)
         else:
             if track.seen is not None:
                 self._changing(path, track, now)
@@ -47,38 +62,60 @@ class Settler:
             track.last_event = now
             track.due = now
             track.seen = None
-            track.empty_waiting = False
+            self._set_empty(track, False)
+        self._schedule(path, track)
+
+    def next_due(self) -> float | None:
+        """When the next tracked path is due for a look (None: nothing tracked)."""
+        heap = self._heap
+        while heap:
+            _, ticket, path = heap[0]
+            track = self._tracks.get(path)
+            if track is not None and track.ticket == ticket:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
 
     def poll(self, now: float, stat: Callable[[Path], FileStat | None]) -> list[tuple[Path, FileStat]]:
         """Stat the paths that are due; return those that are ready (each once, then untracked)."""
         ready: list[tuple[Path, FileStat]] = []
-        for path, track in list(self._tracks.items()):
-            if track.due > now:
+        later: list[tuple[Path, _Track]] = []  # looked at once per poll, even when due again now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, ticket, path = heapq.heappop(heap)
+            track = self._tracks.get(path)
+            if track is None or track.ticket != ticket:
                 continue
             try:
                 current = stat(path)
             except OSError:
                 # e.g. a share briefly unreachable: keep the file and look again later
                 track.due = now + self._settle_s
+                later.append((path, track))
                 continue
-            if current is None:
+            if current is None or (current == track.seen and current.size > 0
+                                   and now - track.seen_at >= self._settle_s):
+                self._set_empty(track, False)
                 del self._tracks[path]
-            elif track.seen is None or current != track.seen:
+                if current is not None:
+                    ready.append((path, current))
+                continue
+            if track.seen is None or current != track.seen:
                 if track.seen is not None:
                     self._changing(path, track, now)
                 track.seen, track.seen_at = current, now
                 track.due = now + self._settle_s
-                track.empty_waiting = False
+                self._set_empty(track, False)
             elif now - track.seen_at < self._settle_s:
                 track.due = track.seen_at + self._settle_s
-            elif current.size == 0:
+            else:
                 track.due = now + self._settle_s  # empty placeholders wait until written
                 if not track.empty_waiting:
                     self._notices.append((path, "empty"))
-                track.empty_waiting = True
-            else:
-                del self._tracks[path]
-                ready.append((path, current))
+                self._set_empty(track, True)
+            later.append((path, track))
+        for path, track in later:
+            self._schedule(path, track)
         return ready
 
     def _changing(self, path: Path, track: _Track, now: float) -> None:
@@ -101,4 +138,4 @@ class Settler:
 
     def waiting_empty(self) -> int:
         """How many tracked files are settled but empty (they wait for content indefinitely)."""
-        return sum(1 for t in self._tracks.values() if t.empty_waiting)
+        return self._empty

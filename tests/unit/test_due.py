@@ -6,17 +6,16 @@ import itertools
 from typing import Any
 
 from ccwatch.ledger import Entry, State
-from ccwatch.pipeline.due import Slot, Work, due
+from ccwatch.pipeline.due import Agenda, Slot, Work
 
 _ids = itertools.count(1)
 
 
-def slot(state: State, *, due_at: float = 0.0, busy: bool = False,
-         pushed: dict[str, Any] | None = None) -> Slot:
+def slot(state: State, *, due_at: float = 0.0, pushed: dict[str, Any] | None = None) -> Slot:
     entry = Entry(id=next(_ids), folder="f", relpath="a.png", size=1, mtime_ns=1, state=state,
                   rule=0, template="t", attempt=1, job_tag=None, job_id=None, upload_task_id=None,
                   outputs=(), error=None, first_seen=0.0, updated_at=0.0, transient_since=None)
-    return Slot(entry, due=due_at, busy=busy, pushed_job=pushed)
+    return Slot(entry, due=due_at, pushed_job=pushed)
 
 
 class Gate:
@@ -31,26 +30,60 @@ class Gate:
         return entry_id not in self.refuse
 
 
-def work(slots: list[Slot], now: float = 10.0, *, stopping: bool = False, max_in_flight: int = 100,
+def agenda_of(*slots: Slot) -> Agenda:
+    agenda = Agenda()
+    for s in slots:
+        agenda.add(s)
+    return agenda
+
+
+def work(agenda: Agenda, now: float = 10.0, *, stopping: bool = False, max_in_flight: int = 100,
          gate: Gate | None = None) -> list[tuple[int, Work]]:
-    chosen = due(slots, now, stopping=stopping, max_in_flight=max_in_flight, admits=gate or Gate())
+    chosen = agenda.due(now, stopping=stopping, max_in_flight=max_in_flight, admits=gate or Gate())
     return [(s.entry.id, w) for s, w in chosen]
 
 
-def test_each_state_gets_its_work_in_order() -> None:
+def test_each_state_gets_its_work_resumed_submissions_before_new_ones() -> None:
     slots = [slot(s) for s in (State.DELIVERING, State.SETTLED, State.PROCESSING,
                                 State.SUBMITTING, State.UPLOADING)]
-    assert work(slots) == [(slots[0].entry.id, Work.DELIVER), (slots[1].entry.id, Work.SUBMIT),
-                           (slots[2].entry.id, Work.TRACK), (slots[3].entry.id, Work.SUBMIT),
-                           (slots[4].entry.id, Work.SUBMIT)]
+    ids = [s.entry.id for s in slots]
+    assert work(agenda_of(*slots)) == [(ids[0], Work.DELIVER), (ids[2], Work.TRACK),
+                                       (ids[3], Work.SUBMIT), (ids[4], Work.SUBMIT),
+                                       (ids[1], Work.SUBMIT)]
+    assert all(s.busy for s in slots)
 
 
 def test_waits_for_its_due_time_and_never_runs_twice() -> None:
     later = slot(State.PROCESSING, due_at=10.5)
     now_due = slot(State.PROCESSING, due_at=10.0)
-    busy = slot(State.PROCESSING, busy=True)
-    assert work([later, now_due, busy], now=10.0) == [(now_due.entry.id, Work.TRACK)]
-    assert work([later], now=10.5) == [(later.entry.id, Work.TRACK)]
+    agenda = agenda_of(later, now_due)
+    assert agenda.next_due() == 10.0
+    assert work(agenda, now=10.0) == [(now_due.entry.id, Work.TRACK)]
+    assert work(agenda, now=10.2) == []  # busy: not started again
+    assert agenda.next_due() == 10.5
+    assert work(agenda, now=10.5) == [(later.entry.id, Work.TRACK)]
+    assert agenda.next_due() is None
+    now_due.due = 12.0
+    agenda.returned(now_due)
+    assert not now_due.busy
+    assert agenda.next_due() == 12.0
+    assert work(agenda, now=11.9) == []
+    assert work(agenda, now=12.0) == [(now_due.entry.id, Work.TRACK)]
+
+
+def test_a_moved_due_time_leaves_no_stale_turn() -> None:
+    """A webhook moves a due time forward; the old time neither starts it again nor wakes anyone."""
+    s = slot(State.PROCESSING, due_at=50.0)
+    agenda = agenda_of(s)
+    s.pushed_job = {"id": "j", "status": "finished"}
+    agenda.wake(s)
+    assert agenda.next_due() == 0.0
+    assert work(agenda) == [(s.entry.id, Work.TRACK)]
+    s.pushed_job = None
+    s.due = 80.0
+    agenda.returned(s)
+    assert agenda.next_due() == 80.0  # the stale 50.0 entry is gone
+    assert work(agenda, now=60.0) == []
 
 
 def test_a_pushed_job_is_tracked_at_once_but_only_when_processing() -> None:
@@ -59,34 +92,62 @@ def test_a_pushed_job_is_tracked_at_once_but_only_when_processing() -> None:
     processing = slot(State.PROCESSING, due_at=99.0, pushed=job)
     uploading = slot(State.UPLOADING, due_at=99.0, pushed=job)
     delivering = slot(State.DELIVERING, due_at=99.0, pushed=job)
-    busy = slot(State.PROCESSING, due_at=99.0, pushed=job, busy=True)
-    assert work([processing, uploading, delivering, busy]) == [(processing.entry.id, Work.TRACK)]
+    assert work(agenda_of(processing, uploading, delivering)) == [
+        (processing.entry.id, Work.TRACK)]
 
 
 def test_new_submissions_stop_at_max_in_flight_resumed_ones_do_not() -> None:
     """Files past ``settled`` and busy settled ones count; a resumed upload always continues."""
-    running = [slot(State.PROCESSING, due_at=50.0), slot(State.SETTLED, busy=True)]
+    running = slot(State.PROCESSING, due_at=50.0)
+    busy = slot(State.SETTLED)
     fresh = [slot(State.SETTLED), slot(State.SETTLED)]
     resumed = slot(State.UPLOADING)
-    assert work([*running, *fresh, resumed], max_in_flight=4) == [
-        (fresh[0].entry.id, Work.SUBMIT), (resumed.entry.id, Work.SUBMIT)]
-    assert work([*running, *fresh, resumed], max_in_flight=3) == [(resumed.entry.id, Work.SUBMIT)]
-    assert work([*running, *fresh], max_in_flight=2) == []
-    assert work([*running, *fresh], max_in_flight=4) == [
-        (fresh[0].entry.id, Work.SUBMIT), (fresh[1].entry.id, Work.SUBMIT)]
+    agenda = agenda_of(running, busy)
+    assert work(agenda) == [(busy.entry.id, Work.SUBMIT)]
+    assert agenda.in_flight() == 2
+    for s in (*fresh, resumed):
+        agenda.add(s)
+    assert work(agenda, max_in_flight=3) == [(resumed.entry.id, Work.SUBMIT)]
+    assert work(agenda, max_in_flight=4) == [(fresh[0].entry.id, Work.SUBMIT)]
+    assert work(agenda, max_in_flight=4) == []  # fresh[1] waits for a place
+    assert not agenda.refused  # a finished file kicks the dispatcher; the gate is not the cause
+    agenda.remove(running)  # a file finished
+    assert work(agenda, max_in_flight=4) == [(fresh[1].entry.id, Work.SUBMIT)]
 
 
-def test_the_gate_decides_every_submission_and_a_refused_one_does_not_count() -> None:
+def test_the_gate_decides_every_submission_and_a_refusal_ends_the_turns_submissions() -> None:
+    """Refusals are account-wide (hold, pause, pacing): nothing after one is asked this turn."""
     first, second, third = slot(State.SETTLED), slot(State.SETTLED), slot(State.SUBMITTING)
+    agenda = agenda_of(first, second, third)
     gate = Gate(refuse={first.entry.id})
-    assert work([first, second, third], max_in_flight=2, gate=gate) == [
-        (second.entry.id, Work.SUBMIT), (third.entry.id, Work.SUBMIT)]
-    assert gate.asked == [(first.entry.id, True), (second.entry.id, True), (third.entry.id, False)]
+    assert work(agenda, gate=gate) == [(third.entry.id, Work.SUBMIT)]
+    assert gate.asked == [(third.entry.id, False), (first.entry.id, True)]
+    assert agenda.refused
+    gate = Gate()
+    assert work(agenda, gate=gate) == [(first.entry.id, Work.SUBMIT), (second.entry.id, Work.SUBMIT)]
+    assert not agenda.refused
 
 
 def test_stopping_starts_no_submission_and_no_delivery_but_still_tracks() -> None:
     slots = [slot(State.SETTLED), slot(State.UPLOADING), slot(State.PROCESSING),
              slot(State.DELIVERING)]
     gate = Gate()
-    assert work(slots, stopping=True, gate=gate) == [(slots[2].entry.id, Work.TRACK)]
+    assert work(agenda_of(*slots), stopping=True, gate=gate) == [(slots[2].entry.id, Work.TRACK)]
     assert gate.asked == []  # not even a probe is used up
+
+
+def test_a_removed_slot_is_never_started() -> None:
+    gone = slot(State.PROCESSING)
+    agenda = agenda_of(gone)
+    agenda.remove(gone)
+    assert work(agenda) == [] and agenda.next_due() is None and len(agenda) == 0
+
+
+def test_a_turn_touches_only_what_is_due() -> None:
+    """100,000 files waiting for later polls: a turn at an early time costs no walk over them."""
+    agenda = agenda_of(*(slot(State.PROCESSING, due_at=100.0 + i) for i in range(100_000)))
+    early = slot(State.PROCESSING, due_at=5.0)
+    agenda.add(early)
+    gate = Gate()
+    assert work(agenda, now=5.0, gate=gate) == [(early.entry.id, Work.TRACK)]
+    assert agenda.next_due() == 100.0 and len(agenda) == 100_001
