@@ -37,6 +37,7 @@ from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
 from ccwatch.stages.hooks import Hooks
+from ccwatch.syncwait import JobWaiter
 
 WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
 CLEANUP_S = 1.0  # finished jobs are deleted within about this long
@@ -121,7 +122,10 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                    if config.daemon.delete_jobs else None)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
                       metrics=metrics, hooks=hooks, cleanup=cleanup)
-        pipeline = Pipeline(ctx)
+        waiter = None
+        if config.webhook is None and config.daemon.tracking == "wait":
+            waiter = functools.partial(JobWaiter, sync_base, key)
+        pipeline = Pipeline(ctx, waiter=waiter)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
         stack.callback(neighbours.leave)

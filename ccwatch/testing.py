@@ -45,8 +45,10 @@ def make_image(path: Path, *, size: tuple[int, int] = (32, 24), fmt: str | None 
 def config_text(*, endpoint: str, state_dir: Path, input_dir: Path, output: Path, quarantine: Path,
                 rules: Sequence[str], templates: str, folder_extra: str = "",
                 daemon_extra: str = "", top_extra: str = "", settle_s: float = 0.3,
-                cloudconvert_extra: str = "", delete_jobs: bool = False) -> str:
-    """A whole TOML config for one folder; ``rules`` are ``[[folders.rules]]`` bodies.
+                cloudconvert_extra: str = "", delete_jobs: bool = False,
+                polls: tuple[float, float] = (0.1, 0.5)) -> str:
+    """A whole TOML config for one folder; ``rules`` are ``[[folders.rules]]`` bodies; ``polls``
+    are (poll_interval_s, poll_max_s).
 
     ``delete_jobs`` is off unless asked for: most tests count and inspect the emulator's jobs
     after the fact (one job per file, their tags), which deleting them would hide.
@@ -59,8 +61,8 @@ endpoint = "{endpoint}"
 
 [daemon]
 state_dir = "{state_dir}"
-poll_interval_s = 0.1
-poll_max_s = 0.5
+poll_interval_s = {polls[0]}
+poll_max_s = {polls[1]}
 shutdown_grace_s = 10
 delete_jobs = {"true" if delete_jobs else "false"}
 {daemon_extra}

@@ -67,10 +67,27 @@ def run_checks(config: Config) -> Report:
     if config.ledger.shared:
         _shared_ledger(config, report)
     _api(config, report)
+    _tracking(config, report)
     if config.webhook is not None:
         _webhook(config.webhook, report)
         _webhook_secret(config, config.webhook, report)
     return report
+
+
+def _tracking(config: Config, report: Report) -> None:
+    """Which of the three ways the daemon learns that a job ended, and why."""
+    if config.webhook is not None:
+        how = ("webhook: CloudConvert posts each job's end to the receiver (a poll every "
+               f"{config.webhook.safety_poll_s:g} s per job still runs as a safety net)")
+    elif config.daemon.tracking == "wait":
+        sync = "the embedded engine's" if config.cloudconvert.endpoint == "embedded" else (
+            config.cloudconvert.sync_base_url())
+        how = (f"wait: each job is waited on through the sync host ({sync}) and seen as it ends; "
+               "a job the sync host cannot wait on is polled")
+    else:
+        how = (f"poll: each job's status is read after {config.daemon.poll_interval_s:g} s, then "
+               f"1.5 times later each time up to {config.daemon.poll_max_s:g} s")
+    report.add(OK, "daemon.tracking", how)
 
 
 def _folder_paths(config: Config) -> Iterator[tuple[str, Path]]:

@@ -24,6 +24,7 @@ from ccwatch.config.model import (
     API_KEY_CREDENTIAL,
     REGIONS,
     SYSTEM_CONFIG,
+    TRACKING,
     WEBHOOK_SECRET_CREDENTIAL,
     CloudConvertConfig,
     Config,
@@ -212,6 +213,7 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         delete_jobs=t.boolean("delete_jobs", True),
         min_credits=t.integer("min_credits", 0, minimum=0),
         credits_check_s=t.duration("credits_check_s", 60.0),
+        tracking=t.choice("tracking", "wait", TRACKING),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "

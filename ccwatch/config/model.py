@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ccwatch.ledger import Ledger
 
 REGIONS = ("", "eu-central", "us-east")
+TRACKING = ("wait", "poll")
 _HOSTS = {"live": "api.cloudconvert.com", "sandbox": "api.sandbox.cloudconvert.com"}
 API_KEY_CREDENTIAL = "cloudconvert-api-key"
 WEBHOOK_SECRET_CREDENTIAL = "cloudconvert-webhook-secret"
@@ -97,6 +98,7 @@ class DaemonConfig:
     delete_jobs: bool = True  # delete each job on CloudConvert once its file is finished
     min_credits: int = 0  # hold new jobs while the account has fewer credits (0 = off)
     credits_check_s: float = 60.0  # how often users/me is read while min_credits > 0
+    tracking: str = "wait"  # wait (on the sync host) | poll; a [webhook] table overrides both
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""

@@ -36,6 +36,7 @@ def dump_toml(config: Config) -> str:
             "log_format": d.log_format, "log_level": d.log_level,
             "hook_timeout_s": d.hook_timeout_s, "delete_jobs": d.delete_jobs,
             "min_credits": d.min_credits, "credits_check_s": d.credits_check_s,
+            "tracking": d.tracking,
         },
         "http": {"listen": config.http.listen},
     }

@@ -60,6 +60,7 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0,
         storage_port = stack.enter_context(serve_in_thread(
             storage_wsgi_app(emulator), host=bind, port=0, name="emulator-storage", **options))
         emulator.storage_url = f"http://{_url_host(bind)}:{storage_port}"
+        emulator.store.max_waits = threads // 2  # the other half serves everything else
         bound = stack.enter_context(serve_in_thread(
             wsgi_app(emulator), host=bind, port=port, name="emulator-http", **options))
         stack.callback(_release_sync_waits, emulator)

@@ -98,6 +98,10 @@ class Store:
         self.webhooks: dict[str, Webhook] = {}
         self.uploads: list[Upload] = []
         self.closing = False
+        # Each sync wait holds a server thread: past this many, a wait answers at once with the
+        # current state (the server stays responsive; clients then poll). None: no limit.
+        self.max_waits: int | None = None
+        self.waits = 0
 
     def add_task(self, task: Task) -> None:
         self.tasks[task.id] = task
@@ -113,9 +117,16 @@ class Store:
         return [self.tasks[t] for t in job.task_ids if t in self.tasks]
 
     def wait_until(self, done: Any, timeout_s: float) -> None:
-        """Block (on the condition, no polling) until ``done()`` is true, the cap passes or we close."""
+        """Block (on the condition, no polling) until ``done()`` is true, the cap passes or we close
+        (at once when ``max_waits`` waits are blocked already)."""
         with self.changed:
-            self.changed.wait_for(lambda: self.closing or done(), timeout=timeout_s)
+            if self.max_waits is not None and self.waits >= self.max_waits:
+                return
+            self.waits += 1
+            try:
+                self.changed.wait_for(lambda: self.closing or done(), timeout=timeout_s)
+            finally:
+                self.waits -= 1
 
     def notify(self) -> None:
         with self.changed:

@@ -36,6 +36,7 @@ from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
+from ccwatch.syncwait import Done, JobWaiter
 
 # The shortest wait the pipeline asks the waker for when the gate holds submissions back.
 MIN_WAIT_S = 0.01
@@ -44,7 +45,8 @@ Pushed = Literal["accepted", "unknown", "done"]
 
 
 class Pipeline:
-    def __init__(self, ctx: Context, *, rng: random.Random | None = None) -> None:
+    def __init__(self, ctx: Context, *, rng: random.Random | None = None,
+                 waiter: Callable[[Done], JobWaiter] | None = None) -> None:
         self.ctx = ctx
         self._clock = ctx.clock
         self._rng = rng or random.Random()
@@ -69,6 +71,8 @@ class Pipeline:
         self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
                                    now=self._last_step)
         self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)
+        # Wait-based tracking: each processing job waits on the sync host (a coroutine, no thread).
+        self._waiter = waiter(self._waited) if waiter else None
         self._work: dict[Work, tuple[ThreadPoolExecutor, Callable[[Slot], None]]] = {
             Work.SUBMIT: (self._uploads, self._submit),
             Work.TRACK: (self._trackers, self._track),
@@ -176,6 +180,8 @@ class Pipeline:
                                 admits=lambda entry_id, fresh: self.gate.admits(entry_id, now,
                                                                                fresh=fresh))
             for slot, work in chosen:
+                if work is Work.TRACK and self._wait(slot):
+                    continue
                 pool, run = self._work[work]
                 self._start(slot, pool, run)
             wake = agenda.next_due()
@@ -187,6 +193,33 @@ class Pipeline:
             self._waker.at(wake)
         elif wake is not None:
             self._kicked = True  # due while this turn ran: go round once more
+
+    def _wait(self, slot: Slot) -> bool:
+        """Hand a processing job to the waiter; False: read it on the tracking pool instead."""
+        job_id = slot.entry.job_id
+        if (self._waiter is None or self._stopping or slot.poll_only or not job_id
+                or slot.pushed_job is not None):
+            return False
+        return self._waiter.wait(slot.entry.id, job_id)
+
+    def _waited(self, entry_id: int, job: dict[str, Any] | None) -> None:
+        """A wait ended (on the waiter's loop): read the job at once, or poll it from now on."""
+        with self._lock:
+            slot = self._agenda.slots.get(entry_id)
+        if slot is None:
+            return
+        work: Callable[[Slot], None] = self._track
+        if job is None:
+            slot.poll_only = True
+            slot.due = self._clock.monotonic() + self.ctx.config.daemon.poll_interval_s
+            work = _nothing
+        elif isinstance(job.get("tasks"), list):
+            slot.pushed_job = job
+        # (An ended job without its tasks is read again with them.)
+        try:
+            self._trackers.submit(self._guarded, slot, work)
+        except RuntimeError:
+            pass  # stopping: the file resumes from the ledger on the next start
 
     def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
         try:
@@ -210,7 +243,9 @@ class Pipeline:
 
     def _first_poll_s(self) -> float:
         hook = self.ctx.config.webhook
-        return hook.safety_poll_s if hook else self.ctx.config.daemon.poll_interval_s
+        if hook:
+            return hook.safety_poll_s
+        return 0.0 if self._waiter else self.ctx.config.daemon.poll_interval_s
 
     def _track(self, slot: Slot) -> None:
         pushed, slot.pushed_job = slot.pushed_job, None
@@ -344,9 +379,17 @@ class Pipeline:
     def stop_intake(self) -> None:
         """Finish what runs; start nothing new (SIGTERM)."""
         self._stopping = True
+        if self._waiter:
+            self._waiter.release()  # waits hold no transfer: the drain need not wait for them
         self._waker.soon()
 
     def close(self, *, wait: bool) -> None:
         self._waker.stop()
+        if self._waiter:
+            self._waiter.close()
         for pool in (self._uploads, self._trackers, self._downloads):
             pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _nothing(slot: Slot) -> None:
+    """The work of a job handed back by the waiter: none now, its next poll is set."""

@@ -39,7 +39,8 @@ class Slot:
     retries: int = 0
     busy: bool = False
     stale: bool = False  # the ledger may be ahead of ``entry`` (a write's answer was lost)
-    pushed_job: dict[str, Any] | None = None  # a verified webhook delivery waiting to be read
+    pushed_job: dict[str, Any] | None = None  # a webhook delivery or an ended wait, to be read
+    poll_only: bool = False  # waiting on the sync host failed for this job: poll it instead
     ticket: int = -1  # which of its entries in the agenda's time heap is current (-1: none)
 
 

@@ -26,7 +26,8 @@ def test_429_503_and_dropped_connections_during_a_50_file_run(dirs: Dirs, make_c
     f.drop_connection("POST", "/tasks", times=3)
     f.drop_connection("GET", "/tasks/*", times=2)
 
-    code, delivered, failed = once(make_config(daemon_extra="upload_workers = 1"))
+    # Polled: the 503s are on the status reads (waits on the sync host: test_wait_tracking.py).
+    code, delivered, failed = once(make_config(daemon_extra='upload_workers = 1\ntracking = "poll"'))
 
     assert (code, delivered, failed) == (ExitCode.OK, 50, 0)
     assert files_under(dirs.output) == [f"f{i:02}.jpg" for i in range(50)]

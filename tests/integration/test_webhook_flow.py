@@ -86,7 +86,8 @@ def test_webhooks_replace_most_polls(tmp_path: Path, emulator: Emulator) -> None
     polling = make_dirs(tmp_path / "polling")
     before = job_gets(emulator)
     assert convert_batch(polling, build_config(polling, emulator, webhook_port=None,
-                                               daemon_extra=extra), 100) == 100
+                                               daemon_extra=extra + '\ntracking = "poll"'),
+                         100) == 100
     polling_gets = job_gets(emulator) - before
 
     hooked = make_dirs(tmp_path / "webhooks")

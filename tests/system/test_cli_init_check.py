@@ -27,6 +27,7 @@ def test_init_then_check_then_run_once_converts(tmp_path: Path) -> None:
     checked = run_cli("check", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "embedded engine: no account needed" in checked.stdout
+    assert "daemon.tracking: wait: each job is waited on through the sync host" in checked.stdout
     mode, _ = choose_mode(loaded.folders[0].input, loaded.folders[0].watch)
     assert f"'{loaded.folders[0].name}' will use {mode}:" in checked.stdout
 
@@ -101,3 +102,4 @@ def test_check_webhook_port_taken_and_plain_http_url(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout
     assert f"webhook.listen: cannot listen on 127.0.0.1:{port}" in done.stdout
     assert "warn webhook.public_url" in done.stdout and "is not https" in done.stdout
+    assert "daemon.tracking: webhook: CloudConvert posts each job's end" in done.stdout

@@ -90,7 +90,7 @@ def rich(tmp_path: Path) -> dict[str, Any]:
                    "upload_workers": 2, "download_workers": 1, "poll_interval_s": 0.5,
                    "poll_max_s": 10, "give_up_after_s": 3600, "job_timeout_s": 7200,
                    "shutdown_grace_s": 0,
-                   "log_format": "json", "log_level": "debug"},
+                   "log_format": "json", "log_level": "debug", "tracking": "poll"},
         "http": {"listen": "127.0.0.1:9100"},
         "webhook": {"listen": "[::1]:9000", "public_url": "https://h.example/cc/hook",
                     "secret_env": "HOOK_SECRET"},
@@ -130,6 +130,7 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     assert cfg.daemon.job_timeout_s == 7200.0
     assert cfg.daemon.log_level == "debug"
     assert cfg.http.host_port() == ("127.0.0.1", 9100)
+    assert cfg.daemon.tracking == "poll"
     assert cfg.webhook is not None and cfg.webhook.host_port() == ("::1", 9000)
     assert cfg.webhook.path() == "/cc/hook" and cfg.webhook.secret == config.Secret("s3")
     assert cfg.templates["ocr"].tag == "jobbuilder"
@@ -209,6 +210,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("bad-enum", setitem("folders.0.watch", "inotify"), "folders[0].watch",
      'must be one of "auto" | "events" | "poll", got "inotify"'),
     ("bad-log-format", setitem("daemon.log_format", "xml"), "daemon.log_format", "one of"),
+    ("bad-tracking", setitem("daemon.tracking", "push"), "daemon.tracking", "one of"),
     ("bad-size-unit", setitem("folders.0.max_file_size", "10 XB"), "folders[0].max_file_size",
      "unknown size unit"),
     ("bad-size-type", setitem("folders.0.max_file_size", 1.5), "folders[0].max_file_size",

@@ -1,0 +1,131 @@
+"""Waiting on jobs through the sync host (``GET {sync}/v2/jobs/{id}``), thousands at once.
+
+The sync host answers a wait when the job ends, so a job is seen finished the moment it is, with one
+request instead of a poll schedule. One event-loop thread holds every wait, each a coroutine and a
+socket (``httpx.AsyncClient``), never a thread. A wait has a client deadline and is issued again when
+the deadline passes. Anything else (an error, an early answer with the job still running, too many
+waits at once, a stop) hands the job back with no result: the pipeline then polls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from ccwatch import __version__
+
+ENDED = ("finished", "error")
+# Below the idle timeout of most proxies and load balancers (60 s), so a healthy wait is not cut.
+DEADLINE_S = 50.0
+# Each wait is an open socket; beyond this many (file descriptors are finite) a job is polled.
+MAX_WAITS = 512
+
+# Called on the loop thread with (key, the ended job) or (key, None): poll it instead.
+Done = Callable[[int, dict[str, Any] | None], None]
+
+
+class JobWaiter:
+    def __init__(self, sync_base_url: str, api_key: str | None, on_done: Done, *,
+                 deadline_s: float = DEADLINE_S, max_waits: int = MAX_WAITS) -> None:
+        self.base_url = sync_base_url.rstrip("/")
+        self._on_done = on_done
+        self._deadline_s = deadline_s
+        self._max_waits = max_waits
+        self._headers = {"User-Agent": f"ccwatch/{__version__}", "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._lock = threading.Lock()
+        self._waits: dict[int, Future[None]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._client: httpx.AsyncClient | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ccwatch-wait",
+                                        daemon=True)
+        self._thread.start()
+
+    def wait(self, key: int, job_id: str) -> bool:
+        """Start waiting on ``job_id`` (any thread); False when no wait can start (poll it)."""
+        with self._lock:
+            if len(self._waits) >= self._max_waits or self._loop.is_closed():
+                return False
+            try:
+                self._waits[key] = asyncio.run_coroutine_threadsafe(self._wait(key, job_id),
+                                                                    self._loop)
+            except RuntimeError:  # the loop stopped meanwhile
+                return False
+        return True
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waits)
+
+    def release(self) -> None:
+        """Hand every waiting job back at once (a stop: nothing should hold the drain)."""
+        with self._lock:
+            waits = list(self._waits.values())
+        for future in waits:
+            future.cancel()
+
+    def close(self) -> None:
+        self.release()
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._aclose(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:  # made on the loop, where it is used
+            timeout = httpx.Timeout(self._deadline_s, connect=15.0)
+            limits = httpx.Limits(max_connections=self._max_waits,
+                                  max_keepalive_connections=self._max_waits)
+            self._client = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
+                                             timeout=timeout, limits=limits)
+        return self._client
+
+    async def _wait(self, key: int, job_id: str) -> None:
+        job: dict[str, Any] | None = None
+        try:
+            job = await self._ended(job_id)
+        except asyncio.CancelledError:
+            job = None
+        except Exception as exc:  # any surprise only means: poll this job
+            logger.bind(job=job_id).opt(exception=exc).warning("waiting on the job failed: {}", exc)
+        finally:
+            with self._lock:
+                self._waits.pop(key, None)
+            self._on_done(key, job)
+
+    async def _ended(self, job_id: str) -> dict[str, Any] | None:
+        """The ended job, or None when the sync host cannot tell (then the pipeline polls)."""
+        client = self._http()
+        while True:
+            try:
+                response = await client.get(f"/v2/jobs/{job_id}")
+            except httpx.ReadTimeout:
+                continue  # the client deadline passed with the job still running: wait again
+            except httpx.HTTPError as exc:
+                logger.bind(job=job_id).info("the sync host failed ({}); polling the job",
+                                             exc.__class__.__name__)
+                return None
+            if not response.is_success:
+                logger.bind(job=job_id).info("the sync host answered {}; polling the job",
+                                             response.status_code)
+                return None
+            try:
+                data = response.json().get("data")
+            except (ValueError, AttributeError):
+                return None
+            if isinstance(data, dict) and data.get("status") in ENDED:
+                return data
+            return None  # answered early, the job still running: the poll schedule takes over
