@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import email.utils
 import json as jsonlib
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -38,8 +37,6 @@ from ccwatch.errors import (
 )
 
 USER_AGENT = f"ccwatch/{__version__}"
-# Below this many requests left in the server's window, job creation slows to one per second.
-RATE_LOW_WATER = 5
 MAX_BODY = 32 << 20  # an API answer larger than this is refused (a job with 10,000s of files fits)
 ERROR_BODY = 64 << 10  # what is read of a refused transfer to tell why
 MIN_RATE = 16 << 10  # bytes/s a transfer must average, after its first timeout_s, to go on
@@ -141,11 +138,23 @@ def _network(exc: httpx.HTTPError, what: str, **context: Any) -> TransientError:
     return TransientError(f"network error on {what}: {exc}", code="NETWORK", **context)
 
 
+class CreatePacing(Protocol):
+    """Told about every job creation, to pace the next ones (``ccwatch.pipeline.pacing``)."""
+
+    def sent(self, now: float) -> None: ...
+
+    def answered(self, now: float, remaining: int | None) -> None: ...
+
+    def refused(self, now: float, retry_after_s: float | None) -> None: ...
+
+    def failed(self) -> None: ...
+
+
 class CloudConvertClient:
     """Synchronous client; safe to share between worker threads."""
 
     def __init__(self, base_url: str, sync_base_url: str, api_key: str | None, *,
-                 timeout_s: float, clock: Clock) -> None:
+                 timeout_s: float, clock: Clock, pacing: CreatePacing | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.sync_base_url = sync_base_url.rstrip("/")
         self.timeout_s = timeout_s
@@ -161,9 +170,7 @@ class CloudConvertClient:
         self._storage = bounded(httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
                                              limits=limits, follow_redirects=False,
                                              max_redirects=MAX_REDIRECTS))
-        self._rate_lock = threading.Lock()
-        self._rate_remaining: int | None = None
-        self._next_create_at = 0.0
+        self._pacing = pacing
 
     def close(self) -> None:
         self._api.close()
@@ -174,15 +181,20 @@ class CloudConvertClient:
     def _call(self, method: str, route: str, *, params: Mapping[str, Any] | None = None,
               json: Any = None, note_rate: bool = False, **context: Any) -> dict[str, Any]:
         what = f"{method} {route}"
+        pacing = self._pacing if note_rate else None
+        if pacing:
+            pacing.sent(self._clock.monotonic())
         try:
             with deadline(Budget(self.timeout_s)), \
                     self._api.stream(method, route, params=params, json=json) as response:
                 limit = MAX_BODY if response.is_success else ERROR_BODY
                 content = _read_capped(response, limit, what, **context)
         except httpx.HTTPError as exc:
+            if pacing:
+                pacing.failed()
             raise _network(exc, what, **context) from exc
-        if note_rate:
-            self._note_rate(response)
+        if pacing:
+            self._note_rate(pacing, response)
         if not response.is_success:
             raise error_for(httpx.Response(response.status_code, headers=response.headers,
                                            content=content), **context)
@@ -193,25 +205,17 @@ class CloudConvertClient:
                                  **context) from None
         return data if isinstance(data, dict) else {}
 
-    def _note_rate(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("X-RateLimit-Remaining")
-        if remaining is None or not remaining.strip().lstrip("-").isdigit():
+    def _note_rate(self, pacing: CreatePacing, response: httpx.Response) -> None:
+        now = self._clock.monotonic()
+        if response.status_code == 429:
+            pacing.refused(now, retry_after_s(response.headers.get("Retry-After")))
             return
-        with self._rate_lock:
-            self._rate_remaining = int(remaining)
-
-    def create_delay(self) -> float:
-        """Seconds to hold back the next job creation (client-side limit when the window runs low)."""
-        with self._rate_lock:
-            if self._rate_remaining is None or self._rate_remaining > RATE_LOW_WATER:
-                return 0.0
-            return max(0.0, self._next_create_at - self._clock.monotonic())
+        remaining = response.headers.get("X-RateLimit-Remaining", "").strip()
+        pacing.answered(now, int(remaining) if remaining.lstrip("-").isdigit() else None)
 
     # -- jobs and tasks ------------------------------------------------------------------------
 
     def create_job(self, payload: Mapping[str, Any], *, path: str) -> dict[str, Any]:
-        with self._rate_lock:
-            self._next_create_at = self._clock.monotonic() + 1.0
         # Creations are counted in their own window (recorded): only their answers tell its state.
         body = self._call("POST", "/v2/jobs", json=payload, note_rate=True, path=path)
         return _data(body, "job", path=path)

@@ -33,6 +33,7 @@ from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
+from ccwatch.pipeline.pacing import CreatePacer
 from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context
@@ -101,8 +102,9 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         if ledger.shared:
             logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,
                         config.ledger.lease_s)
+        pacer = CreatePacer()  # job creation at the account's rate limit, learnt from its answers
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
-                                 clock=clock)
+                                 clock=clock, pacing=pacer)
         stack.callback(api.close)
         for folder in config.folders:
             for place in (folder.output, folder.quarantine):
@@ -125,7 +127,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         waiter = None
         if config.webhook is None and config.daemon.tracking == "wait":
             waiter = functools.partial(JobWaiter, sync_base, key)
-        pipeline = Pipeline(ctx, waiter=waiter)
+        pipeline = Pipeline(ctx, waiter=waiter, pacer=pacer)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
         stack.callback(neighbours.leave)

@@ -32,6 +32,7 @@ from ccwatch.pipeline.claims import ClaimKeeper
 from ccwatch.pipeline.due import SUBMIT_STATES, Agenda, Slot, Work
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.pipeline.outcomes import Outcomes, Verdict
+from ccwatch.pipeline.pacing import CreatePacer
 from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
@@ -46,7 +47,8 @@ Pushed = Literal["accepted", "unknown", "done"]
 
 class Pipeline:
     def __init__(self, ctx: Context, *, rng: random.Random | None = None,
-                 waiter: Callable[[Done], JobWaiter] | None = None) -> None:
+                 waiter: Callable[[Done], JobWaiter] | None = None,
+                 pacer: CreatePacer | None = None) -> None:
         self.ctx = ctx
         self._clock = ctx.clock
         self._rng = rng or random.Random()
@@ -67,7 +69,7 @@ class Pipeline:
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
         self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
-                                   create_delay=ctx.api.create_delay, on_pause=ctx.metrics.pauses.inc)
+                                   pacer=pacer or CreatePacer(), on_pause=ctx.metrics.pauses.inc)
         self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
                                    now=self._last_step)
         self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)

@@ -3,7 +3,7 @@
 - a 429 holds every submission until its ``Retry-After`` has passed;
 - an account error (401, 402, 403) pauses all submissions; every ``probe_s`` one submission goes
   through as a probe, and the first call that succeeds lifts the pause;
-- a low ``X-RateLimit-Remaining`` slows job creation to one a second (the API client keeps that);
+- job creation is paced at the account's rate limit (:mod:`ccwatch.pipeline.pacing`);
 - ``min_credits``: while the account has fewer credits, no new job is created (files already
   submitted go on); :mod:`ccwatch.pipeline.credits` reads them.
 
@@ -21,6 +21,10 @@ from loguru import logger
 
 from ccwatch.errors import AccountError, LedgerUnavailable
 from ccwatch.ledger import Ledger
+from ccwatch.pipeline.pacing import CreatePacer
+
+# While credits are low, refused submissions are looked at again this often (no busy wake-ups).
+CREDITS_RECHECK_S = 1.0
 
 
 @dataclass
@@ -33,12 +37,12 @@ class Pause:
 
 
 class SubmissionGate:
-    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float],
+    def __init__(self, ledger: Ledger, *, probe_s: float, pacer: CreatePacer,
                  on_pause: Callable[[], None] = lambda: None) -> None:
         self._ledger = ledger
         self._on_pause = on_pause
         self._probe_s = probe_s
-        self._create_delay = create_delay
+        self._pacer = pacer
         self._lock = threading.Lock()
         self._hold_until = 0.0
         self.pause: Pause | None = None
@@ -61,7 +65,7 @@ class SubmissionGate:
                 pause.next_probe = now + self._probe_s
                 pause.probe_id = entry_id
                 return True
-        return not (fresh and self._create_delay() > 0)
+        return not fresh or self._pacer.admit(now)
 
     def reopens_at(self, now: float) -> float:
         """When a submission refused now may next be admitted (so the pipeline wakes then)."""
@@ -69,7 +73,9 @@ class SubmissionGate:
             at = max(now, self._hold_until)
             if self.pause is not None:
                 at = max(at, self.pause.next_probe)
-        return max(at, now + self._create_delay())
+            if self.low_credits is not None:
+                at = max(at, now + CREDITS_RECHECK_S)  # the credits guard lifts it by itself
+        return max(at, now + self._pacer.delay(now))
 
     def held_until(self, entry_id: int, now: float) -> float | None:
         """In the worker, just before submitting: the time to wait instead, if a hold or a pause

@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from ccwatch.api import RATE_LOW_WATER, CloudConvertClient
+from ccwatch.api import CloudConvertClient
 from ccwatch.clock import FakeClock
 from ccwatch.emulator import Emulator, serve
 from ccwatch.errors import AccountError, FileError, RateLimited, TransientError
+from ccwatch.pipeline.pacing import CreatePacer
 
 TASKS = {"tasks": {"in": {"operation": "import/upload"}}}
 
 
-def test_job_creation_slows_when_the_window_runs_low() -> None:
-    """Above the low-water mark creation is free; at or below it, one create per second."""
+def test_job_creation_is_paced_from_the_windows_answers() -> None:
+    """Creates run free while the window has room; once it is used up one create learns the
+    window's end from its 429, and the pacer holds creation until then."""
     clock = FakeClock()
-    with Emulator(api_key="k", rate_limit_per_minute=RATE_LOW_WATER + 2) as emu, serve(emu) as url:
-        api = CloudConvertClient(url, url + "/sync", "k", timeout_s=10, clock=clock)
+    pacer = CreatePacer()
+    with Emulator(api_key="k", rate_limit_per_minute=3) as emu, serve(emu) as url:
+        api = CloudConvertClient(url, url + "/sync", "k", timeout_s=10, clock=clock, pacing=pacer)
         try:
-            api.create_job(TASKS, path="a")
-            assert api.create_delay() == 0.0  # plenty left
-            for _ in range(3):  # reads count in their own group: they leave creation alone
-                api.find_jobs_by_tag("x", path="a")
-            assert api.create_delay() == 0.0
-            api.create_job(TASKS, path="b")  # remaining is now at the low-water mark
-            assert api.create_delay() == 1.0
-            clock.advance(0.4)
-            assert abs(api.create_delay() - 0.6) < 1e-9
-            clock.advance(0.6)
-            assert api.create_delay() == 0.0
+            for name in "abc":
+                assert pacer.admit(clock.monotonic())
+                api.create_job(TASKS, path=name)
+            assert pacer.delay(clock.monotonic()) == 0.0  # nothing left, the end unknown: one probe
+            assert pacer.admit(clock.monotonic())
+            assert not pacer.admit(clock.monotonic())  # only one
+            with pytest.raises(RateLimited) as refused:
+                api.create_job(TASKS, path="d")
+            retry_after = refused.value.retry_after_s
+            assert retry_after is not None and 0 < retry_after <= 60
+            assert abs(pacer.delay(clock.monotonic()) - retry_after) < 0.1
+            assert not pacer.admit(clock.monotonic())
+            clock.advance(retry_after + 0.1)
+            assert pacer.admit(clock.monotonic())
         finally:
             api.close()
 

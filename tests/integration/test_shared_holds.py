@@ -15,6 +15,7 @@ from ccwatch.errors import AccountError
 from ccwatch.ledger.postgres import PostgresLedger
 from ccwatch.pipeline.claims import ClaimKeeper
 from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.pipeline.pacing import CreatePacer
 
 LEASE_S = 3.0
 PROBE_S = 30.0
@@ -23,7 +24,7 @@ PROBE_S = 30.0
 class Host:
     def __init__(self, url: str, name: str) -> None:
         self.ledger = PostgresLedger(url, host=name, lease_s=LEASE_S)
-        self.gate = SubmissionGate(self.ledger, probe_s=PROBE_S, create_delay=lambda: 0.0)
+        self.gate = SubmissionGate(self.ledger, probe_s=PROBE_S, pacer=CreatePacer())
         self.keeper = ClaimKeeper(self.ledger, self.gate, lease_s=LEASE_S, now=0.0)
         self._turn = 0.0
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from ccwatch.errors import AccountError
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.pipeline.pacing import CreatePacer
 
 
-def _gate(tmp_path: Path, delay: float = 0.0) -> tuple[SubmissionGate, Ledger]:
+def _gate(tmp_path: Path, pacer: CreatePacer | None = None) -> tuple[SubmissionGate, Ledger]:
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    return SubmissionGate(ledger, probe_s=30.0, create_delay=lambda: delay), ledger
+    return SubmissionGate(ledger, probe_s=30.0, pacer=pacer or CreatePacer()), ledger
 
 
 def test_a_429_holds_every_submission_until_it_passes(tmp_path: Path) -> None:
@@ -50,11 +51,17 @@ def test_what_lifts_a_pause(tmp_path: Path) -> None:
     assert gate.pause is None
 
 
-def test_low_rate_window_slows_only_new_jobs(tmp_path: Path) -> None:
-    """The client-side creation limit applies to fresh submissions, not resumed ones."""
-    gate, _ = _gate(tmp_path, delay=0.5)
-    assert not gate.admits(1, 0.0, fresh=True)
-    assert gate.admits(1, 0.0, fresh=False)
+def test_creation_pacing_holds_only_new_jobs(tmp_path: Path) -> None:
+    """The rate window's pacing applies to fresh submissions, not resumed ones; the gate says
+    when it reopens."""
+    pacer = CreatePacer()
+    gate, _ = _gate(tmp_path, pacer)
+    pacer.sent(0.0)
+    pacer.refused(0.0, 5.0)  # the window ends at 5.0
+    assert not gate.admits(1, 1.0, fresh=True)
+    assert gate.admits(1, 1.0, fresh=False)
+    assert 5.0 <= gate.reopens_at(1.0) <= 5.1
+    assert gate.admits(1, 5.1, fresh=True)
 
 
 def test_low_credits_hold_new_jobs_only_and_lift_by_themselves(tmp_path: Path) -> None:

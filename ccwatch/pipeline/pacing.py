@@ -1,0 +1,109 @@
+"""Pacing job creation at the account's rate limit: pure, the clock value is passed in.
+
+The API counts job creations in a window (``X-RateLimit-Limit`` per window, ``X-RateLimit-Remaining``
+left in it) but says neither how long the window is nor when it ends. So the pacer learns that:
+
+- each create answer tells how many are left; creates sent but not yet answered are subtracted,
+  so several uploads in parallel do not overshoot;
+- a window starts (at the latest) with its first create; a 429's ``Retry-After`` says when it ends,
+  which gives the window's length; from then on each window's end is predicted from its first
+  create, and creation waits for it once nothing is left;
+- before the length is known, one create is let through when nothing is left: its 429 teaches it.
+
+So a big backlog runs at the limit with one 429 to learn from (another when the window changes).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+# A predicted end a little late costs little; a little early costs a 429.
+MARGIN_S = 0.05
+# An admitted create that was never answered (its file vanished first, say) stops counting then.
+STALE_S = 30.0
+
+
+class CreatePacer:
+    """Thread-safe: the API client reports on upload threads, the gate asks at dispatch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left: int | None = None  # creates left in the window, as last answered
+        self._outstanding: collections.deque[float] = collections.deque()  # admitted, unanswered
+        self._began: float | None = None  # when this window's first create was sent
+        self._end: float | None = None  # when this window ends (monotonic), once predictable
+        self._window: float | None = None  # the window's length, once a 429 told an end
+        self._probe_until = 0.0  # a create let through to learn the end: no other before this
+
+    # -- reports from the API client ---------------------------------------------------------------
+
+    def sent(self, now: float) -> None:
+        with self._lock:
+            if self._began is None:
+                self._began = now
+                self._end = now + self._window if self._window is not None else None
+
+    def answered(self, now: float, remaining: int | None) -> None:
+        """A create was answered with ``X-RateLimit-Remaining`` (None: the header was absent)."""
+        with self._lock:
+            self._answer()
+            if remaining is None:
+                return
+            if self._left is not None and remaining > self._left:
+                # A window began that was not foreseen: it began at the latest now.
+                self._began = now
+                self._end = now + self._window if self._window is not None else None
+            self._left = remaining
+
+    def refused(self, now: float, retry_after_s: float | None) -> None:
+        """A create was answered 429: nothing is left; ``Retry-After`` says when the window ends."""
+        with self._lock:
+            self._answer()
+            self._left = 0
+            self._probe_until = 0.0
+            if retry_after_s is None:
+                return
+            self._end = now + retry_after_s
+            if self._began is not None and self._end > self._began:
+                # From our first create to the end: the window, or a little more (never less).
+                self._window = self._end - self._began
+
+    def failed(self) -> None:
+        """A create got no answer (network error): it may or may not have counted."""
+        with self._lock:
+            self._answer()
+
+    def _answer(self) -> None:
+        if self._outstanding:
+            self._outstanding.popleft()
+
+    # -- the gate's questions ----------------------------------------------------------------------
+
+    def admit(self, now: float) -> bool:
+        """May a create be started now? Yes counts it as outstanding until answered."""
+        with self._lock:
+            wait = self._wait(now)
+            if wait > 0:
+                return False
+            if self._left is not None and self._left - len(self._outstanding) <= 0:
+                self._probe_until = now + 1.0  # this one finds out when the window ends
+            self._outstanding.append(now)
+            return True
+
+    def delay(self, now: float) -> float:
+        """Seconds before a create may be started (0: now)."""
+        with self._lock:
+            return self._wait(now)
+
+    def _wait(self, now: float) -> float:
+        if self._end is not None and now >= self._end + MARGIN_S:
+            # The window is over: the next create begins a new one, full until told.
+            self._left = self._began = self._end = None
+        while self._outstanding and self._outstanding[0] < now - STALE_S:
+            self._outstanding.popleft()
+        if self._left is None or self._left - len(self._outstanding) > 0:
+            return 0.0
+        if self._end is not None:
+            return self._end + MARGIN_S - now
+        return max(0.0, self._probe_until - now)  # 0: one create may go and learn the end

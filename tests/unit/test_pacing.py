@@ -1,0 +1,72 @@
+"""Pacing job creation at the rate limit: plain clock values and the answers a window gives."""
+
+from __future__ import annotations
+
+from ccwatch.pipeline.pacing import MARGIN_S, CreatePacer
+
+
+def create(pacer: CreatePacer, now: float, remaining: int | None) -> bool:
+    """Admit, send and answer one create; False when the pacer did not admit it."""
+    if not pacer.admit(now):
+        return False
+    pacer.sent(now)
+    pacer.answered(now, remaining)
+    return True
+
+
+def test_free_until_the_window_is_used_then_one_probe_learns_the_end() -> None:
+    pacer = CreatePacer()
+    assert all(create(pacer, 0.1 * i, 4 - i) for i in range(5))  # 4, 3, 2, 1, 0 left
+    assert pacer.delay(0.6) == 0.0  # the end is unknown: one create may find it out
+    assert pacer.admit(0.6)
+    assert not pacer.admit(0.6)  # and only one
+    pacer.sent(0.6)
+    pacer.refused(0.6, 9.4)  # the window ends at 10.0
+    assert abs(pacer.delay(1.0) - (9.0 + MARGIN_S)) < 1e-9
+    assert not pacer.admit(9.99)
+    assert create(pacer, 10.0 + MARGIN_S, 4)  # a new window
+
+
+def test_once_the_length_is_known_windows_end_without_a_429() -> None:
+    """The first 429 tells the length (end minus the window's first create); later windows are
+    predicted from their own first create."""
+    pacer = CreatePacer()
+    for i in range(3):
+        create(pacer, float(i), 2 - i)
+    assert pacer.admit(3.0)
+    pacer.sent(3.0)
+    pacer.refused(3.0, 7.0)  # window: 0.0 → 10.0
+    t = 10.0 + MARGIN_S
+    for i in range(3):  # the next window begins with its first create at t
+        assert create(pacer, t + i, 2 - i)
+    assert not pacer.admit(t + 3)  # nothing left, and its end is known: no probe
+    assert abs(pacer.delay(t + 3) - (t + 10.0 + MARGIN_S - (t + 3))) < 1e-9
+    assert create(pacer, t + 10.0 + MARGIN_S, 2)
+
+
+def test_creates_in_flight_count_against_what_is_left() -> None:
+    """Three uploads admitted at once with one create left: that one and one probe go."""
+    pacer = CreatePacer()
+    create(pacer, 0.0, 1)
+    assert pacer.admit(0.1)
+    assert pacer.admit(0.1)  # nothing left once that is answered, the end unknown: the probe
+    assert not pacer.admit(0.1)
+    pacer.sent(0.1)
+    pacer.answered(0.2, 0)
+    assert not pacer.admit(0.3)
+
+
+def test_an_unforeseen_new_window_is_noticed_from_the_answers() -> None:
+    pacer = CreatePacer()
+    create(pacer, 0.0, 1)
+    create(pacer, 1.0, 5)  # remaining went up: a window began
+    assert pacer.delay(1.1) == 0.0
+
+
+def test_an_admitted_create_never_sent_stops_counting() -> None:
+    pacer = CreatePacer()
+    create(pacer, 0.0, 1)
+    assert pacer.admit(0.1)  # its file vanished before the create: never answered
+    assert pacer.admit(0.2)  # the probe, also never answered
+    assert not pacer.admit(0.3)
+    assert pacer.admit(30.3)
