@@ -113,13 +113,14 @@ class Settings:
     poll_interval_s: float = 0.25
     poll_max_s: float = 1.0
     max_file_size: str = "1 GB"
+    tracking: str = "wait"
 
     def describe(self) -> str:
         return (f"template {self.template}, settle_s {self.settle_s}, watch {self.watch}"
                 f"{f' (poll_s {self.poll_s})' if self.watch == 'poll' else ''}, max_in_flight "
                 f"{self.max_in_flight}, upload/download workers {self.upload_workers}/"
                 f"{self.download_workers}, poll_interval_s {self.poll_interval_s}, poll_max_s "
-                f"{self.poll_max_s}")
+                f"{self.poll_max_s}, tracking {self.tracking}")
 
 
 def write_config(ws: Workspace, base_url: str, settings: Settings) -> Path:
@@ -135,6 +136,7 @@ upload_workers = {s.upload_workers}
 download_workers = {s.download_workers}
 poll_interval_s = {s.poll_interval_s}
 poll_max_s = {s.poll_max_s}
+tracking = "{s.tracking}"
 shutdown_grace_s = 10
 
 {TEMPLATES[s.template]}

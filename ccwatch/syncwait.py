@@ -25,6 +25,7 @@ ENDED = ("finished", "error")
 DEADLINE_S = 50.0
 # Each wait is an open socket; beyond this many (file descriptors are finite) a job is polled.
 MAX_WAITS = 512
+KEEP_ALIVE = 32
 
 # Called on the loop thread with (key, the ended job) or (key, None): poll it instead.
 Done = Callable[[int, dict[str, Any] | None], None]
@@ -87,8 +88,9 @@ class JobWaiter:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:  # made on the loop, where it is used
             timeout = httpx.Timeout(self._deadline_s, connect=15.0)
+            # Few idle sockets kept: the pool walks all of its connections on every request.
             limits = httpx.Limits(max_connections=self._max_waits,
-                                  max_keepalive_connections=self._max_waits)
+                                  max_keepalive_connections=KEEP_ALIVE)
             self._client = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
                                              timeout=timeout, limits=limits)
         return self._client
