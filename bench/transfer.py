@@ -1,0 +1,141 @@
+"""Transfers: one big file up and down through the emulator, ccwatch's client against curl.
+
+Each contender runs as its own process against the same served emulator, one after the other:
+ccwatch's API client (``CloudConvertClient.upload``, then ``download`` into ``fs.write_stream``, the
+code the submit and deliver stages run) and curl posting the same form, then fetching the same URL
+to a file that is fsynced once. Upload and download + fsync are timed inside each process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import API_KEY, BenchError, Size, by_size, emulator, measure_all, workspace
+from bench.report import Result, Target
+
+RATIO = 1.2
+JOB = {"tasks": {"in": {"operation": "import/upload"},
+                 "out": {"operation": "export/url", "input": "in"}}}
+
+# The ccwatch side, run in a child: python -c CHILD base form.json file url out_dir
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from ccwatch import fs
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import SystemClock
+base, key, form, src, url, out = sys.argv[1:7]
+api = CloudConvertClient(base, base + "/sync", key, timeout_s=600, clock=SystemClock())
+result = {}
+if form != "-":
+    t = time.monotonic()
+    api.upload(json.loads(form), Path(src), "big.bin", job_id="bench", task="in")
+    result["upload_s"] = time.monotonic() - t
+if url != "-":
+    t = time.monotonic()
+    with api.download(url, job_id="bench", path="big.bin") as chunks:
+        temp, _ = fs.write_stream(Path(out), chunks)
+    result["download_s"] = time.monotonic() - t
+    temp.unlink()
+print(json.dumps(result))
+"""
+
+
+def _ccwatch(base: str, form: dict[str, object] | None, src: Path, url: str | None,
+             out: Path) -> dict[str, float]:
+    args = [sys.executable, "-c", CHILD, base, API_KEY, json.dumps(form) if form else "-", str(src),
+            url or "-", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise BenchError(f"the ccwatch client failed:\n{done.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _curl_upload(form: dict[str, object], src: Path) -> float:
+    fields = [arg for k, v in dict(form["parameters"]).items()  # type: ignore[call-overload]
+              for arg in ("-F", f"{k}={v}")]
+    started = time.monotonic()
+    subprocess.run(["curl", "-sS", "-o", os.devnull, "--fail", *fields, "-F", f"file=@{src}",
+                    str(form["url"])], check=True, timeout=900)
+    return time.monotonic() - started
+
+
+def _curl_download(url: str, out: Path) -> float:
+    target = out / "curl.bin"
+    started = time.monotonic()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(target), url], check=True, timeout=900)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.monotonic() - started
+    target.unlink()
+    return seconds
+
+
+def _measure(size_mb: int) -> tuple[float, float, float, float]:
+    """(ccwatch upload s, curl upload s, ccwatch download + fsync s, curl download + fsync s)."""
+    if shutil.which("curl") is None:
+        raise BenchError("curl is not installed (apt-get install curl)")
+    from ccwatch.api import CloudConvertClient
+    from ccwatch.clock import SystemClock
+
+    with workspace("transfer") as ws, emulator() as emu:
+        src = ws.staging / "big.bin"
+        block = os.urandom(1 << 20)  # incompressible, written once
+        with src.open("wb") as f:
+            for _ in range(size_mb):
+                f.write(block)
+        assert emu.base_url
+        api = CloudConvertClient(emu.base_url, emu.base_url + "/sync", API_KEY, timeout_s=600,
+                                 clock=SystemClock())
+        try:
+            forms, jobs = [], []
+            for _ in range(2):
+                job = api.create_job(JOB, path="big.bin")
+                jobs.append(job["id"])
+                forms.append(next(t for t in job["tasks"] if t["name"] == "in")["result"]["form"])
+            up = _ccwatch(emu.base_url, forms[0], src, None, ws.output)["upload_s"]
+            curl_up = _curl_upload(forms[1], src)
+            deadline = time.monotonic() + 120
+            while (job := api.get_job(jobs[0], path="big.bin"))["status"] != "finished":
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the pass-through job did not finish: {job['status']}")
+                time.sleep(0.2)
+            url = next(t for t in job["tasks"] if t["name"] == "out")["result"]["files"][0]["url"]
+            down = _ccwatch(emu.base_url, None, src, url, ws.output)["download_s"]
+            curl_down = _curl_download(url, ws.output)
+        finally:
+            api.close()
+        return up, curl_up, down, curl_down
+
+
+def run(size: Size) -> Result:
+    size_mb = by_size(size, full=1000, quick=200, smoke=4)
+    ((up, curl_up, down, curl_down),) = measure_all(size, lambda: _measure(size_mb))
+    rows = [("upload (POST the form)", f"{up:.2f}", f"{curl_up:.2f}", f"{up / curl_up:.2f}x",
+             f"{size_mb / up:.0f}"),
+            ("download + fsync", f"{down:.2f}", f"{curl_down:.2f}", f"{down / curl_down:.2f}x",
+             f"{size_mb / down:.0f}")]
+    summary = (f"{size_mb} MB: upload {up / curl_up:.2f}x curl, download + fsync "
+               f"{down / curl_down:.2f}x curl + fsync")
+    return Result(
+        name="transfer", title="Transfers (one big file, ccwatch's client vs curl)", summary=summary,
+        headers=("transfer", "ccwatch s", "curl s", "ccwatch / curl", "ccwatch MB/s"), rows=rows,
+        settings=[f"one {size_mb} MB file of random bytes; a pass-through job (import/upload → "
+                  "export/url) on the emulator; ccwatch's client and curl each in their own process"],
+        notes=["The emulator serves both in the bench process (waitress buffers an upload to disk "
+               "before the app sees it), so the absolute MB/s are the loopback emulator's; the "
+               "ratio is the client's cost."],
+        targets=[Target(f"upload within {RATIO}x of curl ({up / curl_up:.2f}x)", up / curl_up <= RATIO),
+                 Target(f"download + fsync within {RATIO}x of curl + fsync ({down / curl_down:.2f}x)",
+                        down / curl_down <= RATIO)],
+    )
