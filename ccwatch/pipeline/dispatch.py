@@ -86,7 +86,7 @@ class Pipeline:
         self._adopt(ctx.ledger.claim_active())
         if self._agenda:
             logger.info("resuming {} unfinished file(s) from the ledger", len(self._agenda))
-            self._waker.soon()
+        self._waker.soon()  # a first turn: resumed files, and a shared ledger's renewals begin
 
     # -- intake ---------------------------------------------------------------------------------
 
