@@ -15,8 +15,8 @@ import psutil
 from bench.common import REPO
 
 DOC = REPO / "docs" / "benchmarks.md"
-ORDER = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "memory", "latency",
-         "restart", "idle", "hosts")
+ORDER = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "ratelimit", "memory",
+         "latency", "restart", "idle", "hosts")
 
 DOC_HEADER = """# Benchmarks
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "memory",
-              "latency", "restart", "idle", "hosts")
+BENCHMARKS = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "ratelimit",
+              "memory", "latency", "restart", "idle", "hosts")
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,76 @@
+"""Rate limit: a backlog bigger than the account's job-creation limit, paced from the answers.
+
+``run --once`` over ``k x limit + 1`` files against an emulator whose window allows ``limit``
+requests to the API host per minute (ccwatch's other API-host calls are few in wait mode: the sync
+host, uploads and downloads are not counted). The (k x limit + 1)-th successful create opens the
+(k+1)-th window, so ``k x limit`` creates over the time from the first create to it is the rate
+ccwatch kept, against the limit's ``limit / 60`` per second.
+"""
+
+from __future__ import annotations
+
+from bench.common import (
+    API_KEY,
+    BenchError,
+    Settings,
+    Size,
+    by_size,
+    count_files,
+    measure_all,
+    run_ccwatch_once,
+    stage_images,
+    workspace,
+    write_config,
+)
+from bench.report import Result, Target
+from ccwatch.emulator import Emulator, serve
+
+WINDOW_S = 60.0  # the emulator's window
+SETTINGS = Settings(settle_s=0.5)
+
+
+def _measure(limit: int, windows: int) -> tuple[float, int, int, float]:
+    """(creates per second over the full windows, 201s, 429s, run seconds)."""
+    n = windows * limit + 1
+    with workspace("ratelimit") as ws, Emulator(api_key=API_KEY, rate_limit_per_minute=limit) as emu, \
+            serve(emu):
+        for path in stage_images(ws, n):
+            path.rename(ws.input / path.name)
+        assert emu.base_url
+        usage = run_ccwatch_once(ws, write_config(ws, emu.base_url, SETTINGS),
+                                 timeout_s=120 + windows * WINDOW_S * 2)
+        if count_files(ws.output) != n:
+            raise BenchError(f"run --once delivered {count_files(ws.output)} of {n} files")
+        creates = [r for r in emu.requests if r.method == "POST" and r.path == "/v2/jobs"]
+        done = [r.at for r in creates if r.status == 201]
+        refused = sum(r.status == 429 for r in creates)
+        if len(done) != n:
+            raise BenchError(f"{len(done)} jobs created for {n} files")
+        # (A smoke run stays inside one window: nothing to measure but the code path.)
+        rate = (n - 1) / (done[n - 1] - done[0]) if n > 1 else 0.0
+        return rate, len(done), refused, usage.wall_s
+
+
+def run(size: Size) -> Result:
+    limit = by_size(size, full=60, quick=30, smoke=3)
+    windows = by_size(size, full=3, quick=1, smoke=0)
+    ((rate, created, refused, wall),) = measure_all(size, lambda: _measure(limit, windows))
+    allowed = limit / WINDOW_S
+    share, refused_pct = rate / allowed, 100 * refused / (created + refused)
+    rows = [(f"{limit} per {WINDOW_S:.0f} s", str(created), str(refused), f"{refused_pct:.2f}",
+             f"{rate:.3f}", f"{allowed:.3f}", f"{100 * share:.1f}", f"{wall:.0f}")]
+    summary = (f"{100 * share:.1f} % of the limit over {windows} window(s), {refused} of "
+               f"{created + refused} creates answered 429 ({refused_pct:.2f} %)")
+    return Result(
+        name="ratelimit", title="Rate limit (a backlog paced at the job-creation limit)",
+        summary=summary,
+        headers=("limit", "jobs created", "429s", "429 %", "creates/s kept", "creates/s allowed",
+                 "% of the limit", "run s"), rows=rows,
+        settings=[f"{windows * limit + 1} PNGs to JPEG, emulator latency 0, a fixed window of "
+                  f"{limit} API-host requests per {WINDOW_S:.0f} s; ccwatch: {SETTINGS.describe()}"],
+        notes=["The emulator's Retry-After is whole seconds (rounded up), so the window length the "
+               "pacer learns from a 429 can be up to a second long; with a 60 s window that costs "
+               "under 2 % of the rate, with a 10 s window up to 10 %."],
+        targets=[Target(f">= 95 % of the limit ({100 * share:.1f} %)", share >= 0.95),
+                 Target(f"< 1 % of creates answered 429 ({refused_pct:.2f} %)", refused_pct < 1.0)],
+    )
