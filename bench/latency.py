@@ -102,7 +102,7 @@ def run(size: Size) -> Result:
                   f"next after the previous job exists plus a random 0.1-{0.1 + POLL_S:.1f} s gap",
                   "latency = emulator request log time of POST /v2/jobs - time.time() after close()"],
         notes=["A file is ready when two looks settle_s apart see the same size and mtime; the "
-               "pipeline turns every 0.1 s. In poll mode the folder is listed every poll_s, so a "
+               "pipeline turns when a look is due. In poll mode the folder is listed every poll_s, so a "
                "file waits for the next listing (poll_s / 2 on average) before its settle starts."],
         targets=[Target(f"{r.mode} p50 <= {r.limit_s:.1f} s ({r.p50:.2f} s)", r.p50 <= r.limit_s)
                  for r in results],

@@ -50,8 +50,10 @@ class CreatePacer:
             self._answer()
             if remaining is None:
                 return
-            if self._left is not None and remaining > self._left:
-                # A window began that was not foreseen: it began at the latest now.
+            # Answers to parallel creates arrive out of order, so Remaining may go up by as many as
+            # were in flight at once; more than that, and a window began that was not foreseen
+            # (it began at the latest now).
+            if self._left is not None and remaining > self._left + len(self._outstanding) + 1:
                 self._began = now
                 self._end = now + self._window if self._window is not None else None
             self._left = remaining

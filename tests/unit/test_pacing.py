@@ -70,3 +70,26 @@ def test_an_admitted_create_never_sent_stops_counting() -> None:
     assert pacer.admit(0.2)  # the probe, also never answered
     assert not pacer.admit(0.3)
     assert pacer.admit(30.3)
+
+
+def test_answers_out_of_order_are_not_a_new_window() -> None:
+    """Four creates in flight answered 57, 59, 58, 56: no window began, the length learnt from the
+    429 stays the whole window's."""
+    pacer = CreatePacer()
+    for _ in range(4):
+        assert pacer.admit(0.0)
+    pacer.sent(0.0)
+    for remaining in (57, 59, 58, 56):
+        pacer.answered(0.1, remaining)
+    pacer.sent(1.0)
+    pacer.refused(1.0, 9.0)  # the window (from 0.0) ends at 10.0
+    assert abs(pacer.delay(2.0) - (8.0 + MARGIN_S)) < 1e-9
+    assert pacer.admit(10.0 + MARGIN_S)
+    pacer.sent(10.1)
+    pacer.answered(10.2, 59)
+    for i in range(59):
+        pacer.admit(10.3)
+        pacer.sent(10.3)
+        pacer.answered(10.4, 58 - i)
+    assert not pacer.admit(10.5)
+    assert abs(pacer.delay(10.5) - (20.1 + MARGIN_S - 10.5)) < 1e-9  # 10.1 + the 10 s learnt
