@@ -143,7 +143,7 @@ class CreatePacing(Protocol):
 
     def sent(self, now: float) -> None: ...
 
-    def answered(self, now: float, remaining: int | None) -> None: ...
+    def answered(self, now: float, remaining: int | None, limit: int | None) -> None: ...
 
     def refused(self, now: float, retry_after_s: float | None) -> None: ...
 
@@ -210,8 +210,10 @@ class CloudConvertClient:
         if response.status_code == 429:
             pacing.refused(now, retry_after_s(response.headers.get("Retry-After")))
             return
-        remaining = response.headers.get("X-RateLimit-Remaining", "").strip()
-        pacing.answered(now, int(remaining) if remaining.lstrip("-").isdigit() else None)
+        remaining, limit = (response.headers.get(f"X-RateLimit-{name}", "").strip()
+                            for name in ("Remaining", "Limit"))
+        pacing.answered(now, int(remaining) if remaining.lstrip("-").isdigit() else None,
+                        int(limit) if limit.isdigit() else None)
 
     # -- jobs and tasks ------------------------------------------------------------------------
 

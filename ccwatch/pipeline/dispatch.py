@@ -179,8 +179,8 @@ class Pipeline:
             agenda = self._agenda
             chosen = agenda.due(now, stopping=self._stopping,
                                 max_in_flight=self.ctx.config.daemon.max_in_flight,
-                                admits=lambda entry_id, fresh: self.gate.admits(entry_id, now,
-                                                                               fresh=fresh))
+                                admits=lambda entry_id, creates: self.gate.admits(
+                                    entry_id, now, creates=creates))
             for slot, work in chosen:
                 if work is Work.TRACK and self._wait(slot):
                     continue

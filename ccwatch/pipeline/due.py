@@ -53,9 +53,10 @@ class Agenda:
       processing job with a webhook delivery waiting is tracked at once;
     - a new submission (``settled``) starts only while fewer than ``max_in_flight`` files are past
       ``settled`` or busy; resumed ones (``submitting``, ``uploading``) always may;
-    - every submission must be admitted by the gate, ``admits(entry_id, fresh)``, oldest first
-      (resumed ones before new ones); a refusal is account-wide (a 429 hold, an account pause
-      after its one probe, a paced job creation), so it ends the turn's submissions;
+    - every submission must be admitted by the gate, ``admits(entry_id, creates)``, oldest first
+      (resumed ones before new ones; ``creates``: it will create a job, i.e. it is not past that);
+      a refusal is account-wide (a 429 hold, an account pause after its one probe, a paced job
+      creation), so it ends the turn's submissions;
     - ``stopping`` (SIGTERM): no new submissions and no deliveries; running jobs are still read.
     """
 
@@ -147,7 +148,7 @@ class Agenda:
                 if slot is None or slot.busy:
                     self._queued.discard(heapq.heappop(queue))
                     continue
-                if not admits(slot.entry.id, fresh):
+                if not admits(slot.entry.id, slot.entry.state is not State.UPLOADING):
                     self.refused = True
                     return chosen
                 self._queued.discard(heapq.heappop(queue))

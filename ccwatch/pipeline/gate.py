@@ -53,10 +53,11 @@ class SubmissionGate:
         with self._lock:
             return (self.pause.reason, self.pause.since) if self.pause else self.low_credits
 
-    def admits(self, entry_id: int, now: float, *, fresh: bool) -> bool:
-        """At dispatch: may this entry's submission start now? (A paused gate names one probe.)"""
+    def admits(self, entry_id: int, now: float, *, creates: bool) -> bool:
+        """At dispatch: may this entry's submission start now? (A paused gate names one probe;
+        ``creates``: the submission will create a job, which the pacer must allow.)"""
         with self._lock:
-            if now < self._hold_until or (fresh and self.low_credits is not None):
+            if now < self._hold_until or (creates and self.low_credits is not None):
                 return False
             pause = self.pause
             if pause is not None:
@@ -65,7 +66,7 @@ class SubmissionGate:
                 pause.next_probe = now + self._probe_s
                 pause.probe_id = entry_id
                 return True
-        return not fresh or self._pacer.admit(now)
+        return not creates or self._pacer.admit(now)
 
     def reopens_at(self, now: float) -> float:
         """When a submission refused now may next be admitted (so the pipeline wakes then)."""

@@ -20,6 +20,8 @@ import threading
 
 # A predicted end a little late costs little; a little early costs a 429.
 MARGIN_S = 0.05
+# Asked again this soon while this window's end is about to be known.
+RECHECK_S = 0.1
 # An admitted create that was never answered (its file vanished first, say) stops counting then.
 STALE_S = 30.0
 
@@ -30,6 +32,7 @@ class CreatePacer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._left: int | None = None  # creates left in the window, as last answered
+        self._limit: int | None = None  # creates per window (X-RateLimit-Limit), once told
         self._outstanding: collections.deque[float] = collections.deque()  # admitted, unanswered
         self._began: float | None = None  # when this window's first create was sent
         self._end: float | None = None  # when this window ends (monotonic), once predictable
@@ -44,10 +47,12 @@ class CreatePacer:
                 self._began = now
                 self._end = now + self._window if self._window is not None else None
 
-    def answered(self, now: float, remaining: int | None) -> None:
-        """A create was answered with ``X-RateLimit-Remaining`` (None: the header was absent)."""
+    def answered(self, now: float, remaining: int | None, limit: int | None = None) -> None:
+        """A create was answered with ``X-RateLimit-Remaining`` and ``-Limit`` (None: absent)."""
         with self._lock:
             self._answer()
+            if limit is not None and limit > 0:
+                self._limit = limit
             if remaining is None:
                 return
             # Answers to parallel creates arrive out of order, so Remaining may go up by as many as
@@ -100,12 +105,15 @@ class CreatePacer:
 
     def _wait(self, now: float) -> float:
         if self._end is not None and now >= self._end + MARGIN_S:
-            # The window is over: the next create begins a new one, full until told.
-            self._left = self._began = self._end = None
+            # The window is over: the next create begins a new one with the whole limit.
+            self._left, self._began, self._end = self._limit, None, None
+            self._outstanding.clear()  # unanswered ones were refused or never sent
         while self._outstanding and self._outstanding[0] < now - STALE_S:
             self._outstanding.popleft()
         if self._left is None or self._left - len(self._outstanding) > 0:
             return 0.0
         if self._end is not None:
             return self._end + MARGIN_S - now
+        if self._window is not None:
+            return RECHECK_S  # the end is known once this window's first create is sent
         return max(0.0, self._probe_until - now)  # 0: one create may go and learn the end

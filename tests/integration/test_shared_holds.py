@@ -48,9 +48,9 @@ def test_a_429_on_one_host_holds_the_others(hosts: tuple[Host, Host]) -> None:
     a.keeper.share_hold(wall + 20.0)  # a got a 429 with Retry-After 20 s
     b.tend(0.0, wall)
     now = LEASE_S  # b's monotonic time at that turn
-    assert not b.gate.admits(1, now + 5.0, fresh=True)
+    assert not b.gate.admits(1, now + 5.0, creates=True)
     assert b.gate.held_until(1, now + 5.0) == pytest.approx(now + 20.0)
-    assert b.gate.admits(1, now + 20.5, fresh=True)
+    assert b.gate.admits(1, now + 20.5, creates=True)
 
 
 def test_an_account_pause_is_followed_and_lifted_by_the_other_host(hosts: tuple[Host, Host]) -> None:
@@ -58,8 +58,8 @@ def test_an_account_pause_is_followed_and_lifted_by_the_other_host(hosts: tuple[
     a.gate.paused(AccountError("credits exceeded", http_status=402), now=0.0, wall=1_000.0)
     b.tend(0.0, 1_000.0)
     assert b.gate.pause is not None and b.gate.pause.reason == "credits exceeded"
-    assert not b.gate.admits(1, LEASE_S + 1.0, fresh=True)  # no probe of its own before probe_s
+    assert not b.gate.admits(1, LEASE_S + 1.0, creates=True)  # no probe of its own before probe_s
     a.gate.succeeded()  # a's probe went through
     b.tend(0.0, 1_010.0)
     assert b.gate.pause is None
-    assert b.gate.admits(1, 2 * LEASE_S + 1.0, fresh=True)
+    assert b.gate.admits(1, 2 * LEASE_S + 1.0, creates=True)

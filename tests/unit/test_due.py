@@ -25,8 +25,8 @@ class Gate:
         self.refuse = refuse or set()
         self.asked: list[tuple[int, bool]] = []
 
-    def __call__(self, entry_id: int, fresh: bool) -> bool:
-        self.asked.append((entry_id, fresh))
+    def __call__(self, entry_id: int, creates: bool) -> bool:
+        self.asked.append((entry_id, creates))
         return entry_id not in self.refuse
 
 
@@ -121,7 +121,7 @@ def test_the_gate_decides_every_submission_and_a_refusal_ends_the_turns_submissi
     agenda = agenda_of(first, second, third)
     gate = Gate(refuse={first.entry.id})
     assert work(agenda, gate=gate) == [(third.entry.id, Work.SUBMIT)]
-    assert gate.asked == [(third.entry.id, False), (first.entry.id, True)]
+    assert gate.asked == [(third.entry.id, True), (first.entry.id, True)]  # both create a job
     assert agenda.refused
     gate = Gate()
     assert work(agenda, gate=gate) == [(first.entry.id, Work.SUBMIT), (second.entry.id, Work.SUBMIT)]

@@ -19,9 +19,9 @@ def test_a_429_holds_every_submission_until_it_passes(tmp_path: Path) -> None:
     """Nothing is admitted before the hold ends, queued work is told when to come back."""
     gate, _ = _gate(tmp_path)
     gate.hold(110.0)
-    assert not gate.admits(1, 100.0, fresh=True)
+    assert not gate.admits(1, 100.0, creates=True)
     assert gate.held_until(1, 100.0) == 110.0
-    assert gate.admits(1, 110.0, fresh=True)
+    assert gate.admits(1, 110.0, creates=True)
     assert gate.held_until(1, 110.0) is None
 
 
@@ -31,9 +31,9 @@ def test_a_pause_lets_one_probe_through_per_interval(tmp_path: Path) -> None:
     next_probe = gate.paused(AccountError("out of credits", http_status=402), now=100.0, wall=5.0)
     assert next_probe == 130.0
     assert ledger.get_meta("paused") == {"reason": "out of credits", "since": 5.0}
-    assert not gate.admits(1, 120.0, fresh=True)
-    assert gate.admits(7, 130.0, fresh=True)  # the probe
-    assert not gate.admits(8, 130.5, fresh=True)
+    assert not gate.admits(1, 120.0, creates=True)
+    assert gate.admits(7, 130.0, creates=True)  # the probe
+    assert not gate.admits(8, 130.5, creates=True)
     assert gate.held_until(7, 130.5) is None
     assert gate.held_until(8, 130.5) == 160.0
 
@@ -52,30 +52,30 @@ def test_what_lifts_a_pause(tmp_path: Path) -> None:
 
 
 def test_creation_pacing_holds_only_new_jobs(tmp_path: Path) -> None:
-    """The rate window's pacing applies to fresh submissions, not resumed ones; the gate says
-    when it reopens."""
+    """The rate window's pacing applies to submissions that create a job, not to uploads being
+    resumed; the gate says when it reopens."""
     pacer = CreatePacer()
     gate, _ = _gate(tmp_path, pacer)
     pacer.sent(0.0)
     pacer.refused(0.0, 5.0)  # the window ends at 5.0
-    assert not gate.admits(1, 1.0, fresh=True)
-    assert gate.admits(1, 1.0, fresh=False)
+    assert not gate.admits(1, 1.0, creates=True)
+    assert gate.admits(1, 1.0, creates=False)
     assert 5.0 <= gate.reopens_at(1.0) <= 5.1
-    assert gate.admits(1, 5.1, fresh=True)
+    assert gate.admits(1, 5.1, creates=True)
 
 
 def test_low_credits_hold_new_jobs_only_and_lift_by_themselves(tmp_path: Path) -> None:
-    """Below min_credits nothing fresh is admitted (work already submitted goes on); status sees
+    """Below min_credits no job is created (work already submitted goes on); status sees
     why; enough credits lift it; an account pause keeps its own, more precise reason."""
     gate, ledger = _gate(tmp_path)
     gate.credits(10, 50, wall=5.0)
-    assert not gate.admits(1, 100.0, fresh=True)
-    assert gate.admits(2, 100.0, fresh=False)
+    assert not gate.admits(1, 100.0, creates=True)
+    assert gate.admits(2, 100.0, creates=False)
     why = gate.why_paused()
     assert why is not None and "only 10 credits left, below min_credits = 50" in why[0]
     assert ledger.get_meta("paused") == {"reason": why[0], "since": 5.0}
     gate.credits(20, 50, wall=6.0)  # still low: nothing changes, nothing is written again
     assert gate.why_paused() == why
     gate.credits(50, 50, wall=7.0)
-    assert gate.admits(1, 100.0, fresh=True)
+    assert gate.admits(1, 100.0, creates=True)
     assert gate.why_paused() is None and ledger.get_meta("paused") is None

@@ -93,3 +93,16 @@ def test_answers_out_of_order_are_not_a_new_window() -> None:
         pacer.answered(10.4, 58 - i)
     assert not pacer.admit(10.5)
     assert abs(pacer.delay(10.5) - (20.1 + MARGIN_S - 10.5)) < 1e-9  # 10.1 + the 10 s learnt
+
+
+def test_a_new_window_starts_from_the_limit_not_unbounded() -> None:
+    """Sixteen files ready when a window of 10 opens: ten go before any answer, not sixteen."""
+    pacer = CreatePacer()
+    pacer.admit(0.0)
+    pacer.sent(0.0)
+    pacer.answered(0.0, 0, 10)
+    pacer.admit(0.1)
+    pacer.sent(0.1)
+    pacer.refused(0.1, 4.9)  # ends at 5.0
+    admitted = sum(pacer.admit(5.0 + MARGIN_S) for _ in range(16))
+    assert admitted == 10
