@@ -2,9 +2,10 @@
 
 The sync host answers a wait when the job ends, so a job is seen finished the moment it is, with one
 request instead of a poll schedule. One event-loop thread holds every wait, each a coroutine and a
-socket (``httpx.AsyncClient``), never a thread. A wait has a client deadline and is issued again when
-the deadline passes. Anything else (an error, an early answer with the job still running, too many
-waits at once, a stop) hands the job back with no result: the pipeline then polls it.
+socket (``httpx.AsyncClient``), never a thread. A wait has a client deadline; when it passes the job
+is handed back as still running (the pipeline reads it once, then waits again). Anything else (an
+error, an early answer with the job still running, too many waits at once, a stop) hands the job
+back with no result: the pipeline then polls it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from loguru import logger
@@ -27,8 +28,10 @@ DEADLINE_S = 50.0
 MAX_WAITS = 512
 KEEP_ALIVE = 32
 
-# Called on the loop thread with (key, the ended job) or (key, None): poll it instead.
-Done = Callable[[int, dict[str, Any] | None], None]
+# What a wait came to: the ended job, "running" (the deadline passed), or None (poll it instead).
+Waited = dict[str, Any] | Literal["running"] | None
+# Called on the loop thread with (key, what the wait came to).
+Done = Callable[[int, Waited], None]
 
 
 class JobWaiter:
@@ -96,7 +99,7 @@ class JobWaiter:
         return self._client
 
     async def _wait(self, key: int, job_id: str) -> None:
-        job: dict[str, Any] | None = None
+        job: Waited = None
         try:
             job = await self._ended(job_id)
         except asyncio.CancelledError:
@@ -108,26 +111,24 @@ class JobWaiter:
                 self._waits.pop(key, None)
             self._on_done(key, job)
 
-    async def _ended(self, job_id: str) -> dict[str, Any] | None:
-        """The ended job, or None when the sync host cannot tell (then the pipeline polls)."""
-        client = self._http()
-        while True:
-            try:
-                response = await client.get(f"/v2/jobs/{job_id}")
-            except httpx.ReadTimeout:
-                continue  # the client deadline passed with the job still running: wait again
-            except httpx.HTTPError as exc:
-                logger.bind(job=job_id).info("the sync host failed ({}); polling the job",
-                                             exc.__class__.__name__)
-                return None
-            if not response.is_success:
-                logger.bind(job=job_id).info("the sync host answered {}; polling the job",
-                                             response.status_code)
-                return None
-            try:
-                data = response.json().get("data")
-            except (ValueError, AttributeError):
-                return None
-            if isinstance(data, dict) and data.get("status") in ENDED:
-                return data
-            return None  # answered early, the job still running: the poll schedule takes over
+    async def _ended(self, job_id: str) -> Waited:
+        """The ended job, "running" at the deadline, or None when the sync host cannot tell."""
+        try:
+            response = await self._http().get(f"/v2/jobs/{job_id}")
+        except httpx.ReadTimeout:
+            return "running"  # the client deadline passed with the job still running
+        except httpx.HTTPError as exc:
+            logger.bind(job=job_id).info("the sync host failed ({}); polling the job",
+                                         exc.__class__.__name__)
+            return None
+        if not response.is_success:
+            logger.bind(job=job_id).info("the sync host answered {}; polling the job",
+                                         response.status_code)
+            return None
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            return None
+        if isinstance(data, dict) and data.get("status") in ENDED:
+            return data
+        return None  # answered early, the job still running: the poll schedule takes over

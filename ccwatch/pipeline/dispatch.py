@@ -37,7 +37,7 @@ from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
-from ccwatch.syncwait import Done, JobWaiter
+from ccwatch.syncwait import Done, JobWaiter, Waited
 
 # The shortest wait the pipeline asks the waker for when the gate holds submissions back.
 MIN_WAIT_S = 0.01
@@ -204,8 +204,9 @@ class Pipeline:
             return False
         return self._waiter.wait(slot.entry.id, job_id)
 
-    def _waited(self, entry_id: int, job: dict[str, Any] | None) -> None:
-        """A wait ended (on the waiter's loop): read the job at once, or poll it from now on."""
+    def _waited(self, entry_id: int, job: Waited) -> None:
+        """A wait ended (on the waiter's loop): read the job at once (then, still running, wait
+        again), or poll it from now on."""
         with self._lock:
             slot = self._agenda.slots.get(entry_id)
         if slot is None:
@@ -215,9 +216,10 @@ class Pipeline:
             slot.poll_only = True
             slot.due = self._clock.monotonic() + self.ctx.config.daemon.poll_interval_s
             work = _nothing
-        elif isinstance(job.get("tasks"), list):
+        elif job != "running" and isinstance(job.get("tasks"), list):
             slot.pushed_job = job
-        # (An ended job without its tasks is read again with them.)
+        # (An ended job without its tasks is read again with them; so is one still running at the
+        # wait's deadline, which also checks on it.)
         try:
             self._trackers.submit(self._guarded, slot, work)
         except RuntimeError:
@@ -261,6 +263,8 @@ class Pipeline:
             if self.ctx.config.webhook:
                 # With webhooks this poll is only the safety net for a lost delivery.
                 slot.due = now + self.ctx.config.webhook.safety_poll_s
+            elif self._waiter and not slot.poll_only:
+                slot.due = now  # read at a wait's deadline: wait again
             else:
                 slot.due = now + backoff.poll_delay(slot.polls - 1, daemon.poll_interval_s,
                                                   daemon.poll_max_s, rng=self._rng)

@@ -5,12 +5,16 @@ hands its jobs to the poll schedule, and they still finish."""
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 from typing import Any
 
 from daemon_harness import Dirs, MakeConfig, files_under, once
 
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import SystemClock
 from ccwatch.errors import ExitCode
-from ccwatch.testing import make_image
+from ccwatch.syncwait import JobWaiter
+from ccwatch.testing import make_image, wait_for
 
 LATENCY_S = 1.5
 # Far above the latency: a job seen finished by a poll would take at least this long.
@@ -82,3 +86,42 @@ def test_tracking_poll_never_waits(dirs: Dirs, make_config: MakeConfig, emulator
     assert (code, delivered) == (ExitCode.OK, 1)
     assert logged(emulator, "GET", "/sync/v2/jobs/*") == []
     assert len(logged(emulator, "GET", "/v2/jobs/*")) >= 1
+
+
+def test_a_wait_past_its_deadline_hands_the_job_back_as_running(emulator: Any,
+                                                                 tmp_path: Path) -> None:
+    """The client deadline passes before the job ends: "running" (the pipeline reads the job once
+    and waits again); a later wait gets the ended job with its tasks."""
+    api = CloudConvertClient(emulator.base_url, emulator.base_url + "/sync", emulator.api_key,
+                             timeout_s=10, clock=SystemClock())
+    results: list[Any] = []
+    waiter = JobWaiter(emulator.base_url + "/sync", emulator.api_key,
+                       lambda key, job: results.append((key, job)), deadline_s=0.3)
+    try:
+        emulator.faults.latency(1.5)
+        job = api.create_job({"tasks": {"in": {"operation": "import/upload"},
+                                        "out": {"operation": "export/url", "input": "in"}}},
+                             path="x")
+        upload = next(t for t in job["tasks"] if t["name"] == "in")
+        make_image(tmp_path / "x.png")
+        api.upload(upload["result"]["form"], tmp_path / "x.png", "x.png", job_id=job["id"],
+                   task="in")
+        assert waiter.wait(1, job["id"])
+        wait_for(lambda: len(results) == 1, timeout=5, message="the first wait's end")
+        assert results[0] == (1, "running")
+
+        def ended_or_wait_again() -> bool:
+            if results[-1][1] != "running":
+                return True
+            if not waiter.waiting():
+                assert waiter.wait(1, job["id"])  # as the pipeline does, after one read
+            return False
+
+        wait_for(ended_or_wait_again, timeout=10, message="the job's end")
+        key, ended = results[-1]
+        assert key == 1 and isinstance(ended, dict) and ended["status"] in ("finished", "error")
+        assert isinstance(ended.get("tasks"), list)
+        assert waiter.waiting() == 0
+    finally:
+        waiter.close()
+        api.close()
