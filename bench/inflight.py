@@ -48,7 +48,7 @@ def _measure(count: int, sample_s: float) -> tuple[float, int, float, int]:
             proc = psutil.Process(child.pid)
             started = time.monotonic()
             drop(paths, ws.input)
-            wait_until(lambda: emu.count("POST", "/upload/*") >= count, 120 + count / 10,
+            wait_until(lambda: emu.count("POST", "/tasks") >= count, 120 + count / 10,
                        f"{count} uploads", child, interval_s=0.5)
             ramp_s = time.monotonic() - started
             rss, threads = 0.0, 0

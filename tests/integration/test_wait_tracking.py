@@ -40,8 +40,8 @@ def test_jobs_are_seen_finished_when_they_end_not_at_a_poll(dirs: Dirs, make_con
     waits = logged(emulator, "GET", "/sync/v2/jobs/*")
     assert len(waits) == 4 and all(r.status == 200 for r in waits)
     assert logged(emulator, "GET", "/v2/jobs/*") == []  # not one poll
-    first_upload = min(r.at for r in logged(emulator, "POST", "/upload/*"))
-    last_download = max(r.at for r in logged(emulator, "GET", "/download/*"))
+    first_upload = min(r.at for r in logged(emulator, "POST", "/tasks"))
+    last_download = max(r.at for r in logged(emulator, "GET", "/tasks/*"))
     assert last_download - first_upload < LATENCY_S + 2.0
 
 
