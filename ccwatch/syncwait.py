@@ -52,14 +52,15 @@ class JobWaiter:
                                         daemon=True)
         self._thread.start()
 
-    def wait(self, key: int, job_id: str) -> bool:
-        """Start waiting on ``job_id`` (any thread); False when no wait can start (poll it)."""
+    def wait(self, key: int, job_id: str, *, deadline_s: float | None = None) -> bool:
+        """Start waiting on ``job_id`` (any thread) for at most ``deadline_s`` (default: the
+        waiter's); False when no wait can start (poll it)."""
         with self._lock:
             if len(self._waits) >= self._max_waits or self._loop.is_closed():
                 return False
             try:
-                self._waits[key] = asyncio.run_coroutine_threadsafe(self._wait(key, job_id),
-                                                                    self._loop)
+                self._waits[key] = asyncio.run_coroutine_threadsafe(
+                    self._wait(key, job_id, deadline_s or self._deadline_s), self._loop)
             except RuntimeError:  # the loop stopped meanwhile
                 return False
         return True
@@ -98,10 +99,10 @@ class JobWaiter:
                                              timeout=timeout, limits=limits)
         return self._client
 
-    async def _wait(self, key: int, job_id: str) -> None:
+    async def _wait(self, key: int, job_id: str, deadline_s: float) -> None:
         job: Waited = None
         try:
-            job = await self._ended(job_id)
+            job = await self._ended(job_id, deadline_s)
         except asyncio.CancelledError:
             job = None
         except Exception as exc:  # any surprise only means: poll this job
@@ -111,10 +112,11 @@ class JobWaiter:
                 self._waits.pop(key, None)
             self._on_done(key, job)
 
-    async def _ended(self, job_id: str) -> Waited:
+    async def _ended(self, job_id: str, deadline_s: float) -> Waited:
         """The ended job, "running" at the deadline, or None when the sync host cannot tell."""
         try:
-            response = await self._http().get(f"/v2/jobs/{job_id}")
+            response = await self._http().get(f"/v2/jobs/{job_id}",
+                                              timeout=httpx.Timeout(deadline_s, connect=15.0))
         except httpx.ReadTimeout:
             return "running"  # the client deadline passed with the job still running
         except httpx.HTTPError as exc:
