@@ -46,8 +46,13 @@ class JobWaiter:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._lock = threading.Lock()
         self._waits: dict[int, Future[None]] = {}
-        self._loop = asyncio.new_event_loop()
         self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._loop = asyncio.new_event_loop()
+        except OSError as exc:  # no socketpair for the loop's wake-up (a stripped-down platform)
+            logger.warning("cannot wait on jobs through the sync host ({}); polling them", exc)
+            return
         self._thread = threading.Thread(target=self._loop.run_forever, name="ccwatch-wait",
                                         daemon=True)
         self._thread.start()
@@ -56,7 +61,8 @@ class JobWaiter:
         """Start waiting on ``job_id`` (any thread) for at most ``deadline_s`` (default: the
         waiter's); False when no wait can start (poll it)."""
         with self._lock:
-            if len(self._waits) >= self._max_waits or self._loop.is_closed():
+            if (self._loop is None or self._loop.is_closed()
+                    or len(self._waits) >= self._max_waits):
                 return False
             try:
                 self._waits[key] = asyncio.run_coroutine_threadsafe(
@@ -78,6 +84,8 @@ class JobWaiter:
 
     def close(self) -> None:
         self.release()
+        if self._loop is None:
+            return
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._aclose(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
