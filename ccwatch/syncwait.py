@@ -25,6 +25,7 @@ ENDED = ("finished", "error")
 # Below the idle timeout of most proxies and load balancers (60 s), so a healthy wait is not cut.
 DEADLINE_S = 50.0
 # Each wait is an open socket; beyond this many (file descriptors are finite) a job is polled.
+MIN_DEADLINE_S = 1.0  # a job near its job_timeout_s is not read in a tight loop
 MAX_WAITS = 512
 KEEP_ALIVE = 32
 
@@ -58,15 +59,16 @@ class JobWaiter:
         self._thread.start()
 
     def wait(self, key: int, job_id: str, *, deadline_s: float | None = None) -> bool:
-        """Start waiting on ``job_id`` (any thread) for at most ``deadline_s`` (default: the
-        waiter's); False when no wait can start (poll it)."""
+        """Start waiting on ``job_id`` (any thread) for at most ``deadline_s`` (within the
+        waiter's own deadline and MIN_DEADLINE_S); False when no wait can start (poll it)."""
+        deadline = min(self._deadline_s, max(MIN_DEADLINE_S, deadline_s or self._deadline_s))
         with self._lock:
             if (self._loop is None or self._loop.is_closed()
                     or len(self._waits) >= self._max_waits):
                 return False
             try:
                 self._waits[key] = asyncio.run_coroutine_threadsafe(
-                    self._wait(key, job_id, deadline_s or self._deadline_s), self._loop)
+                    self._wait(key, job_id, deadline), self._loop)
             except RuntimeError:  # the loop stopped meanwhile
                 return False
         return True

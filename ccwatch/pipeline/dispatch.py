@@ -37,12 +37,10 @@ from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
-from ccwatch.syncwait import DEADLINE_S, Done, JobWaiter, Waited
+from ccwatch.syncwait import Done, JobWaiter, Waited
 
 # The shortest wait the pipeline asks the waker for when the gate holds submissions back.
 MIN_WAIT_S = 0.01
-# The shortest wait on the sync host (a job near its job_timeout_s is not read in a tight loop).
-MIN_WAIT_DEADLINE_S = 1.0
 # What a webhook delivery came to: tracked now, not ours, or nothing left to do for it.
 Pushed = Literal["accepted", "unknown", "done"]
 
@@ -206,8 +204,7 @@ class Pipeline:
             return False
         # Never past the job's job_timeout_s: the read at a wait's deadline is what checks it.
         left = self.ctx.config.daemon.job_timeout_s - (self._clock.wall() - slot.entry.updated_at)
-        return self._waiter.wait(slot.entry.id, job_id,
-                                 deadline_s=min(DEADLINE_S, max(MIN_WAIT_DEADLINE_S, left)))
+        return self._waiter.wait(slot.entry.id, job_id, deadline_s=left)
 
     def _waited(self, entry_id: int, job: Waited) -> None:
         """A wait ended (on the waiter's loop): read the job at once (then, still running, wait
