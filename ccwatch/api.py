@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -163,19 +162,18 @@ class CloudConvertClient:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def upload(self, form: Mapping[str, Any], file: Path, filename: str, *, job_id: str,
+    def upload(self, form: Mapping[str, Any], file: BinaryIO, filename: str, *, job_id: str,
                task: str) -> None:
-        """POST the file to the task's pre-signed form, streamed from disk, fields first, file last."""
+        """POST the open file to the task's pre-signed form, streamed, fields first, file last."""
         url = form.get("url")
         params = form.get("parameters") or {}
         if not isinstance(url, str) or not isinstance(params, dict):
             raise FileError("upload task has no usable form", code="NO_UPLOAD_FORM",
-                            job_id=job_id, task=task, path=str(file))
+                            job_id=job_id, task=task, path=filename)
         data = {str(k): str(v) for k, v in params.items()}
-        ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": str(file)}
+        ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": filename}
         try:
-            with file.open("rb") as fh:
-                response = self._storage.post(url, data=data, files={"file": (filename, fh)})
+            response = self._storage.post(url, data=data, files={"file": (filename, file)})
         except httpx.TimeoutException as exc:
             raise TransientError("upload timed out", code="TIMEOUT", **ctx) from exc
         except httpx.TransportError as exc:

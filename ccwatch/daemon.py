@@ -25,7 +25,7 @@ from ccwatch import fs, logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
-from ccwatch.errors import ConfigError, ExitCode, LedgerUnavailable
+from ccwatch.errors import ConfigError, ExitCode, FolderUnavailable, LedgerUnavailable
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.pipeline.neighbours import Neighbours
@@ -179,6 +179,13 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                     logger.bind(folder=folder.name).info(
                         "removed {} unfinished temp file(s) from {}", removed, place)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
+        for folder in config.folders:
+            # Each root's device is recorded now: a different one later means it was unmounted.
+            for root in (folder.input, folder.output, folder.quarantine, folder.archive):
+                if root is not None:
+                    with contextlib.suppress(FolderUnavailable):
+                        ctx.root(root).check()
+        ctx.record_availability()  # not what a previous run left
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
         if config.webhook is not None:

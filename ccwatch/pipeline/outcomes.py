@@ -2,6 +2,7 @@
 
 - the file changed or vanished before upload: forget that version (a new one is converted);
 - the account cannot submit (401, 402, 403): pause every submission and probe, the file waits;
+- a folder is unavailable (an unmounted share): the file waits, quietly, until it returns;
 - transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
   ``give_up_after_s`` has passed since the first of them; then quarantine;
 - the shared ledger is unreachable: back off and write nothing (nothing is done without it);
@@ -23,6 +24,7 @@ from ccwatch.errors import (
     CcwatchError,
     ClaimLost,
     FileVanished,
+    FolderUnavailable,
     LedgerUnavailable,
     RateLimited,
     TransientError,
@@ -32,6 +34,9 @@ from ccwatch.pipeline.due import Slot
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.stages.context import Context
 from ccwatch.stages.quarantine import quarantine
+
+# How often a file waiting for an unavailable folder looks again.
+UNAVAILABLE_RETRY_S = 5.0
 
 
 class Verdict(enum.Enum):
@@ -65,6 +70,11 @@ class Outcomes:
             return Verdict.LOST
         if isinstance(exc, AccountError):
             slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
+            return Verdict.RETRY
+        if isinstance(exc, FolderUnavailable):
+            # Said once by the folder's root, not per file; not a failure of this file either,
+            # so it does not count towards give_up_after_s.
+            slot.due = self._clock.monotonic() + UNAVAILABLE_RETRY_S
             return Verdict.RETRY
         if isinstance(exc, TransientError):
             return self._transient(slot, exc)
@@ -113,6 +123,9 @@ class Outcomes:
     def _fail(self, slot: Slot, exc: CcwatchError) -> Verdict:
         try:
             slot.entry = quarantine(self.ctx, slot.entry, exc)
+        except FolderUnavailable:
+            slot.due = self._clock.monotonic() + UNAVAILABLE_RETRY_S
+            return Verdict.RETRY
         except OSError as err:
             logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
                 "cannot quarantine ({}); will try again: {}", exc.message, err)

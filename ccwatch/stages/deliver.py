@@ -16,15 +16,20 @@ from loguru import logger
 from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import FileError, OutputGone, TransientError
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import SymlinkInPath
 from ccwatch.ledger import Entry, PlannedOutput, State
 from ccwatch.stages import track
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
 
 
 def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
           reserved: set[Path]) -> Entry:
     """A finished job: plan its outputs and record them with ``delivering`` before any download."""
-    planned = _plan(ctx, entry, outputs, reserved=reserved)
+    try:
+        planned = _plan(ctx, entry, outputs, reserved=reserved)
+    except SymlinkInPath as exc:
+        raise _symlinked(entry, exc) from exc
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
                              outputs=planned)
 
@@ -39,25 +44,29 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     """
     folder = ctx.folder(entry.folder)
     rule = ctx.rule(entry)
+    root = ctx.root(folder.output)
+    root.check()  # an unmounted output share: wait, and choose no names in its mount point
     relpath = PurePosixPath(entry.relpath)
-    dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
     planned: list[PlannedOutput] = []
     for n, out in enumerate(outputs, start=1):
         server_name = fs.sanitize_filename(out.filename)
         name = templates.format_output_name(rule.output_name, input_relpath=relpath,
                                             output_filename=server_name, n=n, date=date)
-        final = dest_dir / fs.sanitize_filename(name)
-        if not fs.inside(folder.output, final):
-            raise FileError(f"output name {name!r} leaves the output folder", code="UNSAFE_FILENAME")
-        if rule.on_conflict == "skip" and fs.is_taken(final, reserved):
+        rel = relpath.parent / fs.sanitize_filename(name)
+        final = folder.output / rel
+        if rule.on_conflict == "skip" and (final in reserved or rooted.exists(root, rel)):
             logger.bind(folder=entry.folder, file=entry.relpath).info(
                 "{} exists; skipped (on_conflict = skip)", final)
             planned.append(replace(out, final_path=None, delivered=True))
             continue
         if rule.on_conflict == "rename" or final == ctx.source(entry):
             # In place, an output named like its input (jpg → jpg) never replaces the input.
-            final = fs.unique_path(final, taken=reserved)
+            n_clash = 0
+            while final in reserved or rooted.exists(root, rel):
+                n_clash += 1
+                rel = rel.with_name(fs.fit_name(fs.numbered(rel.name, n_clash)))
+                final = folder.output / rel
         reserved.add(final)
         planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
@@ -94,37 +103,52 @@ def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> Pl
 
 def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
     assert out.final_path is not None and out.url is not None and entry.job_id is not None
+    folder = ctx.folder(entry.folder)
     final = ctx.output_path(entry, out.final_path)
+    parent, name = rooted.split(final.relative_to(folder.output).as_posix())
     rule = ctx.rule(entry)
-    with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks:
-        try:
-            temp, written = fs.write_stream(final.parent, chunks)
-        except OSError as exc:
-            # Disk full, permissions, a vanished share: the output is still on the server; try later.
-            raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
-                                 job_id=entry.job_id, path=entry.relpath) from exc
-    with fs.discard_on_error(temp):
-        if out.size is not None and written != out.size:
-            raise TransientError(f"download of {out.filename} was {written} of {out.size} bytes",
-                                 code="SHORT_DOWNLOAD", job_id=entry.job_id, path=entry.relpath)
-        # The path was chosen as ours (and recorded) before this rename; on resume it may
-        # already hold our own earlier copy, so only "skip" refuses to replace it.
-        committed = fs.commit(temp, final, overwrite=rule.on_conflict != "skip")
+    log = logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id)
+    try:
+        with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks, \
+                rooted.staged(ctx.root(folder.output), parent) as item:
+            for chunk in chunks:
+                item.write(chunk)
+            if out.size is not None and item.written != out.size:
+                raise TransientError(f"download of {out.filename} was {item.written} of "
+                                     f"{out.size} bytes", code="SHORT_DOWNLOAD",
+                                     job_id=entry.job_id, path=entry.relpath)
+            # The path was chosen as ours (and recorded) before this rename; on resume it may
+            # already hold our own earlier copy, so only "skip" refuses to replace it.
+            committed = item.commit(name, overwrite=rule.on_conflict != "skip")
+    except SymlinkInPath as exc:
+        raise _symlinked(entry, exc) from exc
+    except OSError as exc:
+        # Disk full, permissions, a vanished share: the output is still on the server; try later.
+        raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
+                             job_id=entry.job_id, path=entry.relpath) from exc
     if not committed:
-        temp.unlink(missing_ok=True)
-        logger.bind(folder=entry.folder, file=entry.relpath).info("{} appeared meanwhile; skipped", final)
+        log.info("{} appeared meanwhile; skipped", final)
         return
-    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
-        "delivered {}", final)
+    log.info("delivered {}", final)
+
+
+def _symlinked(entry: Entry, exc: SymlinkInPath) -> FileError:
+    return FileError(f"cannot deliver: a folder on the way is a symlink ({exc.strerror})",
+                     code="SYMLINK_IN_OUTPUT", job_id=entry.job_id, path=entry.relpath)
 
 
 def _originals(ctx: Context, entry: Entry) -> None:
+    """Apply the originals policy to the exact version that was converted, and only inside the
+    input (a newer version, or a symlink swapped in, is left alone)."""
     folder = ctx.folder(entry.folder)
-    source = ctx.source(entry)
-    if not fs.is_version(source, entry.size, entry.mtime_ns):
-        return  # already handled before a restart, or replaced by a newer version: leave it
+    source = ctx.input_root(entry)
     if folder.originals == "delete":
-        source.unlink(missing_ok=True)
+        rooted.unlink_version(source, entry.relpath, version(entry))
     elif folder.originals == "move":
         assert folder.archive is not None
-        fs.move_no_clobber(source, folder.archive / PurePosixPath(entry.relpath))
+        try:
+            rooted.move_version(source, entry.relpath, version(entry), ctx.root(folder.archive),
+                                entry.relpath)
+        except SymlinkInPath as exc:
+            logger.bind(folder=entry.folder, file=entry.relpath).error(
+                "not archived, left in the input: {}", exc.strerror)

@@ -12,6 +12,8 @@ recorded before the output's rename, so even the first event for it is recognise
 
 from __future__ import annotations
 
+import errno
+import functools
 import queue
 import sqlite3
 from collections.abc import Iterator
@@ -21,7 +23,8 @@ from loguru import logger
 
 from ccwatch import fs, watch
 from ccwatch.config import FolderConfig
-from ccwatch.errors import CcwatchError
+from ccwatch.errors import CcwatchError, FolderUnavailable
+from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
@@ -50,6 +53,10 @@ class Intake:
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
+        try:
+            self.ctx.root(folder.input).check()
+        except FolderUnavailable:
+            return 0  # said once by the root; an unmounted share's mount point is not its files
         known = self.ctx.ledger.known_identities(folder.name)
         new = 0
         for relpath, path in watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore):
@@ -121,7 +128,7 @@ class Intake:
         """The versions in ``folder`` that stopped changing, with their relpath and rule."""
         settler, noted = self._settlers[folder.name], self._noted[folder.name]
         try:
-            ready = settler.poll(now, fs.stat_regular)
+            ready = settler.poll(now, functools.partial(self._stat, folder, noted))
         except OSError as exc:
             logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
             return []
@@ -130,6 +137,14 @@ class Intake:
             for path in [p for p in noted if p not in settler]:
                 del noted[path]
         return settled
+
+    def _stat(self, folder: FolderConfig, noted: dict[Path, tuple[PurePosixPath, int]],
+              path: Path) -> fs.FileStat | None:
+        """The file as reached from its folder without following symlinks (see fs.rooted)."""
+        try:
+            return rooted.stat_file(self.ctx.root(folder.input), noted[path][0])
+        except FolderUnavailable as exc:  # the settler looks again later
+            raise OSError(errno.ENOENT, exc.message) from exc
 
     def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
                rule: int) -> Entry | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -10,8 +11,12 @@ from loguru import logger
 from ccwatch import __version__, fs
 from ccwatch.clock import iso
 from ccwatch.errors import CcwatchError
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import Root
 from ccwatch.ledger import Entry, State
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
+
+ERROR_SUFFIX = ".error.json"
 
 
 def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:
@@ -42,16 +47,27 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     record = error_record(ctx, entry, error)
     entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), error=record)
     folder = ctx.folder(entry.folder)
-    source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
-    if fs.is_version(source, entry.size, entry.mtime_ns):
-        target = fs.move_no_clobber(source, folder.quarantine / PurePosixPath(entry.relpath))
-        fs.write_json(error_file_for(target), record)
-        log.error("quarantined as {}: {}", target, error.message)
+    qroot = ctx.root(folder.quarantine)
+    # The name is shortened if need be so that NAME.error.json fits the filesystem's name limit.
+    target = rooted.move_version(ctx.input_root(entry), entry.relpath, version(entry), qroot,
+                                 entry.relpath, reserve=fs.name_bytes(ERROR_SUFFIX))
+    if target is not None:
+        write_error_file(qroot, target, record)
+        log.error("quarantined as {}: {}", folder.quarantine / target, error.message)
     else:
         log.error("failed ({}); the original is no longer in the input folder", error.message)
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
 
 
+def write_error_file(root: Root, quarantined: PurePosixPath, record: dict[str, Any]) -> None:
+    """``NAME.error.json`` beside the quarantined file, written atomically inside ``root``."""
+    body = (json.dumps(record, indent=2) + "\n").encode("ascii")
+    parent, name = rooted.split(quarantined)
+    with rooted.staged(root, parent) as item:
+        item.write(body)
+        item.commit(name + ERROR_SUFFIX, overwrite=True)
+
+
 def error_file_for(quarantined: Path) -> Path:
-    return quarantined.with_name(quarantined.name + ".error.json")
+    return quarantined.with_name(quarantined.name + ERROR_SUFFIX)

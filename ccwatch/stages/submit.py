@@ -16,11 +16,11 @@ from typing import Any
 
 from loguru import logger
 
-from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import CcwatchError, FileError, FileVanished, TransientError
+from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State, job_tag
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
 
 
 def advance(ctx: Context, entry: Entry) -> Entry:
@@ -44,19 +44,18 @@ def advance(ctx: Context, entry: Entry) -> Entry:
 
 
 def _check_source(ctx: Context, entry: Entry) -> None:
-    path = ctx.source(entry)
-    if not fs.is_version(path, entry.size, entry.mtime_ns):
-        raise FileVanished(str(path))
+    root = ctx.input_root(entry)
+    try:
+        with rooted.open_version(root, entry.relpath, version(entry)) as fh:
+            if fh is None:
+                raise FileVanished(str(ctx.source(entry)))
+    except PermissionError as exc:
+        raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
+                        path=entry.relpath) from exc
     limit = ctx.folder(entry.folder).max_file_size
     if entry.size > limit:
         raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
                         code="FILE_TOO_LARGE", path=entry.relpath)
-    try:
-        with path.open("rb") as fh:
-            fh.read(1)
-    except PermissionError as exc:
-        raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
-                        path=str(path)) from exc
 
 
 def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
@@ -116,11 +115,18 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
         if not isinstance(form, dict):
             raise TransientError("upload task has no form yet", code="NO_UPLOAD_FORM",
                                  job_id=entry.job_id, path=entry.relpath)
-    path = ctx.source(entry)
-    if not fs.is_version(path, entry.size, entry.mtime_ns):
-        _delete_unused_job(ctx, entry)
-        raise FileVanished(str(path))
-    ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=str(task.get("name")))
+    root = ctx.input_root(entry)
+    with rooted.open_version(root, entry.relpath, version(entry)) as fh:
+        if fh is None:
+            _delete_unused_job(ctx, entry)
+            raise FileVanished(str(ctx.source(entry)))
+        # Sent from the handle that was checked: a symlink swapped in meanwhile is not followed.
+        ctx.api.upload(form, fh, PurePosixPath(entry.relpath).name, job_id=entry.job_id,
+                       task=str(task.get("name")))
+        if not rooted.unchanged(fh, root, entry.relpath, version(entry)):
+            # Rewritten during the upload: the job may hold a mix of old and new bytes.
+            _delete_unused_job(ctx, entry)
+            raise FileVanished(str(ctx.source(entry)))
     logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
         "uploaded {} bytes", entry.size)
 

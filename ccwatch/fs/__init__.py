@@ -11,13 +11,14 @@ import errno
 import getpass
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
 from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from loguru import logger
@@ -73,7 +74,7 @@ def sanitize_filename(name: str) -> str:
         raise refuse("no file name left")
     if is_own_temp(base):
         raise refuse("clashes with ccwatch's temporary names")
-    if len(base.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+    if name_bytes(base) > _NAME_MAX:
         raise refuse(f"longer than {_NAME_MAX} bytes")
     return base
 
@@ -171,8 +172,37 @@ def unique_path(path: Path, taken: Container[Path] = ()) -> Path:
     candidate, n = path, 0
     while is_taken(candidate, taken):
         n += 1
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+        candidate = path.with_name(fit_name(numbered(path.name, n)))
     return candidate
+
+
+def numbered(name: str, n: int) -> str:
+    """``name`` for 0, else ``stem (n).ext``: the name a clash gets."""
+    if n == 0:
+        return name
+    path = PurePosixPath(name)
+    return f"{path.stem} ({n}){path.suffix}"
+
+
+def name_bytes(name: str) -> int:
+    return len(os.fsencode(name))
+
+
+def fit_name(name: str, *, reserve: int = 0) -> str:
+    """``name`` shortened (its stem, by whole characters) so that it and ``reserve`` more bytes
+    fit the filesystem's name limit: ``x (1).jpg`` or ``x.jpg.error.json`` for a 255-byte ``x``."""
+    limit = _NAME_MAX - reserve
+    if name_bytes(name) <= limit:
+        return name
+    path = PurePosixPath(name)
+    suffix = path.suffix if name_bytes(path.suffix) <= limit // 4 else ""
+    stem = name[: len(name) - len(suffix)]
+    number = re.search(r" \(\d+\)$", stem)  # keep the clash number: it is what makes it unique
+    tail = number.group(0) if number else ""
+    stem = stem[: len(stem) - len(tail)]
+    while stem and name_bytes(stem + tail + suffix) > limit:
+        stem = stem[:-1]
+    return stem + tail + suffix
 
 
 def move_no_clobber(src: Path, dst: Path) -> Path:
