@@ -19,6 +19,7 @@ from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
+from ccwatch.stages.context import UNAVAILABLE_META
 
 SCHEMA = 1
 DAY_S = 86400.0
@@ -66,6 +67,13 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class Unavailable:
+    path: str
+    problem: str
+    folders: tuple[str, ...]  # the folders whose input, output, quarantine or archive it is
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     ledger: str  # its file, or the shared database's URL without a password
     ledger_exists: bool
@@ -75,6 +83,7 @@ class Status:
     now: float
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
+    unavailable: tuple[Unavailable, ...] = ()  # configured folders missing or unmounted now
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -116,7 +125,19 @@ def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
     neighbours = ledger.get_meta("neighbours")  # written by the daemon (pipeline/neighbours.py)
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
                   tuple(ledger.holders()),
-                  tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else ())
+                  tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
+                  _unavailable(config, ledger.get_meta(UNAVAILABLE_META)))
+
+
+def _unavailable(config: Config, meta: Any) -> tuple[Unavailable, ...]:
+    # The daemon writes {root path: why} while a folder is unavailable, None when all are back.
+    if not isinstance(meta, dict):
+        return ()
+    places = ("input", "output", "quarantine", "archive")
+    return tuple(
+        Unavailable(str(path), str(problem), tuple(
+            f.name for f in config.folders if any(str(getattr(f, p)) == path for p in places)))
+        for path, problem in sorted(meta.items()))
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -151,6 +172,8 @@ def as_json(status: Status) -> dict[str, Any]:
                   for h in status.hosts],
         "paused": None if status.paused is None else {
             "reason": status.paused.reason, "since": iso(status.paused.since)},
+        "unavailable": [{"path": u.path, "problem": u.problem, "folders": list(u.folders)}
+                        for u in status.unavailable],
         "folders": [{
             "name": f.name, "queued": f.queued, "in_flight": f.in_flight,
             "done_24h": f.done_24h, "failed": f.failed,
@@ -185,6 +208,10 @@ def render(status: Status, console: Console) -> None:
                       f"{escape(status.paused.reason)}", highlight=False)
     for warning in status.neighbours:
         console.print(f"[bold red]WARNING[/] {escape(warning)}", highlight=False)
+    for u in status.unavailable:
+        console.print(f"[bold red]UNAVAILABLE[/] {escape(u.path)} ({escape(', '.join(u.folders))}): "
+                      f"{escape(u.problem)}; its files wait and resume when it returns",
+                      highlight=False)
     table = Table("folder", "queued", "in flight", "done (24 h)", "failed", "oldest in flight")
     for f in status.folders:
         oldest = "-"

@@ -78,6 +78,40 @@ def bindfs_mirror(source: Path, mount_dir: Path, *options: str) -> Iterator[Path
         _unmount(mount_dir)
 
 
+def mount_tmpfs(mount_dir: Path, size: str = "8m") -> None:
+    """``mount -t tmpfs`` at ``mount_dir`` (root only: fails in CI, skips elsewhere otherwise)."""
+    if os.geteuid() != 0:
+        why = "mounting a tmpfs needs root (CI runs as root)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_dir)],
+                          capture_output=True, text=True, check=False, timeout=30)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {mount_dir}: {done.stderr.strip()}")
+
+
+def unmount(mount_dir: Path) -> None:
+    _unmount(mount_dir)
+
+
+@pytest.fixture
+def tmpfs_at() -> Iterator[Callable[[Path], Path]]:
+    """Mount a small tmpfs on a folder (made if missing); every mount is undone after the test."""
+    mounted: list[Path] = []
+
+    def mount(mount_dir: Path, size: str = "8m") -> Path:
+        mount_dir.mkdir(parents=True, exist_ok=True)
+        mount_tmpfs(mount_dir, size)
+        mounted.append(mount_dir)
+        return mount_dir
+
+    yield mount
+    for mount_dir in reversed(mounted):
+        while os.path.ismount(mount_dir):
+            subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+
+
 @pytest.fixture
 def bindfs_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """(underlying_dir, mount_dir): a FUSE mirror of a fresh folder; write in the first, watch the
