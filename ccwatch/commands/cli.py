@@ -218,10 +218,10 @@ def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) ->
             outcome = retrier.retry_all(list(quarantined(cfg)) if retry_all else paths)
     except CcwatchError as err:
         _fail(err)
-    for done in outcome.retried:
-        click.echo(f"retrying {done.source} → {done.target}")
+    for done in outcome.retried:  # names escaped like the log's: one line each, printable
+        click.echo(logs.escape(f"retrying {done.source} → {done.target}"))
     for problem in outcome.problems:
-        click.echo(f"ccwatch: cannot retry {problem}", err=True)
+        click.echo(logs.escape(f"ccwatch: cannot retry {problem}"), err=True)
     if retry_all and not outcome.retried and not outcome.problems:
         click.echo("nothing in quarantine")
     sys.exit(int(ExitCode.CONFIG if outcome.problems else ExitCode.OK))

@@ -153,6 +153,8 @@ class Retrier:
         """Queue the failed row of this exact version again; returns the row as it was."""
         if self._ledger is None or fs.is_taken(target):
             return None  # the move will pick another name: a new version, converted as new
+        if fs.name_problem(relpath.as_posix()) is not None:
+            return None  # refused by its name before any ledger row: nothing to requeue
         failed = self._ledger.failed_for_path(folder.name, relpath.as_posix())
         if failed is None or not fs.is_version(file, failed.size, failed.mtime_ns):
             return None  # edited in the quarantine (or unknown): a new version, converted as new

@@ -28,7 +28,7 @@ from ccwatch.errors import FileError
 TEMP_PREFIX = ".ccwatch-"
 TEMP_SUFFIX = ".tmp"
 _COPY_CHUNK = 1024 * 1024
-_NAME_MAX = 255  # bytes, the limit of every filesystem we expect to write to
+NAME_MAX = 255  # bytes, the limit of every filesystem we expect to write to
 
 # errnos meaning "no hard links on this filesystem" (FAT, some FUSE/SMB): fall back to rename
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
@@ -60,13 +60,31 @@ def is_own_temp(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
+def _control(ch: str) -> bool:
+    return ord(ch) < 32 or 127 <= ord(ch) < 160
+
+
+def name_problem(relpath: str) -> str | None:
+    """Why a file with this relative path cannot go through CloudConvert and back, or None.
+
+    The API takes names as JSON text (UTF-8), and an output name must be safe to write; a name
+    the OS allowed but that fails these is refused before any job is created."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8, which CloudConvert cannot take: rename it"
+    if any(_control(ch) for ch in relpath):
+        return "its name contains control characters (a newline, a tab…): rename it"
+    return None
+
+
 def sanitize_filename(name: str) -> str:
     """Reduce an untrusted (server-supplied) file name to a safe base name, or raise FileError."""
 
     def refuse(why: str) -> FileError:
         return FileError(f"unsafe file name {name!r}: {why}", code="UNSAFE_FILENAME")
 
-    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name):
+    if any(_control(ch) for ch in name):
         raise refuse("control character")
     # Windows separators count too: a name like "..\\x.pdf" is a path on the server's side.
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -74,8 +92,8 @@ def sanitize_filename(name: str) -> str:
         raise refuse("no file name left")
     if is_own_temp(base):
         raise refuse("clashes with ccwatch's temporary names")
-    if name_bytes(base) > _NAME_MAX:
-        raise refuse(f"longer than {_NAME_MAX} bytes")
+    if name_bytes(base) > NAME_MAX:
+        raise refuse(f"longer than {NAME_MAX} bytes")
     return base
 
 
@@ -191,7 +209,7 @@ def name_bytes(name: str) -> int:
 def fit_name(name: str, *, reserve: int = 0) -> str:
     """``name`` shortened (its stem, by whole characters) so that it and ``reserve`` more bytes
     fit the filesystem's name limit: ``x (1).jpg`` or ``x.jpg.error.json`` for a 255-byte ``x``."""
-    limit = _NAME_MAX - reserve
+    limit = NAME_MAX - reserve
     if name_bytes(name) <= limit:
         return name
     path = PurePosixPath(name)

@@ -22,12 +22,15 @@ from pathlib import Path, PurePosixPath
 from loguru import logger
 
 from ccwatch import fs, watch
-from ccwatch.config import FolderConfig
+from ccwatch.config import FolderConfig, templates
 from ccwatch.errors import CcwatchError, FolderUnavailable
 from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State
+from ccwatch.stages import quarantine
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
+
+_TYPICAL_EXT = "xxx"  # pdf, jpg, png…: a longer one (webp, docx) may still not fit at delivery
 
 
 def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
@@ -35,6 +38,20 @@ def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
         return PurePosixPath(path.relative_to(folder.input).as_posix())
     except ValueError:
         return None
+
+
+def name_problem(folder: FolderConfig, relpath: PurePosixPath, rule: int) -> str | None:
+    """Why this file cannot be converted and delivered under its name (checked before any job)."""
+    problem = fs.name_problem(str(relpath))
+    if problem is not None:
+        return problem
+    # The server names an output after the input's stem; a long stem may not fit the pattern.
+    predicted = templates.format_output_name(
+        folder.rules[rule].output_name, input_relpath=relpath,
+        output_filename=f"{relpath.stem}.{_TYPICAL_EXT}", n=1, date="0000-00-00")
+    if fs.name_bytes(predicted) > fs.NAME_MAX:
+        return f"its output name would be longer than {fs.NAME_MAX} bytes: rename it shorter"
+    return None
 
 
 class Intake:
@@ -46,6 +63,7 @@ class Intake:
         # What each path in a settler was noted as: its relpath and the rule it matched.
         self._noted: dict[str, dict[Path, tuple[PurePosixPath, int]]] = {
             f.name: {} for f in ctx.config.folders}
+        self._unrefused: set[tuple[str, PurePosixPath]] = set()  # refused, not yet quarantined
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
@@ -96,6 +114,10 @@ class Intake:
         self._drain(now)
         for folder in self.ctx.config.folders:
             for relpath, rule, st in self._settled(folder, now):
+                problem = name_problem(folder, relpath, rule)
+                if problem is not None:
+                    self._refuse(folder, relpath, st, rule, problem)
+                    continue
                 try:
                     entry = self._admit(folder, relpath, st, rule)
                 except (OSError, sqlite3.Error, CcwatchError) as exc:
@@ -165,6 +187,19 @@ class Intake:
             log.warning("this exact file failed before and is not converted again by itself; "
                         "`ccwatch retry` queues it")
         return known if known is not None and known.state is State.SETTLED else None
+
+    def _refuse(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat, rule: int,
+                problem: str) -> None:
+        try:
+            quarantine.refuse(self.ctx, folder, relpath, st, rule, problem)
+        except (OSError, FolderUnavailable) as exc:
+            # Noted again at the next rescan: say it once, not at every rescan.
+            if (folder.name, relpath) not in self._unrefused:
+                self._unrefused.add((folder.name, relpath))
+                logger.bind(folder=folder.name, file=str(relpath)).error(
+                    "not converted ({}), and cannot be quarantined: {}", problem, exc)
+        else:
+            self._unrefused.discard((folder.name, relpath))
 
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""

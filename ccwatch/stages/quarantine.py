@@ -10,8 +10,9 @@ from loguru import logger
 
 from ccwatch import __version__, fs
 from ccwatch.clock import iso
+from ccwatch.config import FolderConfig
 from ccwatch.errors import CcwatchError
-from ccwatch.fs import rooted
+from ccwatch.fs import FileStat, rooted
 from ccwatch.fs.roots import Root
 from ccwatch.ledger import Entry, State
 from ccwatch.stages.context import Context, version
@@ -60,9 +61,32 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
 
 
+def refuse(ctx: Context, folder: FolderConfig, relpath: PurePosixPath, st: FileStat, rule: int,
+           problem: str) -> None:
+    """Quarantine a settled file whose name cannot be converted and delivered, before any job or
+    ledger row exists (no credits spent)."""
+    template = folder.rules[rule].template
+    record = {
+        "file": str(relpath), "folder": folder.name, "rule": rule, "template": template,
+        "job_id": None, "task": None, "code": "UNSAFE_NAME", "message": problem,
+        "http_status": None, "attempts": 0, "first_seen": iso(ctx.clock.wall()),
+        "failed_at": iso(ctx.clock.wall()), "ccwatch_version": __version__,
+    }
+    qroot = ctx.root(folder.quarantine)
+    target = rooted.move_version(ctx.root(folder.input), relpath, st, qroot, relpath,
+                                 reserve=fs.name_bytes(ERROR_SUFFIX))
+    if target is not None:
+        write_error_file(qroot, target, record)
+        logger.bind(folder=folder.name, file=str(relpath)).error(
+            "not converted, quarantined as {}: {}", folder.quarantine / target, problem)
+
+
 def write_error_file(root: Root, quarantined: PurePosixPath, record: dict[str, Any]) -> None:
     """``NAME.error.json`` beside the quarantined file, written atomically inside ``root``."""
-    body = (json.dumps(record, indent=2) + "\n").encode("ascii")
+    # Readable UTF-8; bytes of a name that is not UTF-8 are kept as \udcXX escapes (retry reads
+    # them back into the same name).
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    body = text.encode("utf-8", "backslashreplace")
     parent, name = rooted.split(quarantined)
     with rooted.staged(root, parent) as item:
         item.write(body)
