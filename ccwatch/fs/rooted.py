@@ -96,7 +96,9 @@ def open_version(root: Root, relpath: str | PurePosixPath, version: Version
 
 
 def unchanged(fh: BinaryIO, root: Root, relpath: str | PurePosixPath, version: Version) -> bool:
-    """After reading ``fh`` whole: it is still ``version`` and still the file at ``relpath``."""
+    """After reading ``fh`` whole: it is still ``version``, and ``relpath`` holds no other file
+    (a file saved over it is a new version). A file renamed away is still unchanged: intake
+    follows it to its new name."""
     st = os.fstat(fh.fileno())
     if not _matches(st, version):
         return False
@@ -105,8 +107,8 @@ def unchanged(fh: BinaryIO, root: Root, relpath: str | PurePosixPath, version: V
         with root.directory(parent) as fd:
             now = _lstat(fd, name)
     except (FileNotFoundError, SymlinkInPath):
-        return False
-    return now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+        return True
+    return now is None or (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
 def unlink_version(root: Root, relpath: str | PurePosixPath, version: Version) -> bool:

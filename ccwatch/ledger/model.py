@@ -46,7 +46,7 @@ COLUMNS = (
 )
 
 UPDATABLE = frozenset({
-    "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
+    "relpath", "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
     "error", "transient_since",
 })
 

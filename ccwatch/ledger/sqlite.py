@@ -213,6 +213,15 @@ class Ledger:
         rows = self._query(sql + " ORDER BY first_seen LIMIT 1", params)
         return row_to_entry(rows[0]) if rows else None
 
+    def in_flight_like(self, folder: str, size: int, mtime_ns: int) -> list[Entry]:
+        """Active rows of a folder with this size and mtime: a file that settles under a new
+        name may be one of them, renamed (a rename keeps both)."""
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._query(
+            f"SELECT {COLUMNS} FROM files WHERE folder = ? AND size = ? AND mtime_ns = ? "
+            f"AND state IN ({marks}) ORDER BY id", (folder, size, mtime_ns, *ACTIVE))
+        return [row_to_entry(r) for r in rows]
+
     def failed_for_path(self, folder: str, relpath: str) -> Entry | None:
         rows = self._query(
             f"SELECT {COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND state = ? "

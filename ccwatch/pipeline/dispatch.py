@@ -110,8 +110,12 @@ class Pipeline:
         if not self._stopping:
             for entry in self.intake.admitted(now):
                 with self._lock:
-                    if entry.id in self._slots:
-                        continue  # noted again while it waits for a submission slot
+                    slot = self._slots.get(entry.id)
+                    if slot is not None:
+                        # noted again while it waits for a submission slot, or renamed in flight
+                        if not slot.busy:
+                            slot.entry = entry
+                        continue
                     if entry.attempt > 1:
                         logger.bind(folder=entry.folder, file=entry.relpath).info(
                             "queued again (retry)")

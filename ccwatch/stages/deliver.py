@@ -26,6 +26,7 @@ from ccwatch.stages.context import Context, version
 def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
           reserved: set[Path]) -> Entry:
     """A finished job: plan its outputs and record them with ``delivering`` before any download."""
+    entry = ctx.ledger.get(entry.id)  # the file may have been renamed while the job ran
     try:
         planned = _plan(ctx, entry, outputs, reserved=reserved)
     except SymlinkInPath as exc:

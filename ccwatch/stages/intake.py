@@ -177,6 +177,11 @@ class Intake:
         """
         ledger = self.ctx.ledger
         log = logger.bind(folder=folder.name, file=str(relpath))
+        moved = self._renamed(folder, relpath, st)
+        if moved is not None:
+            log.info("is {} renamed while in flight: same file, same job; its output follows "
+                     "the new name", moved.relpath)
+            return ledger.update(moved.id, now=self.ctx.clock.wall(), relpath=str(relpath))
         entry = ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
                            template=folder.rules[rule].template, now=self.ctx.clock.wall())
         if entry is not None:
@@ -187,6 +192,16 @@ class Intake:
             log.warning("this exact file failed before and is not converted again by itself; "
                         "`ccwatch retry` queues it")
         return known if known is not None and known.state is State.SETTLED else None
+
+    def _renamed(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat
+                 ) -> Entry | None:
+        """The in-flight entry this file is, renamed (or moved within the folder) while its job
+        runs: same size and mtime, and nothing of that version left at the old name."""
+        root = self.ctx.root(folder.input)
+        for entry in self.ctx.ledger.in_flight_like(folder.name, st.size, st.mtime_ns):
+            if entry.relpath != str(relpath) and rooted.stat_file(root, entry.relpath) != st:
+                return entry
+        return None
 
     def _refuse(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat, rule: int,
                 problem: str) -> None:
