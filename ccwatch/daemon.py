@@ -169,6 +169,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         if ledger.shared:
             logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,
                         config.ledger.lease_s)
+        follow_renamed_folders(config, ledger)
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock)
         stack.callback(api.close)
@@ -209,6 +210,26 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
             logger.error("{}; trying again in {:.0f} s", exc.message, delay)
         clock.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+FOLDER_INPUTS_META = "folder_inputs"
+
+
+def follow_renamed_folders(config: Config, ledger: Ledger) -> None:
+    """A folder is its input path: one renamed in the config keeps its ledger rows (so nothing is
+    converted again and nothing in flight is orphaned)."""
+    known: dict[str, str] = ledger.get_meta(FOLDER_INPUTS_META) or {}
+    names = {f.name for f in config.folders}
+    for folder in config.folders:
+        for old, path in list(known.items()):
+            if path == str(folder.input) and old != folder.name and old not in names:
+                moved = ledger.rename_folder(old, folder.name)
+                del known[old]
+                logger.bind(folder=folder.name).info(
+                    "folder {!r} was renamed {!r} in the config (same input); its {} ledger "
+                    "row(s) follow", old, folder.name, moved)
+    # Removed folders stay known: added back under any name, their rows are found again.
+    ledger.set_meta(FOLDER_INPUTS_META, known | {f.name: str(f.input) for f in config.folders})
 
 
 @contextmanager

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS files (
     first_seen REAL NOT NULL,
     updated_at REAL NOT NULL,
     transient_since REAL,
+    route TEXT,
     UNIQUE (folder, relpath, size, mtime_ns)
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
@@ -93,6 +94,10 @@ class Ledger:
             # NORMAL is durable across process crashes in WAL mode (only power loss can drop the tail).
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+        if "route" not in {r[1] for r in self._db.execute("PRAGMA table_info(files)")}:
+            # A ledger from before routes were kept: add the column (read-only: a view adds it).
+            self._db.execute("CREATE TEMP VIEW files AS SELECT *, NULL AS route FROM main.files"
+                             if readonly else "ALTER TABLE files ADD COLUMN route TEXT")
         self._lock = threading.Lock()
         self._installation: str | None = None
         if not readonly:
@@ -255,13 +260,14 @@ class Ledger:
     # -- writes --------------------------------------------------------------------------------
 
     def add(self, folder: str, relpath: str, size: int, mtime_ns: int, *, rule: int,
-            template: str, now: float) -> Entry | None:
+            template: str, now: float, route: dict[str, Any] | None = None) -> Entry | None:
         """Record a settled file version; None when that exact version is already known."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
-                " first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now))
+                " first_seen, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now,
+                 None if route is None else json.dumps(route)))
             if cur.rowcount == 0:
                 return None
             new_id = cur.lastrowid
@@ -321,6 +327,11 @@ class Ledger:
                 assert state is not None  # without a state change only a missing row matches nothing
                 raise IllegalTransition(entry_id, State(current[0][0]), state)
         return row_to_entry(rows[0])
+
+    def rename_folder(self, old: str, new: str) -> int:
+        """Rows of folder ``old`` belong to ``new`` (renamed in the config, same input path)."""
+        with self._tx() as db:
+            return db.execute("UPDATE files SET folder = ? WHERE folder = ?", (new, old)).rowcount
 
     def forget(self, entry_id: int) -> None:
         """Drop a row: the file vanished before anything was sent for it."""

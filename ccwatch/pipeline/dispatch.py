@@ -51,6 +51,7 @@ class Pipeline:
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
         self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
+        self._orphans: set[str] = set()  # folders of unfinished rows no longer in the config
         self.intake = Intake(ctx)
         self._waker = Waker(ctx.clock, self.kick)  # a due poll need not wait for the next step
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
@@ -89,10 +90,20 @@ class Pipeline:
 
     def _adopt(self, entries: Iterable[Entry]) -> None:
         """Track entries: resumed at start, or taken over from a host whose lease expired."""
+        orphans: dict[str, int] = {}
         with self._lock:
             for entry in entries:
-                if entry.id not in self._slots:
+                if entry.folder not in self.ctx.folder_names():
+                    orphans[entry.folder] = orphans.get(entry.folder, 0) + 1
+                elif entry.id not in self._slots:
                     self._track_slot(Slot(entry))
+        for name, count in orphans.items():
+            # Left as they are in the ledger (and their jobs on the server): adding the folder
+            # back finishes them. Never tracked here, so never a loop.
+            if name not in self._orphans:
+                self._orphans.add(name)
+                logger.warning("folder {!r} is no longer in the config: its {} unfinished "
+                               "file(s) are left alone until it is added back", name, count)
 
     def _track_slot(self, slot: Slot) -> None:
         self._slots[slot.entry.id] = slot
@@ -202,6 +213,7 @@ class Pipeline:
         self._progress(slot, entry)
 
     def _progress(self, slot: Slot, entry: Entry) -> None:
+        self._outcomes.recorded()
         with self._lock:
             slot.entry = entry
             slot.retries = 0

@@ -8,13 +8,17 @@
 - the shared ledger is unreachable: back off and write nothing (nothing is done without it);
 - another host holds the file (started it first, or took it over): let it go, it finishes there;
 - any other ccwatch error: quarantine the file;
-- anything else is a bug or an unexpected OS error: logged whole, then treated as transient.
+- anything else is a bug or an unexpected OS error: logged whole, then treated as transient;
+- the ledger cannot be written (disk full, locked), even while recording one of the above: the
+  file backs off (up to 30 s), said once until a write succeeds again.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+import sqlite3
+import threading
 from collections.abc import Callable
 
 from loguru import logger
@@ -37,6 +41,8 @@ from ccwatch.stages.quarantine import quarantine
 
 # How often a file waiting for an unavailable folder looks again.
 UNAVAILABLE_RETRY_S = 5.0
+# The longest a file waits to try again while the ledger cannot be written.
+LEDGER_RETRY_MAX_S = 30.0
 
 
 class Verdict(enum.Enum):
@@ -54,8 +60,43 @@ class Outcomes:
         self._share_hold = share_hold  # tells the hosts sharing the ledger about a 429
         self._clock = ctx.clock
         self._rng = rng
+        self._lock = threading.Lock()
+        self._ledger_trouble: str | None = None  # said once; cleared by the next success
 
     def handle(self, slot: Slot, exc: Exception) -> Verdict:
+        """:meth:`decide`, and if deciding fails too (the ledger cannot be written: its disk is
+        full, another process holds its lock), back off instead of trying again at once."""
+        if isinstance(exc, sqlite3.Error):  # the ledger itself: nothing can be recorded
+            return self._cannot_record(slot, exc)
+        try:
+            return self.decide(slot, exc)
+        except Exception as failure:
+            return self._cannot_record(slot, failure)
+
+    def _cannot_record(self, slot: Slot, failure: Exception) -> Verdict:
+        slot.retries += 1
+        delay = min(LEDGER_RETRY_MAX_S, backoff.retry_delay(slot.retries, None, rng=self._rng))
+        slot.due = self._clock.monotonic() + delay
+        message = f"{type(failure).__name__}: {failure}"
+        with self._lock:
+            first, self._ledger_trouble = self._ledger_trouble is None, message
+        if first:  # one line for the whole trouble, not one per file and attempt
+            logger.opt(exception=failure).error(
+                "cannot record progress in the ledger ({}); files wait and are tried again with "
+                "backoff (up to {:.0f} s). Is the state dir's disk full, or another process "
+                "holding the ledger?", message, LEDGER_RETRY_MAX_S)
+        return Verdict.RETRY
+
+    def recorded(self) -> None:
+        """A stage wrote the ledger again: the trouble (if any) is over."""
+        if self._ledger_trouble is None:
+            return
+        with self._lock:
+            was, self._ledger_trouble = self._ledger_trouble, None
+        if was is not None:
+            logger.info("the ledger can be written again; files resume")
+
+    def decide(self, slot: Slot, exc: Exception) -> Verdict:
         """Decide and record what ``exc``, raised by the slot's stage work, means for its file.
 
         The caller (the pipeline) owns its bookkeeping: it retires the slot unless ``RETRY``.

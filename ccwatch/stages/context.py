@@ -7,12 +7,15 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from loguru import logger
 
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig, Rule
+from ccwatch.config.templates import Template
+from ccwatch.errors import FileError
 from ccwatch.fs.rooted import Version
 from ccwatch.fs.roots import Root, Roots
 from ccwatch.ledger import Entry, Ledger
@@ -41,6 +44,9 @@ class Context:
         except sqlite3.Error as exc:
             logger.warning("cannot record folder availability in the ledger: {}", exc)
 
+    def folder_names(self) -> frozenset[str]:
+        return frozenset(self._folders)
+
     def folder(self, name: str) -> FolderConfig:
         return self._folders[name]
 
@@ -59,8 +65,33 @@ class Context:
         ledger may mount it at different places), or absolute as older ledgers wrote it."""
         return self.folder(entry.folder).output / PurePosixPath(final_path)
 
+    def route(self, folder: FolderConfig, rule: int) -> dict[str, Any]:
+        """What delivery needs of a file matched by ``rule``, kept in its ledger row so that a
+        config edited while it is in flight (a rule inserted above, a changed output_name) changes nothing
+        for it."""
+        chosen = folder.rules[rule]
+        return {"output_name": chosen.output_name,
+                "on_conflict": chosen.on_conflict,
+                "exports": list(self.config.templates[chosen.template].export_url_tasks)}
+
     def rule(self, entry: Entry) -> Rule:
-        return self.folder(entry.folder).rules[entry.rule]
+        if entry.route is None:  # a row from before routes were kept
+            return self.folder(entry.folder).rules[entry.rule]
+        return Rule(match=(), template=entry.template, output_name=entry.route["output_name"],
+                    on_conflict=entry.route["on_conflict"])
+
+    def exports(self, entry: Entry) -> tuple[str, ...]:
+        """The template's export/url tasks, as they were when the file settled."""
+        if entry.route is not None:
+            return tuple(str(name) for name in entry.route["exports"])
+        return self.template(entry).export_url_tasks
+
+    def template(self, entry: Entry) -> Template:
+        template = self.config.templates.get(entry.template)
+        if template is None:
+            raise FileError(f"template {entry.template!r} is no longer in the config",
+                            code="TEMPLATE_GONE", job_id=entry.job_id, path=entry.relpath)
+        return template
 
 
 def version(entry: Entry) -> Version:

@@ -31,8 +31,15 @@ def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
         planned = _plan(ctx, entry, outputs, reserved=reserved)
     except SymlinkInPath as exc:
         raise _symlinked(entry, exc) from exc
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
-                             outputs=planned)
+    try:
+        return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
+                                 outputs=planned)
+    except BaseException:
+        # Not recorded, so not ours: the next plan must not see its own names as taken
+        # (a ledger locked for a while would otherwise give ``x (1).jpg`` beside nothing).
+        reserved.difference_update(ctx.output_path(entry, o.final_path)
+                                   for o in planned if o.final_path)
+        raise
 
 
 def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
@@ -43,9 +50,9 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     finishing together must not both pick ``name.jpg``. Chosen paths are added to it; the caller
     serialises calls and releases the paths once the file is finished.
     """
-    folder = ctx.folder(entry.folder)
     rule = ctx.rule(entry)
-    root = ctx.root(folder.output)
+    output = ctx.folder(entry.folder).output
+    root = ctx.root(output)
     root.check()  # an unmounted output share: wait, and choose no names in its mount point
     relpath = PurePosixPath(entry.relpath)
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
@@ -55,7 +62,7 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
         name = templates.format_output_name(rule.output_name, input_relpath=relpath,
                                             output_filename=server_name, n=n, date=date)
         rel = relpath.parent / fs.sanitize_filename(name)
-        final = folder.output / rel
+        final = output / rel
         if rule.on_conflict == "skip" and (final in reserved or rooted.exists(root, rel)):
             logger.bind(folder=entry.folder, file=entry.relpath).info(
                 "{} exists; skipped (on_conflict = skip)", final)
@@ -67,9 +74,9 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
             while final in reserved or rooted.exists(root, rel):
                 n_clash += 1
                 rel = rel.with_name(fs.fit_name(fs.numbered(rel.name, n_clash)))
-                final = folder.output / rel
+                final = output / rel
         reserved.add(final)
-        planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
+        planned.append(replace(out, final_path=rel.as_posix()))
     return tuple(planned)
 
 
@@ -95,7 +102,7 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
 def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:
     assert entry.job_id is not None
     job = ctx.api.get_job(entry.job_id, path=entry.relpath)
-    fresh = track.outputs_of(job, ctx.config.templates[entry.template].export_url_tasks)
+    fresh = track.outputs_of(job, ctx.exports(entry))
     if index >= len(fresh):
         raise FileError("the job no longer lists this output", code="OUTPUT_GONE",
                         job_id=entry.job_id, path=entry.relpath)
@@ -104,14 +111,14 @@ def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> Pl
 
 def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
     assert out.final_path is not None and out.url is not None and entry.job_id is not None
-    folder = ctx.folder(entry.folder)
+    output = ctx.folder(entry.folder).output
     final = ctx.output_path(entry, out.final_path)
-    parent, name = rooted.split(final.relative_to(folder.output).as_posix())
+    parent, name = rooted.split(final.relative_to(output).as_posix())
     rule = ctx.rule(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id)
     try:
         with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks, \
-                rooted.staged(ctx.root(folder.output), parent) as item:
+                rooted.staged(ctx.root(output), parent) as item:
             for chunk in chunks:
                 item.write(chunk)
             if out.size is not None and item.written != out.size:

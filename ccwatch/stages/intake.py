@@ -183,7 +183,8 @@ class Intake:
                      "the new name", moved.relpath)
             return ledger.update(moved.id, now=self.ctx.clock.wall(), relpath=str(relpath))
         entry = ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
-                           template=folder.rules[rule].template, now=self.ctx.clock.wall())
+                           template=folder.rules[rule].template, now=self.ctx.clock.wall(),
+                           route=self.ctx.route(folder, rule))
         if entry is not None:
             log.info("settled ({} bytes)", st.size)
             return entry

@@ -59,7 +59,7 @@ def _check_source(ctx: Context, entry: Entry) -> None:
 
 
 def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
-    template = ctx.config.templates[entry.template]
+    template = ctx.template(entry)
     payload: dict[str, Any] = {
         "tasks": templates.render(template, PurePosixPath(entry.relpath)),
         "tag": entry.job_tag,
@@ -87,7 +87,7 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
 
 
 def _upload_task(ctx: Context, job: dict[str, Any], entry: Entry) -> dict[str, Any]:
-    name = ctx.config.templates[entry.template].upload_task
+    name = ctx.template(entry).upload_task
     for task in job.get("tasks") or []:
         if isinstance(task, dict) and task.get("name") == name:
             return task

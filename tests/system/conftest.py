@@ -78,38 +78,44 @@ def bindfs_mirror(source: Path, mount_dir: Path, *options: str) -> Iterator[Path
         _unmount(mount_dir)
 
 
-def mount_tmpfs(mount_dir: Path, size: str = "8m") -> None:
-    """``mount -t tmpfs`` at ``mount_dir`` (root only: fails in CI, skips elsewhere otherwise)."""
-    if os.geteuid() != 0:
-        why = "mounting a tmpfs needs root (CI runs as root)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_dir)],
-                          capture_output=True, text=True, check=False, timeout=30)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs at {mount_dir}: {done.stderr.strip()}")
+class Tmpfs:
+    """``mount -t tmpfs`` on folders (root only: fails in CI, skips elsewhere otherwise); every
+    mount still there is undone after the test."""
 
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
 
-def unmount(mount_dir: Path) -> None:
-    _unmount(mount_dir)
+    def mount(self, mount_dir: Path, size: str = "8m") -> Path:
+        if os.geteuid() != 0:
+            why = "mounting a tmpfs needs root (CI runs as root)"
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        mount_dir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                               str(mount_dir)], capture_output=True, text=True, check=False,
+                              timeout=30)
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs at {mount_dir}: {done.stderr.strip()}")
+        self.mounted.append(mount_dir)
+        return mount_dir
+
+    def unmount(self, mount_dir: Path) -> None:
+        _unmount(mount_dir)
+
+    def cleanup(self) -> None:
+        for mount_dir in reversed(self.mounted):
+            while os.path.ismount(mount_dir):
+                subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
 
 
 @pytest.fixture
-def tmpfs_at() -> Iterator[Callable[[Path], Path]]:
-    """Mount a small tmpfs on a folder (made if missing); every mount is undone after the test."""
-    mounted: list[Path] = []
-
-    def mount(mount_dir: Path, size: str = "8m") -> Path:
-        mount_dir.mkdir(parents=True, exist_ok=True)
-        mount_tmpfs(mount_dir, size)
-        mounted.append(mount_dir)
-        return mount_dir
-
-    yield mount
-    for mount_dir in reversed(mounted):
-        while os.path.ismount(mount_dir):
-            subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+def tmpfs() -> Iterator[Tmpfs]:
+    mounts = Tmpfs()
+    try:
+        yield mounts
+    finally:
+        mounts.cleanup()
 
 
 @pytest.fixture

@@ -3,26 +3,24 @@ one warning, ``status`` says so, and work resumes by itself when the share is mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cli_helpers import cli_env, status_json
-from conftest import unmount
 from proc_harness import daemon, make_setup
 
 from ccwatch.testing import make_image, wait_for
 
 
 def test_unmounted_output_makes_the_folder_unavailable_until_it_returns(
-        tmp_path: Path, emulator: Any, api_key: str, tmpfs_at: Callable[[Path], Path]) -> None:
+        tmp_path: Path, emulator: Any, api_key: str, tmpfs: Any) -> None:
     setup = make_setup(tmp_path, emulator, folder_extra='originals = "delete"')
-    tmpfs_at(setup.output)
+    tmpfs.mount(setup.output)
     env = cli_env(tmp_path)
     with daemon(setup, api_key) as d:
         make_image(setup.input / "first.png")
         wait_for(lambda: (setup.output / "first.jpg").exists(), timeout=60, message="first output")
-        unmount(setup.output)  # the mount point is an empty folder on the disk below again
+        tmpfs.unmount(setup.output)  # the mount point is an empty folder on the disk below again
         make_image(setup.input / "sub" / "second.png")
         make_image(setup.input / "third.png")
         d.wait_for_log("is unavailable", timeout=60)
@@ -36,7 +34,7 @@ def test_unmounted_output_makes_the_folder_unavailable_until_it_returns(
         assert (setup.input / "sub" / "second.png").exists()
         assert (setup.input / "third.png").exists()
 
-        tmpfs_at(setup.output)  # back (a new tmpfs: a new device number)
+        tmpfs.mount(setup.output)  # back (a new tmpfs: a new device number)
         wait_for(lambda: (setup.output / "sub" / "second.jpg").exists()
                  and (setup.output / "third.jpg").exists(), timeout=60,
                  message="outputs delivered once the share is back")
