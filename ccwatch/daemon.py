@@ -252,6 +252,27 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
         yield url
 
 
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) set ``stop``: intake stops and running transfers drain.
+    SIGHUP, which would otherwise end the process without a word, is logged and ignored: nothing
+    is lost or done twice (reloading the configuration is not implemented yet: restart)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
+        stop.set()
+
+    def hangup(_signum: int, _frame: FrameType | None) -> None:
+        logger.warning("received SIGHUP: ignored (this version does not reload its "
+                       "configuration; restart ccwatch to apply changes)")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, hangup)
+    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
+        signal.signal(signal.SIGBREAK, handler)
+
+
 class Daemon:
     """``ccwatch run``: watch until told to stop, then drain within ``shutdown_grace_s``."""
 
@@ -310,14 +331,7 @@ class Daemon:
                 f"{paused}")
 
     def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
-            signal.signal(signal.SIGBREAK, handler)
+        install_signal_handlers(self.stop_event)
 
     def run(self) -> bool:
         """Run until ``stop_event``; True when the drain finished within the grace period."""
@@ -351,30 +365,44 @@ class Daemon:
         return drained
 
     def _drain(self, grace_s: float) -> bool:
-        pipeline = self.runtime.pipeline
-        clock = self.runtime.ctx.clock
-        deadline = clock.monotonic() + grace_s
-        while pipeline.busy_count() and clock.monotonic() < deadline:
-            sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line())
-            clock.sleep(0.05)
-        left = pipeline.busy_count()
-        if left:
-            logger.warning("{} transfer(s) still running after {} s; they resume on next start",
-                           left, grace_s)
-            return False
-        logger.info("stopped; {} file(s) left in the ledger resume on next start",
-                    pipeline.active_count())
-        return True
+        return drain(self.runtime, grace_s,
+                     tick=lambda: sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line()))
 
 
-def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
-    """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
+def drain(runtime: Runtime, grace_s: float, *, tick: Callable[[], object] = lambda: None) -> bool:
+    """Wait up to ``grace_s`` for running transfers; True when none is left."""
+    pipeline = runtime.pipeline
+    clock = runtime.ctx.clock
+    deadline = clock.monotonic() + grace_s
+    while pipeline.busy_count() and clock.monotonic() < deadline:
+        tick()
+        clock.sleep(0.05)
+    left = pipeline.busy_count()
+    if left:
+        logger.warning("{} transfer(s) still running after {} s; they resume on next start",
+                       left, grace_s)
+        return False
+    logger.info("stopped; {} file(s) left in the ledger resume on next start",
+                pipeline.active_count())
+    return True
+
+
+def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None,
+             stop: threading.Event | None = None) -> ExitCode:
+    """Settle and convert what is in the folders now, then return (``ccwatch run --once``).
+
+    ``stop`` set (Ctrl-C): intake stops, running transfers drain within ``shutdown_grace_s``,
+    and the result is ``INTERRUPTED``; the rest resumes from the ledger on the next run."""
     pipeline = runtime.pipeline
     clock = runtime.ctx.clock
     total = pipeline.active_count()
     for folder in runtime.ctx.config.folders:
         total += runtime.scan(folder)
     while True:
+        if stop is not None and stop.is_set():
+            pipeline.stop_intake()
+            drain(runtime, runtime.ctx.config.daemon.shutdown_grace_s)
+            return ExitCode.INTERRUPTED
         pipeline.step()
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)

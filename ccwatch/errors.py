@@ -34,6 +34,7 @@ class ExitCode(enum.IntEnum):
     FILES_FAILED = 1
     CONFIG = 2
     ACCOUNT = 3
+    INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
 
 
 class CcwatchError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -68,14 +69,21 @@ def _load_config(config_path: Path | None) -> Config:
 def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
-    from ccwatch.daemon import Daemon, open_runtime
+    from ccwatch.daemon import Daemon, install_signal_handlers, open_runtime
 
     cfg = _load_config(config_path)
     logs.setup(cfg.daemon.log_format, log_file=log_file)
     try:
         with open_runtime(cfg) as runtime:
             if once:
-                code = _run_once_with_progress(runtime)
+                stop = threading.Event()
+                install_signal_handlers(stop)
+                code = _run_once_with_progress(runtime, stop)
+                if runtime.pipeline.busy_count():
+                    # Transfers still running after the grace period: leave without waiting for
+                    # them (or closing the ledger under them); the ledger has what resumes them.
+                    sys.stderr.flush()
+                    os._exit(int(code))
                 sys.exit(int(code))
             d = Daemon(runtime)
             d.install_signal_handlers()
@@ -89,7 +97,7 @@ def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
         os._exit(0)
 
 
-def _run_once_with_progress(runtime: Runtime) -> ExitCode:
+def _run_once_with_progress(runtime: Runtime, stop: threading.Event) -> ExitCode:
     from ccwatch.daemon import run_once
 
     console = Console(stderr=True)
@@ -101,7 +109,7 @@ def _run_once_with_progress(runtime: Runtime) -> ExitCode:
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=max(total, done) or None)
 
-        code = run_once(runtime, on_progress=on_progress)
+        code = run_once(runtime, on_progress=on_progress, stop=stop)
     p = runtime.pipeline
     click.echo(f"{p.delivered} converted, {p.failed} failed", err=True)
     return code
