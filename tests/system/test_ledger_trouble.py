@@ -48,7 +48,7 @@ def test_full_state_disk_backs_off_with_one_message(tmp_path: Path, emulator: An
         wait_for(lambda: setup.states().get("a.png") == "processing", timeout=60,
                  message="the job running")
         filler = _fill(setup.state)
-        d.wait_for_log("cannot record progress in the ledger", timeout=60)
+        d.wait_for_log("database or disk is full", timeout=60)
         lines, cpu, start = len(d.output().splitlines()), _cpu_s(d.proc.pid), time.monotonic()
         wait_for(lambda: _window_passed(start), timeout=WINDOW_S + 5, message="a window")
         added = len(d.output().splitlines()) - lines
