@@ -191,7 +191,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         stack.callback(pipeline.close, wait=False)
         if config.webhook is not None:
             stack.enter_context(_receiver(config, pipeline))
-        neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
+        neighbours = Neighbours(config, ledger, clock, state_dir=state_dir, roots=ctx.roots)
         stack.callback(neighbours.leave)
         yield Runtime(ctx, pipeline, neighbours)
 

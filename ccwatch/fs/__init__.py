@@ -1,25 +1,21 @@
-"""The filesystem edge: stat, safe names, temp + fsync + rename, no-clobber moves.
+"""The filesystem edge: stat, names (safe, fitting, numbered on a clash), temp cleanup, and
+whether a folder is usable.
 
-The only module that uses ``shutil`` or ``os.replace``. Every file ccwatch creates is first
-written as ``.ccwatch-<random>.tmp`` in its target folder and fsynced, then renamed, so a reader
-(or a crash) never sees a half-written output under its final name.
+Every file operation on the configured folders goes through :mod:`ccwatch.fs.rooted` (inside the
+root, no symlink followed, files written as ``.ccwatch-<random>.tmp``, fsynced, then renamed, so
+a reader or a crash never sees a half-written output under its final name); the configured
+folders themselves are :mod:`ccwatch.fs.roots`.
 """
 
 from __future__ import annotations
 
 import errno
 import getpass
-import json
 import os
 import re
-import secrets
-import shutil
 import stat
-from collections.abc import Container, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from loguru import logger
 
@@ -27,7 +23,6 @@ from ccwatch.errors import FileError
 
 TEMP_PREFIX = ".ccwatch-"
 TEMP_SUFFIX = ".tmp"
-_COPY_CHUNK = 1024 * 1024
 NAME_MAX = 255  # bytes, the limit of every filesystem we expect to write to
 
 # errnos meaning "no hard links on this filesystem" (FAT, some FUSE/SMB): fall back to rename
@@ -49,11 +44,6 @@ def stat_regular(path: Path) -> FileStat | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     return FileStat(st.st_size, st.st_mtime_ns)
-
-
-def is_version(path: Path, size: int, mtime_ns: int) -> bool:
-    """``path`` is still the regular file of that size and mtime: the same version of the file."""
-    return stat_regular(path) == FileStat(size, mtime_ns)
 
 
 def is_own_temp(name: str) -> bool:
@@ -102,98 +92,6 @@ def inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes a rename durable; some filesystems (CIFS, some FUSE) refuse fsync on a directory.
-    # Windows has no O_DIRECTORY and cannot open a folder at all: NTFS renames need no fsync there.
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_stream(dest_dir: Path, chunks: Iterable[bytes]) -> tuple[Path, int]:
-    """Write ``chunks`` to a new fsynced temp file in ``dest_dir``; return (temp, bytes written)."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    temp = dest_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    # 0o666 minus the umask like any program's output (mkstemp's 0o600 would hide it on a share).
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    written = 0
-    with discard_on_error(temp), os.fdopen(fd, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return temp, written
-
-
-@contextmanager
-def discard_on_error(temp: Path) -> Iterator[None]:
-    """Remove ``temp`` if the block raises (anything, a KeyboardInterrupt too), then re-raise."""
-    try:
-        yield
-    except BaseException:
-        with suppress(OSError):
-            temp.unlink()
-        raise
-
-
-def commit(temp: Path, final: Path, *, overwrite: bool) -> bool:
-    """Rename ``temp`` to ``final``. Without ``overwrite``, an existing ``final`` is kept and False
-    returned (the temp stays for the caller to commit elsewhere or remove)."""
-    if overwrite:
-        os.replace(temp, final)
-    elif not _rename_if_absent(temp, final):
-        return False
-    _fsync_dir(final.parent)
-    return True
-
-
-def _rename_if_absent(src: Path, dst: Path) -> bool:
-    """Atomic no-clobber rename within one filesystem: link + unlink. False if ``dst`` exists.
-
-    Raises OSError(EXDEV) across filesystems."""
-    try:
-        if os.link in os.supports_follow_symlinks:
-            os.link(src, dst, follow_symlinks=False)
-        else:  # Windows: no linkat(); its hard links never follow a symlink anyway
-            os.link(src, dst)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in _NO_HARDLINKS:
-            raise
-        # No hard links here: check-then-rename. The window is small; nothing better is portable.
-        if is_taken(dst):
-            return False
-        os.rename(src, dst)
-        return True
-    os.unlink(src)
-    return True
-
-
-def is_taken(path: Path, taken: Container[Path] = ()) -> bool:
-    """A name is taken by anything on disk, a dangling symlink included, or by ``taken``."""
-    return path in taken or os.path.lexists(path)
-
-
-def unique_path(path: Path, taken: Container[Path] = ()) -> Path:
-    """``path`` if free, else the first free ``stem (n)suffix`` (see :func:`is_taken`)."""
-    candidate, n = path, 0
-    while is_taken(candidate, taken):
-        n += 1
-        candidate = path.with_name(fit_name(numbered(path.name, n)))
-    return candidate
-
-
 def numbered(name: str, n: int) -> str:
     """``name`` for 0, else ``stem (n).ext``: the name a clash gets."""
     if n == 0:
@@ -221,60 +119,6 @@ def fit_name(name: str, *, reserve: int = 0) -> str:
     while stem and name_bytes(stem + tail + suffix) > limit:
         stem = stem[:-1]
     return stem + tail + suffix
-
-
-def move_no_clobber(src: Path, dst: Path) -> Path:
-    """Move a file to ``dst`` (``dst (n)`` on a clash), never overwriting; return the final path."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        target = unique_path(dst)
-        try:
-            moved = _rename_if_absent(src, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            return copy_then_delete(src, dst)
-        if moved:
-            _fsync_dir(target.parent)
-            _fsync_dir(src.parent)
-            return target
-        # someone took ``target`` between the check and the link: pick the next free name
-
-
-def _read_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(_COPY_CHUNK):
-            yield chunk
-
-
-def copy_then_delete(src: Path, dst: Path) -> Path:
-    """The cross-filesystem move: copy to a temp beside ``dst``, fsync, commit without clobbering
-    (``dst (n)`` on a clash), and only then unlink ``src``. Returns the final path."""
-    expected = src.stat().st_size
-    temp, written = write_stream(dst.parent, _read_chunks(src))
-    with discard_on_error(temp):
-        if written != expected:
-            raise OSError(errno.EIO, f"{src} changed size during the copy ({expected} → {written})")
-        # keep the mtime: quarantined and archived files stay recognisable
-        shutil.copystat(src, temp)
-        while True:
-            target = unique_path(dst)
-            if commit(temp, target, overwrite=False):
-                break
-    os.unlink(src)
-    _fsync_dir(src.parent)
-    return target
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as indented JSON, atomically (temp + fsync + replace)."""
-    body = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    temp, _ = write_stream(path.parent, [body])
-    try:
-        commit(temp, path, overwrite=True)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def remove_temps(folder: Path) -> int:

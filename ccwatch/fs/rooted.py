@@ -125,6 +125,13 @@ def unlink_version(root: Root, relpath: str | PurePosixPath, version: Version) -
         return False
 
 
+def remove(root: Root, relpath: str | PurePosixPath) -> None:
+    """Delete whatever file is at ``relpath`` (nothing if it is gone)."""
+    parent, name = split(relpath)
+    with suppress(FileNotFoundError, SymlinkInPath), root.directory(parent) as fd:
+        os.unlink(name, dir_fd=fd)
+
+
 def _fsync(fd: int) -> None:
     # Makes a rename durable; some filesystems (CIFS, some FUSE) refuse fsync on a directory.
     with suppress(OSError):
