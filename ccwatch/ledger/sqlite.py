@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
 CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
+CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
