@@ -1,5 +1,5 @@
 """What every stage needs, bundled once by the daemon: config, ledger, API client, clock, and the
-configured folders as :class:`~ccwatch.fs.rooted.Root` objects (every file operation goes through
+configured folders as :class:`~ccwatch.fs.roots.Root` objects (every file operation goes through
 them, so none leaves its folder)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig, Rule
 from ccwatch.config.templates import Template
-from ccwatch.errors import FileError
+from ccwatch.errors import FileError, LedgerUnavailable
 from ccwatch.fs.rooted import Version
 from ccwatch.fs.roots import Root, Roots
 from ccwatch.ledger import Entry, Ledger
@@ -41,7 +41,7 @@ class Context:
         """Mirror the unavailable roots in the ledger, for `ccwatch status` (another process)."""
         try:
             self.ledger.set_meta(UNAVAILABLE_META, self.roots.unavailable() or None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, LedgerUnavailable) as exc:
             logger.warning("cannot record folder availability in the ledger: {}", exc)
 
     def folder_names(self) -> frozenset[str]:
@@ -67,11 +67,10 @@ class Context:
 
     def route(self, folder: FolderConfig, rule: int) -> dict[str, Any]:
         """What delivery needs of a file matched by ``rule``, kept in its ledger row so that a
-        config edited while it is in flight (a rule inserted above, a changed output_name) changes nothing
-        for it."""
+        config edited while it is in flight (a rule inserted above, another ``output_name``)
+        changes nothing for it."""
         chosen = folder.rules[rule]
-        return {"output_name": chosen.output_name,
-                "on_conflict": chosen.on_conflict,
+        return {"output_name": chosen.output_name, "on_conflict": chosen.on_conflict,
                 "exports": list(self.config.templates[chosen.template].export_url_tasks)}
 
     def rule(self, entry: Entry) -> Rule:
