@@ -29,7 +29,7 @@ from ccwatch.errors import ConfigError, ExitCode, FolderUnavailable, LedgerUnava
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.pipeline.neighbours import Neighbours
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, follow_renamed_folders
 
 STEP_S = 0.1
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
@@ -210,26 +210,6 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
             logger.error("{}; trying again in {:.0f} s", exc.message, delay)
         clock.sleep(delay)
         delay = min(delay * 2, 60.0)
-
-
-FOLDER_INPUTS_META = "folder_inputs"
-
-
-def follow_renamed_folders(config: Config, ledger: Ledger) -> None:
-    """A folder is its input path: one renamed in the config keeps its ledger rows (so nothing is
-    converted again and nothing in flight is orphaned)."""
-    known: dict[str, str] = ledger.get_meta(FOLDER_INPUTS_META) or {}
-    names = {f.name for f in config.folders}
-    for folder in config.folders:
-        for old, path in list(known.items()):
-            if path == str(folder.input) and old != folder.name and old not in names:
-                moved = ledger.rename_folder(old, folder.name)
-                del known[old]
-                logger.bind(folder=folder.name).info(
-                    "folder {!r} was renamed {!r} in the config (same input); its {} ledger "
-                    "row(s) follow", old, folder.name, moved)
-    # Removed folders stay known: added back under any name, their rows are found again.
-    ledger.set_meta(FOLDER_INPUTS_META, known | {f.name: str(f.input) for f in config.folders})
 
 
 @contextmanager
