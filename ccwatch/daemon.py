@@ -21,11 +21,12 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from ccwatch import fs, logs, watch, webhook
+from ccwatch import logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import ConfigError, ExitCode, FolderUnavailable, LedgerUnavailable
+from ccwatch.fs import rooted
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline
 from ccwatch.pipeline.neighbours import Neighbours
@@ -173,13 +174,14 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock)
         stack.callback(api.close)
+        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
         for folder in config.folders:
             for place in (folder.output, folder.quarantine):
-                removed = fs.remove_temps(place)
-                if removed:
-                    logger.bind(folder=folder.name).info(
-                        "removed {} unfinished temp file(s) from {}", removed, place)
-        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
+                with contextlib.suppress(FolderUnavailable):
+                    removed = rooted.remove_temps(ctx.root(place))
+                    if removed:
+                        logger.bind(folder=folder.name).info(
+                            "removed {} unfinished temp file(s) from {}", removed, place)
         for folder in config.folders:
             # Each root's device is recorded now: a different one later means it was unmounted.
             for root in (folder.input, folder.output, folder.quarantine, folder.archive):

@@ -1,4 +1,4 @@
-"""The filesystem edge: stat, names (safe, fitting, numbered on a clash), temp cleanup, and
+"""The filesystem edge: stat, names (safe, fitting, numbered on a clash), own temp names, and
 whether a folder is usable.
 
 Every file operation on the configured folders goes through :mod:`ccwatch.fs.rooted` (inside the
@@ -16,8 +16,6 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-from loguru import logger
 
 from ccwatch.errors import FileError
 
@@ -119,25 +117,6 @@ def fit_name(name: str, *, reserve: int = 0) -> str:
     while stem and name_bytes(stem + tail + suffix) > limit:
         stem = stem[:-1]
     return stem + tail + suffix
-
-
-def remove_temps(folder: Path) -> int:
-    """Delete temp files a crashed run left under ``folder`` (recursively); return how many."""
-    removed = 0
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif is_own_temp(entry.name) and entry.is_file(follow_symlinks=False):
-                        os.unlink(entry.path)
-                        removed += 1
-        except OSError as exc:
-            logger.warning("cannot clean temp files in {}: {}", current, exc)
-    return removed
 
 
 def user_name(uid: int) -> str:

@@ -19,8 +19,18 @@ from contextlib import contextmanager, suppress
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from ccwatch.fs import _NO_HARDLINKS, TEMP_PREFIX, TEMP_SUFFIX, FileStat, fit_name, numbered
-from ccwatch.fs.roots import CLOEXEC, Root, SymlinkInPath
+from loguru import logger
+
+from ccwatch.fs import (
+    _NO_HARDLINKS,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    FileStat,
+    fit_name,
+    is_own_temp,
+    numbered,
+)
+from ccwatch.fs.roots import CLOEXEC, DIR_FLAGS, Root, SymlinkInPath
 
 _CHUNK = 1024 * 1024
 
@@ -130,6 +140,29 @@ def remove(root: Root, relpath: str | PurePosixPath) -> None:
     parent, name = split(relpath)
     with suppress(FileNotFoundError, SymlinkInPath), root.directory(parent) as fd:
         os.unlink(name, dir_fd=fd)
+
+
+def remove_temps(root: Root) -> int:
+    """Delete the temp files a crashed run left below ``root``; how many. Walked by directory
+    fds like every other operation, so a symlinked folder is not descended into."""
+    removed = 0
+    stack = [root.open()]
+    while stack:
+        fd = stack.pop()
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    with suppress(OSError):
+                        stack.append(os.open(entry.name, DIR_FLAGS, dir_fd=fd))
+                elif is_own_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                    with suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+                        removed += 1
+        except OSError as exc:
+            logger.warning("cannot clean temp files in {}: {}", root.path, exc)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fsync(fd: int) -> None:

@@ -26,7 +26,7 @@ from loguru import logger
 from ccwatch.errors import FolderUnavailable
 
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | CLOEXEC
 
 
 class SymlinkInPath(OSError):
@@ -146,13 +146,13 @@ def _descend(fd: int, name: str, *, create: bool, root: Path, parts: Sequence[st
     """Open the folder ``name`` in ``fd``; the new fd."""
     try:
         try:
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except FileNotFoundError:
             if not create:
                 raise
             with suppress(FileExistsError):
                 os.mkdir(name, 0o777, dir_fd=fd)
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise SymlinkInPath(root, "/".join(parts)) from exc

@@ -12,7 +12,6 @@ from ccwatch.fs import (
     FileStat,
     inside,
     is_own_temp,
-    remove_temps,
     sanitize_filename,
     stat_regular,
     user_name,
@@ -80,17 +79,6 @@ def test_user_name_of_unknown_uid() -> None:
     """A uid with no passwd entry (containers) is shown as a number; a known one with its number."""
     assert user_name(2_000_000_123) == "uid 2000000123"
     assert user_name(0) == "root (uid 0)"
-
-
-def test_remove_temps_only_touches_own_temp_files(tmp_path: Path) -> None:
-    (tmp_path / "sub" / "deeper").mkdir(parents=True)
-    (tmp_path / ".ccwatch-1.tmp").write_bytes(b"")
-    (tmp_path / "sub" / "deeper" / ".ccwatch-2.tmp").write_bytes(b"")
-    (tmp_path / "sub" / "keep.tmp").write_bytes(b"")
-    (tmp_path / "sub" / ".ccwatch-dir.tmp").mkdir()
-    assert remove_temps(tmp_path) == 2
-    remaining = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
-    assert remaining == ["sub", "sub/.ccwatch-dir.tmp", "sub/deeper", "sub/keep.tmp"]
 
 
 def test_writable_problem(tmp_path: Path) -> None:

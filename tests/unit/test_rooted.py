@@ -156,3 +156,19 @@ def test_names_fit_and_number() -> None:
     assert fit_name(numbered("x" * 251 + ".pdf", 1)).endswith(" (1).pdf")
     assert name_problem("ok/name.png") is None
     assert name_problem("bad\nname.png") and name_problem(os.fsdecode(b"bad\xff.png"))
+
+
+def test_remove_temps_only_touches_own_temp_files_and_follows_no_symlink(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub" / "deeper").mkdir(parents=True)
+    (out / ".ccwatch-1.tmp").write_bytes(b"")
+    (out / "sub" / "deeper" / ".ccwatch-2.tmp").write_bytes(b"")
+    (out / "sub" / "keep.tmp").write_bytes(b"")
+    (out / "sub" / ".ccwatch-dir.tmp").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ".ccwatch-3.tmp").write_bytes(b"")
+    os.symlink(tmp_path / "elsewhere", out / "link")
+    assert rooted.remove_temps(Root(out)) == 2
+    remaining = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert remaining == ["link", "sub", "sub/.ccwatch-dir.tmp", "sub/deeper", "sub/keep.tmp"]
+    assert (tmp_path / "elsewhere" / ".ccwatch-3.tmp").exists()
