@@ -3,11 +3,19 @@
 Every httpx exception and every non-2xx answer becomes a ``ccwatch.errors`` class here, with the job,
 task and path it concerned; nothing outside this module sees httpx. No retries happen here: the
 pipeline decides when to try again, so a waiting file never holds a thread.
+
+Every exchange runs against a total deadline (``timeout_s``), not httpx's per-read timeout: a server
+that trickles a byte every few seconds would otherwise hold a worker for ever. File transfers get
+``timeout_s`` plus the time their bytes take at ``MIN_RATE``, so big files still finish and a stall
+does not. Answers that are not files are read up to ``MAX_BODY`` bytes, never more.
 """
 
 from __future__ import annotations
 
+import email.utils
+import json as jsonlib
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -16,10 +24,12 @@ import httpx
 
 from ccwatch import __version__
 from ccwatch.clock import Clock
+from ccwatch.deadline import Budget, bounded, deadline
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
     FileError,
+    FormRefused,
     OutputGone,
     RateLimited,
     TransientError,
@@ -28,8 +38,14 @@ from ccwatch.errors import (
 USER_AGENT = f"ccwatch/{__version__}"
 # Below this many requests left in the server's window, job creation slows to one per second.
 RATE_LOW_WATER = 5
+MAX_BODY = 32 << 20  # an API answer larger than this is refused (a job with 10,000s of files fits)
+ERROR_BODY = 64 << 10  # what is read of a refused transfer to tell why
+MIN_RATE = 16 << 10  # bytes/s a transfer must average, after its first timeout_s, to go on
+MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 
+
+# -- answers → errors ----------------------------------------------------------------------------
 
 def _body(response: httpx.Response) -> dict[str, Any]:
     try:
@@ -39,18 +55,26 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in either form: delta-seconds, or an HTTP date (seconds from ``now``)."""
     if value is None:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP-date; the caller's backoff applies
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_for(response: httpx.Response, **context: Any) -> CcwatchError:
-    """The error class for a non-2xx API answer (exported for the webhook and status code paths)."""
+    """The error class for a non-2xx API answer whose body has been read."""
     status = response.status_code
     body = _body(response)
     code = body.get("code") if isinstance(body.get("code"), str) else None
@@ -61,11 +85,11 @@ def error_for(response: httpx.Response, **context: Any) -> CcwatchError:
                             for k, v in errors.items())
         message = f"{message} ({details})"
     kw = {"code": code, "http_status": status, **context}
+    wait = retry_after_s(response.headers.get("Retry-After"))
     if status == 429:
-        return RateLimited(f"rate limited: {message}", retry_after_s=_retry_after(response), **kw)
+        return RateLimited(f"rate limited: {message}", retry_after_s=wait, **kw)
     if status >= 500 or status in (408, 409, 425):
-        return TransientError(f"server error {status}: {message}",
-                              retry_after_s=_retry_after(response), **kw)
+        return TransientError(f"server error {status}: {message}", retry_after_s=wait, **kw)
     if status == 401:
         return AccountError(f"API key rejected (401): {message}", **kw)
     if status == 402:
@@ -75,6 +99,43 @@ def error_for(response: httpx.Response, **context: Any) -> CcwatchError:
     return FileError(f"request refused ({status}): {message}", **kw)
 
 
+def _storage_error(response: httpx.Response, what: str, **context: Any) -> CcwatchError:
+    """The storage host answers like S3 (XML, no API codes): 429/5xx wait, the rest is refused."""
+    status = response.status_code
+    wait = retry_after_s(response.headers.get("Retry-After"))
+    kw = {"code": f"STORAGE_{status}", "http_status": status, **context}
+    if status == 429:
+        return RateLimited(f"{what}: storage host busy (429)", retry_after_s=wait, **kw)
+    if status >= 500 or status in (408, 425):
+        return TransientError(f"{what}: storage host error {status}", retry_after_s=wait, **kw)
+    return FileError(f"{what}: refused by the storage host ({status})", **kw)
+
+
+def _read_capped(response: httpx.Response, limit: int, what: str, **context: Any) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TransientError(f"{what}: a {int(declared)}-byte answer is over the {limit}-byte limit",
+                             code="RESPONSE_TOO_LARGE", **context)
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise TransientError(f"{what}: the answer passed the {limit}-byte limit; refused",
+                                 code="RESPONSE_TOO_LARGE", **context)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _network(exc: httpx.HTTPError, what: str, **context: Any) -> TransientError:
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientError(f"{what} timed out", code="TIMEOUT", **context)
+    if isinstance(exc, httpx.TooManyRedirects):
+        return TransientError(f"{what}: more than {MAX_REDIRECTS} redirects", code="REDIRECTS",
+                              **context)
+    return TransientError(f"network error on {what}: {exc}", code="NETWORK", **context)
+
+
 class CloudConvertClient:
     """Synchronous client; safe to share between worker threads."""
 
@@ -82,17 +143,19 @@ class CloudConvertClient:
                  timeout_s: float, clock: Clock) -> None:
         self.base_url = base_url.rstrip("/")
         self.sync_base_url = sync_base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self._clock = clock
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._api = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                 limits=limits)
+        self._api = bounded(httpx.Client(base_url=self.base_url, headers=headers,
+                                         timeout=timeout, limits=limits))
         # Upload forms and export URLs are pre-signed: they must never see the Authorization header.
-        self._storage = httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
-                                     limits=limits, follow_redirects=False)
+        self._storage = bounded(httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
+                                             limits=limits, follow_redirects=False,
+                                             max_redirects=MAX_REDIRECTS))
         self._rate_lock = threading.Lock()
         self._rate_remaining: int | None = None
         self._next_create_at = 0.0
@@ -104,18 +167,26 @@ class CloudConvertClient:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _call(self, method: str, route: str, *, params: Mapping[str, Any] | None = None,
-              json: Any = None, **context: Any) -> dict[str, Any]:
+              json: Any = None, note_rate: bool = False, **context: Any) -> dict[str, Any]:
+        what = f"{method} {route}"
         try:
-            response = self._api.request(method, route, params=params, json=json)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out: {method} {route}", code="TIMEOUT", **context) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(f"network error on {method} {route}: {exc}", code="NETWORK",
-                                 **context) from exc
-        self._note_rate(response)
-        if response.is_success:
-            return _body(response)
-        raise error_for(response, **context)
+            with deadline(Budget(self.timeout_s)), \
+                    self._api.stream(method, route, params=params, json=json) as response:
+                limit = MAX_BODY if response.is_success else ERROR_BODY
+                content = _read_capped(response, limit, what, **context)
+        except httpx.HTTPError as exc:
+            raise _network(exc, what, **context) from exc
+        if note_rate:
+            self._note_rate(response)
+        if not response.is_success:
+            raise error_for(httpx.Response(response.status_code, headers=response.headers,
+                                           content=content), **context)
+        try:
+            data = jsonlib.loads(content) if content.strip() else {}
+        except ValueError:
+            raise TransientError(f"{what}: the answer is not JSON", code="BAD_RESPONSE",
+                                 **context) from None
+        return data if isinstance(data, dict) else {}
 
     def _note_rate(self, response: httpx.Response) -> None:
         remaining = response.headers.get("X-RateLimit-Remaining")
@@ -136,7 +207,8 @@ class CloudConvertClient:
     def create_job(self, payload: Mapping[str, Any], *, path: str) -> dict[str, Any]:
         with self._rate_lock:
             self._next_create_at = self._clock.monotonic() + 1.0
-        body = self._call("POST", "/v2/jobs", json=payload, path=path)
+        # Creations are counted in their own window (recorded): only their answers tell its state.
+        body = self._call("POST", "/v2/jobs", json=payload, note_rate=True, path=path)
         return _data(body, "job", path=path)
 
     def find_jobs_by_tag(self, tag: str, *, path: str) -> list[dict[str, Any]]:
@@ -164,7 +236,11 @@ class CloudConvertClient:
 
     def upload(self, form: Mapping[str, Any], file: BinaryIO, filename: str, *, job_id: str,
                task: str) -> None:
-        """POST the open file to the task's pre-signed form, streamed, fields first, file last."""
+        """POST the open file to the task's pre-signed form, streamed, fields first, file last.
+
+        A 403 is the form's problem (expired or refused), raised as ``FormRefused`` for the
+        submit stage to renew; it says nothing about the account.
+        """
         url = form.get("url")
         params = form.get("parameters") or {}
         if not isinstance(url, str) or not isinstance(params, dict):
@@ -173,42 +249,49 @@ class CloudConvertClient:
         data = {str(k): str(v) for k, v in params.items()}
         ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": filename}
         try:
-            response = self._storage.post(url, data=data, files={"file": (filename, file)})
-        except httpx.TimeoutException as exc:
-            raise TransientError("upload timed out", code="TIMEOUT", **ctx) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(f"network error during upload: {exc}", code="NETWORK",
-                                 **ctx) from exc
-        # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
-        if response.status_code in (200, 201, 204) or response.is_redirect:
-            return
-        raise error_for(response, **ctx)
+            with deadline(Budget(self.timeout_s, MIN_RATE)), \
+                    self._storage.stream("POST", url, data=data,
+                                         files={"file": (filename, file)}) as response:
+                # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
+                if response.status_code in (200, 201, 204) or response.is_redirect:
+                    return
+                _read_capped(response, ERROR_BODY, "upload", **ctx)
+        except httpx.HTTPError as exc:
+            raise _network(exc, "upload", **ctx) from exc
+        if response.status_code == 403:
+            raise FormRefused("the storage host refused the upload form (403: expired or invalid)",
+                              form=dict(form), code="FORM_REFUSED", http_status=403, **ctx)
+        raise _storage_error(response, "upload", **ctx)
 
     @contextmanager
     def download(self, url: str, *, job_id: str, path: str) -> Iterator[Iterator[bytes]]:
-        """Stream an export URL; 404/403 mean the output is gone (expired or deleted)."""
+        """Stream an export URL (following up to MAX_REDIRECTS redirects).
+
+        404/410 mean the output is gone; 403 that its URL expired (``OutputGone`` both: the
+        caller asks the job for a fresh URL once); 429/5xx wait and try again.
+        """
         ctx: dict[str, Any] = {"job_id": job_id, "path": path}
         try:
-            with self._storage.stream("GET", url) as response:
-                if response.status_code in (403, 404, 410):
-                    raise OutputGone(f"output no longer available ({response.status_code})",
-                                     code="OUTPUT_GONE", http_status=response.status_code, **ctx)
+            with deadline(Budget(self.timeout_s, MIN_RATE)), \
+                    self._storage.stream("GET", url, follow_redirects=True) as response:
                 if not response.is_success:
-                    raise error_for(response, **ctx)
+                    _read_capped(response, ERROR_BODY, "download", **ctx)
+                    status = response.status_code
+                    if status in (403, 404, 410):
+                        raise OutputGone(f"output no longer available ({status})",
+                                         code="OUTPUT_GONE", http_status=status, **ctx)
+                    raise _storage_error(response, "download", **ctx)
                 yield _guarded(response.iter_bytes(_CHUNK), ctx)
-        except httpx.TimeoutException as exc:
-            raise TransientError("download timed out", code="TIMEOUT", **ctx) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(f"network error during download: {exc}", code="NETWORK",
-                                 **ctx) from exc
+        except httpx.HTTPError as exc:
+            raise _network(exc, "download", **ctx) from exc
 
 
 def _guarded(chunks: Iterator[bytes], ctx: dict[str, Any]) -> Iterator[bytes]:
     """Re-raise transport errors met while the body streams (httpx raises them lazily)."""
     try:
         yield from chunks
-    except httpx.TransportError as exc:
-        raise TransientError(f"download interrupted: {exc}", code="NETWORK", **ctx) from exc
+    except httpx.HTTPError as exc:
+        raise _network(exc, "download", **ctx) from exc
 
 
 def _data(body: dict[str, Any], what: str, **context: Any) -> dict[str, Any]:

@@ -224,7 +224,16 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
                           "systemd credential cloudconvert-webhook-secret")
     logs.redact(secret)
     host, port = hook.host_port()
-    receiver = webhook.Receiver(path=hook.path(), secret=secret, on_job=pipeline.job_pushed)
+    ledger, clock = pipeline.ctx.ledger, pipeline.ctx.clock
+    since = clock.wall()
+    ledger.set_meta(webhook.BAD_SIGNATURES, None)  # counted per run: a fixed secret starts clean
+
+    def bad_signature(count: int) -> None:
+        ledger.set_meta(webhook.BAD_SIGNATURES,
+                        {"count": count, "since": since, "last_at": clock.wall()})
+
+    receiver = webhook.Receiver(path=hook.path(), secret=secret, on_job=pipeline.job_pushed,
+                                on_bad_signature=bad_signature)
     with ExitStack() as stack:
         try:
             url = stack.enter_context(webhook.serve(receiver, host, port))

@@ -8,6 +8,7 @@
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
     │   ├── RateLimited              429 with the server's Retry-After
     │   ├── LedgerUnavailable        the shared ledger's database is unreachable: back off, reconnect
+    │   ├── FormRefused              the storage host refused an upload form (403): renew the form or the job
     │   └── FolderUnavailable        a root is missing or on another device than at start: wait
     ├── FileError                    this file cannot be converted: quarantine it
     │   └── OutputGone               an export vanished (404/403 on download after retries)
@@ -98,6 +99,18 @@ class FolderUnavailable(TransientError):
         super().__init__(f"{root} is unavailable: {problem}", code="FOLDER_UNAVAILABLE")
         self.root = root
         self.problem = problem
+
+
+class FormRefused(TransientError):
+    """The storage host answered 403 to an upload: the form expired or is no longer valid.
+
+    A problem of that file's job, never of the account: the submit stage re-reads the task for a
+    fresh form, else recreates the job.
+    """
+
+    def __init__(self, message: str, *, form: dict[str, Any] | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.form = form  # the refused one, so a re-read can tell a renewed form from it
 
 
 class FileError(CcwatchError):

@@ -44,12 +44,14 @@ def make_image(path: Path, *, size: tuple[int, int] = (32, 24), fmt: str | None 
 
 def config_text(*, endpoint: str, state_dir: Path, input_dir: Path, output: Path, quarantine: Path,
                 rules: Sequence[str], templates: str, folder_extra: str = "",
-                daemon_extra: str = "", top_extra: str = "", settle_s: float = 0.3) -> str:
+                daemon_extra: str = "", top_extra: str = "", settle_s: float = 0.3,
+                cloudconvert_extra: str = "") -> str:
     """A whole TOML config for one folder; ``rules`` are ``[[folders.rules]]`` bodies."""
     rule_text = "\n".join(f"[[folders.rules]]\n{r}\n" for r in rules)
     return f"""{top_extra}
 [cloudconvert]
 endpoint = "{endpoint}"
+{cloudconvert_extra}
 
 [daemon]
 state_dir = "{state_dir}"

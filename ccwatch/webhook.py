@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,9 @@ MAX_BODY = 1 << 20
 SERVER_BODY_LIMIT = 4 * MAX_BODY
 SIGNATURE_HEADER = "CloudConvert-Signature"
 EVENTS = ("job.finished", "job.failed")
+# Ledger meta key: deliveries refused for a signature that does not match, since the daemon
+# started ({"count", "since", "last_at"}); ``ccwatch status`` and ``check`` show it.
+BAD_SIGNATURES = "webhook_bad_signatures"
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -46,12 +50,16 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
 class Receiver:
     """The WSGI app. ``on_job(job)`` answers "accepted", "unknown" (not ours) or "done" (handled)."""
 
-    def __init__(self, *, path: str, secret: str, on_job: Callable[[dict[str, Any]], str]) -> None:
+    def __init__(self, *, path: str, secret: str, on_job: Callable[[dict[str, Any]], str],
+                 on_bad_signature: Callable[[int], None] | None = None) -> None:
         if not secret:
             raise ValueError("a webhook receiver needs a signing secret")
         self.path = path or "/"
         self._secret = secret
         self._on_job = on_job
+        self._on_bad_signature = on_bad_signature  # called with the running count
+        self._lock = threading.Lock()
+        self.bad_signatures = 0
 
     def __repr__(self) -> str:
         return f"Receiver(path={self.path!r}, secret=[secure])"
@@ -65,6 +73,14 @@ class Receiver:
     def _refuse(self, status: int, why: str, request: Request) -> Response:
         logger.warning("webhook refused ({}): {} from {}", status, why, request.remote_addr)
         return Response(json.dumps({"error": why}), status=status, mimetype="application/json")
+
+    def _count_bad_signature(self) -> None:
+        """Counted apart: many of these mean our secret is not the one CloudConvert signs with."""
+        with self._lock:
+            self.bad_signatures += 1
+            count = self.bad_signatures
+        if self._on_bad_signature is not None:
+            self._on_bad_signature(count)
 
     def _handle(self, request: Request) -> Response:
         if request.path.rstrip("/") != self.path.rstrip("/"):
@@ -83,6 +99,7 @@ class Receiver:
         if not header:
             return self._refuse(401, "unsigned delivery", request)
         if not verify(body, header, self._secret):
+            self._count_bad_signature()
             return self._refuse(401, "signature does not match", request)
         job = _job_of(body)
         if job is None:

@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,13 @@ from urllib.parse import urlsplit
 
 from ccwatch import fs, watch
 from ccwatch.api import CloudConvertClient
-from ccwatch.clock import SystemClock
-from ccwatch.commands.status import ledger_path
+from ccwatch.clock import SystemClock, iso
+from ccwatch.commands.status import bad_signatures, ledger_path
 from ccwatch.config import Config, FolderConfig, WebhookConfig
 from ccwatch.config.folders import check_nesting, ensure_folder
 from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
+from ccwatch.ledger import Ledger
+from ccwatch.webhook import BAD_SIGNATURES
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -66,6 +69,7 @@ def run_checks(config: Config) -> Report:
     _api(config, report)
     if config.webhook is not None:
         _webhook(config.webhook, report)
+        _webhook_secret(config, config.webhook, report)
     return report
 
 
@@ -213,6 +217,35 @@ def _webhook(hook: WebhookConfig, report: Report) -> None:
                    "then answers on /, so any stray request reaches it; use e.g. /ccwatch/webhook")
     else:
         report.add(OK, "webhook.public_url", f"{hook.public_url} (receiver path {hook.path()})")
+
+
+def _webhook_secret(config: Config, hook: WebhookConfig, report: Report) -> None:
+    """Which secret signs deliveries to a job's own ``webhook_url`` is documented nowhere: say how
+    to confirm it, and what the running daemon has seen so far."""
+    bad = None
+    if ledger_path(config).is_file():
+        try:
+            ledger = Ledger(ledger_path(config), readonly=True)
+            try:
+                bad = bad_signatures(ledger.get_meta(BAD_SIGNATURES))
+            finally:
+                ledger.close()
+        except sqlite3.Error:
+            pass  # _state_dir reports an unreadable ledger
+    how = (f"CloudConvert does not document which secret signs deliveries to a job's own "
+           f"webhook_url (ccwatch sets it on every job): ${hook.secret_env} should hold the "
+           f"signing secret CloudConvert shows for a webhook made in its dashboard. To confirm "
+           f"it, let "
+           f"the daemon convert one file and run `ccwatch status`: refused deliveries for a bad "
+           f"signature are counted there; while they are, files still move by the safety poll "
+           f"(every {hook.safety_poll_s:g} s)")
+    if bad is None:
+        report.add(OK, "webhook.secret_env", f"no delivery refused for its signature yet. {how}")
+    else:
+        report.add(WARN, "webhook.secret_env",
+                   f"{bad.count} deliveries refused for a bad signature since the daemon started "
+                   f"(last at {iso(bad.last_at)}): if they came from CloudConvert, "
+                   f"${hook.secret_env} is not the secret it signs with. {how}")
 
 
 def _bind_result(host: str, port: int, listen: str) -> tuple[str, str, str, ExitCode]:

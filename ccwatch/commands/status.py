@@ -20,6 +20,7 @@ from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
 from ccwatch.stages.context import UNAVAILABLE_META
+from ccwatch.webhook import BAD_SIGNATURES
 
 SCHEMA = 1
 DAY_S = 86400.0
@@ -74,6 +75,15 @@ class Unavailable:
 
 
 @dataclass(frozen=True, slots=True)
+class BadSignatures:
+    """Webhook deliveries refused because their signature did not match our secret."""
+
+    count: int
+    since: float  # the daemon's start: counts are per run
+    last_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     ledger: str  # its file, or the shared database's URL without a password
     ledger_exists: bool
@@ -84,6 +94,7 @@ class Status:
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
     unavailable: tuple[Unavailable, ...] = ()  # configured folders missing or unmounted now
+    bad_signatures: BadSignatures | None = None
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -126,7 +137,8 @@ def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
                   tuple(ledger.holders()),
                   tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
-                  _unavailable(config, ledger.get_meta(UNAVAILABLE_META)))
+                  unavailable=_unavailable(config, ledger.get_meta(UNAVAILABLE_META)),
+                  bad_signatures=bad_signatures(ledger.get_meta(BAD_SIGNATURES)))
 
 
 def _unavailable(config: Config, meta: Any) -> tuple[Unavailable, ...]:
@@ -161,6 +173,15 @@ def _pause(meta: Any) -> Pause | None:
     return Pause(str(meta["reason"]), float(since) if isinstance(since, int | float) else 0.0)
 
 
+def bad_signatures(meta: Any) -> BadSignatures | None:
+    """The daemon's count of webhook deliveries refused for a bad signature (None: none)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("count"), int) or not meta["count"]:
+        return None
+    since, last = meta.get("since"), meta.get("last_at")
+    return BadSignatures(meta["count"], float(since) if isinstance(since, int | float) else 0.0,
+                         float(last) if isinstance(last, int | float) else 0.0)
+
+
 def as_json(status: Status) -> dict[str, Any]:
     """The stable ``status --json`` shape (times as ISO 8601 UTC)."""
     return {
@@ -186,6 +207,9 @@ def as_json(status: Status) -> dict[str, Any]:
             "folder": x.folder, "file": x.file, "failed_at": iso(x.failed_at), "code": x.code,
             "message": x.message, "job_id": x.job_id,
         } for x in status.recent_failures],
+        "webhook_bad_signatures": None if status.bad_signatures is None else {
+            "count": status.bad_signatures.count, "since": iso(status.bad_signatures.since),
+            "last_at": iso(status.bad_signatures.last_at)},
     }
 
 
@@ -212,6 +236,12 @@ def render(status: Status, console: Console) -> None:
         console.print(f"[bold red]UNAVAILABLE[/] {escape(u.path)} ({escape(', '.join(u.folders))}): "
                       f"{escape(u.problem)}; its files wait and resume when it returns",
                       highlight=False)
+    if status.bad_signatures is not None:
+        bad = status.bad_signatures
+        console.print(f"[bold yellow]Webhook deliveries refused for a bad signature: {bad.count}[/] "
+                      f"since {iso(bad.since)} (last {iso(bad.last_at)}). If these are "
+                      "CloudConvert's, the webhook secret is not the one it signs with; files "
+                      "still move by the safety poll. See `ccwatch check`.", highlight=False)
     table = Table("folder", "queued", "in flight", "done (24 h)", "failed", "oldest in flight")
     for f in status.folders:
         oldest = "-"

@@ -169,6 +169,7 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         poll_interval_s=t.duration("poll_interval_s", 2.0),
         poll_max_s=t.duration("poll_max_s", 30.0),
         give_up_after_s=t.duration("give_up_after_s", 86400.0),
+        job_timeout_s=t.duration("job_timeout_s", 86400.0),
         shutdown_grace_s=t.duration("shutdown_grace_s", 30.0, allow_zero=True),
         log_format=t.choice("log_format", "text", ("text", "json")),
     )

@@ -89,6 +89,7 @@ class DaemonConfig:
     poll_interval_s: float = 2.0
     poll_max_s: float = 30.0
     give_up_after_s: float = 86400.0
+    job_timeout_s: float = 86400.0  # a job waiting/processing longer is deleted, its file quarantined
     shutdown_grace_s: float = 30.0
     log_format: str = "text"  # text | json
 

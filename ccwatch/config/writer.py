@@ -31,7 +31,8 @@ def dump_toml(config: Config) -> str:
             "state_dir": str(d.state_dir or ""), "max_in_flight": d.max_in_flight,
             "upload_workers": d.upload_workers, "download_workers": d.download_workers,
             "poll_interval_s": d.poll_interval_s, "poll_max_s": d.poll_max_s,
-            "give_up_after_s": d.give_up_after_s, "shutdown_grace_s": d.shutdown_grace_s,
+            "give_up_after_s": d.give_up_after_s, "job_timeout_s": d.job_timeout_s,
+            "shutdown_grace_s": d.shutdown_grace_s,
             "log_format": d.log_format,
         },
     }

@@ -6,17 +6,16 @@ import dataclasses
 import hmac
 import logging
 import math
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from waitress.channel import ClientDisconnected
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
 from ccwatch.emulator.faults import Fault, LoggedRequest
 from ccwatch.emulator.routes import CREATES, HANDLERS, URLS, BadJson, error, json_response
+from ccwatch.emulator.storage import Dropped, drop_connection, oversize, trickled
 from ccwatch.emulator.validation import Invalid
 
 if TYPE_CHECKING:
@@ -25,31 +24,22 @@ if TYPE_CHECKING:
     from ccwatch.emulator.core import Emulator
 
 LOG = logging.getLogger("ccwatch.emulator")
-PUBLIC = frozenset({"formats", "operations", "upload", "download"})
+PUBLIC = frozenset({"formats", "operations"})
+UNCOUNTED = frozenset({"user"})  # users/me answers without rate-limit headers (recorded)
 REASONS = {400: "Bad Request", 401: "Unauthenticated.", 403: "Forbidden", 404: "Not Found",
            408: "Request Timeout", 409: "Conflict", 410: "Gone", 413: "Payload Too Large",
            422: "The given data was invalid.", 500: "Server Error", 502: "Bad Gateway",
            503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
-class _Dropped(ClientDisconnected):
-    """Raised after the socket was shut: waitress then closes the connection quietly."""
-
-
-def drop_connection(environ: WSGIEnvironment) -> None:
-    """Close the client's socket without a response (waitress exposes its channel here)."""
-    probe = environ.get("waitress.client_disconnected")
-    sock = getattr(getattr(probe, "__self__", None), "socket", None)
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        raise _Dropped
-    raise ConnectionAbortedError("the emulator dropped the connection")
-
-
 def fault_response(fault: Fault) -> Response:
+    response = _fault_body(fault)
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = fault.retry_after
+    return response
+
+
+def _fault_body(fault: Fault) -> Response:
     if fault.body is not None:
         kind = "application/json" if fault.body.lstrip().startswith("{") else "text/html"
         return Response(fault.body, status=fault.status, content_type=kind)
@@ -84,7 +74,7 @@ class EmulatorApp:
         entry = (request.method, request.path, request.query_string.decode("latin-1"))
         try:
             response = self.handle(request)
-        except (_Dropped, ConnectionAbortedError):
+        except (Dropped, ConnectionAbortedError):
             self.emu.log.add(LoggedRequest(*entry, 0, time.time()))
             raise
         except Exception:  # an emulator bug still answers like the API's 500
@@ -110,12 +100,16 @@ class EmulatorApp:
             return refused
         if fault := emu.faults.take("delay", method, path, after_work=False):
             time.sleep(fault.seconds)
+        if fault := emu.faults.take("oversize_body", method, path):
+            return oversize(fault)
         response = self.run(endpoint, request, args)
         if fault := emu.faults.take("delay", method, path, after_work=True):
             time.sleep(fault.seconds)
         if fault := emu.faults.take("http_error", method, path, after_work=True):
             response = fault_response(fault)  # the work is done; the client hears an error
         response.headers.update(limit_headers)
+        if fault := emu.faults.take("trickle", method, path):
+            response = trickled(response, fault)
         return response
 
     def gate(self, request: Request, endpoint: str) -> tuple[Response | None, dict[str, str]]:
@@ -124,12 +118,15 @@ class EmulatorApp:
         unauthorized = endpoint not in PUBLIC and (
             emu.faults.take("unauthorized", method, path) or not self.authorized(request))
         if unauthorized:
-            return error(401, "Unauthenticated."), {}
+            return error(401, "Unauthenticated.", "UNAUTHENTICATED"), {}
         if fault := emu.faults.take("rate_limit", method, path):
             return too_many(fault.retry_after_s, emu.rate_limit_per_minute), {}
         limit_headers: dict[str, str] = {}
-        if path.startswith("/v2/"):  # the main host counts; the sync host and storage do not
-            remaining, reset = emu.rate_window.take(emu.rate_limit_per_minute)
+        # The main host counts; users/me, the sync host and the storage host send no headers.
+        if path.startswith("/v2/") and endpoint not in UNCOUNTED:
+            group = "create" if endpoint in CREATES else "other"
+            remaining, reset = emu.rate_windows[group].take(emu.rate_limit_per_minute,
+                                                            emu.rate_window_s)
             if remaining < 0:
                 return too_many(reset, emu.rate_limit_per_minute), {}
             limit_headers = {"X-RateLimit-Limit": str(emu.rate_limit_per_minute),
@@ -137,6 +134,9 @@ class EmulatorApp:
         if endpoint in CREATES and emu.faults.take("credits_exceeded", method, path):
             return error(402, "Your account has run out of conversion minutes",
                          "CREDITS_EXCEEDED"), {}
+        if endpoint in ("create_job", "sync_create_job") and emu.too_many_jobs():
+            # cloudconvert-php issue #98 records this message; its code was not recorded.
+            return error(402, "You have started too many jobs at once"), {}
         if fault := emu.faults.take("http_error", method, path, after_work=False):
             return fault_response(fault), {}
         return None, limit_headers

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import hmac
+import re
 import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.emulator.engines import ConversionFailed, Engines
 from ccwatch.emulator.faults import Faults, LoggedRequest, RequestLog
+from ccwatch.emulator.forms import LIVE_FORM_TTL_S, SANDBOX_FORM_TTL_S, Signer
 from ccwatch.emulator.runner import Runner
 from ccwatch.emulator.store import TERMINAL, Job, RateWindow, Shapes, Store, StoredFile, Task, Upload, new_id
 from ccwatch.emulator.validation import Invalid, check_conversion, check_task, validate_job
@@ -29,14 +29,20 @@ class Emulator:
     def __init__(self, api_key: str = "test-key", webhook_secret: str = "test-secret",
                  latency_s: float = 0.0, storage: Path | str | None = None,
                  url_ttl_s: float = 86400.0, sync_wait_cap_s: float = 60.0, *,
-                 rate_limit_per_minute: int = 10_000, credits: int = 1000, workers: int = 4,
+                 rate_limit_per_minute: int = 500, rate_window_s: float = 60.0,
+                 credits: int = 1000, workers: int = 4, max_concurrent_jobs: int = 0,
+                 sandbox: bool = False, form_ttl_s: float | None = None,
                  webhook_retry_pause_s: float = 0.5, clock: Clock | None = None) -> None:
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.latency_s = latency_s
         self.url_ttl_s = url_ttl_s
         self.sync_wait_cap_s = sync_wait_cap_s
-        self.rate_limit_per_minute = rate_limit_per_minute
+        self.rate_limit_per_minute = rate_limit_per_minute  # per route group and window
+        self.rate_window_s = rate_window_s
+        self.max_concurrent_jobs = max_concurrent_jobs  # 0 = no limit; else 402 past it
+        self.form_ttl_s = form_ttl_s if form_ttl_s is not None else (
+            SANDBOX_FORM_TTL_S if sandbox else LIVE_FORM_TTL_S)
         self.credits = credits
         self.clock: Clock = clock or SystemClock()
         self._own_storage = storage is None
@@ -44,19 +50,24 @@ class Emulator:
                             else storage)
         self.storage.mkdir(parents=True, exist_ok=True)
         self.base_url: str | None = None
+        self.storage_url: str | None = None  # the storage host (serve() gives it its own port)
         self.store = Store()
         self.faults = Faults()
         self.log = RequestLog()
-        self.rate_window = RateWindow()  # here, not in the app: it outlives one serve()
+        # Here, not in the app: they outlive one serve(). The recorded Remaining counts
+        # creations (POSTs) apart from reads: one window per route group.
+        self.rate_windows = {"create": RateWindow(), "other": RateWindow()}
         self.engines = Engines()
-        self._url_key = secrets.token_bytes(16)  # signs upload forms and download URLs
+        # Signs upload forms and download URLs; the bucket names are the recorded ones.
+        self.signer = Signer(secrets.token_bytes(16), "tasks-sandbox" if sandbox else "tasks")
         self.runner = Runner(self._execute, workers)
         self.webhooks = WebhookSender(webhook_secret, self.faults, self._disable_webhook,
                                       retry_pause_s=webhook_retry_pause_s)
         self._closed = False
 
     def __repr__(self) -> str:  # keys stay out of reprs and logs
-        return f"Emulator(base_url={self.base_url!r}, storage={str(self.storage)!r})"
+        return (f"Emulator(base_url={self.base_url!r}, storage_url={self.storage_url!r}, "
+                f"storage={str(self.storage)!r})")
 
     # --- the Python API tests use ---
 
@@ -101,8 +112,16 @@ class Emulator:
     def webhook_deliveries(self) -> list[Delivery]:
         return self.webhooks.deliveries()
 
-    def shapes(self) -> Shapes:
-        return Shapes(self.store, self.base_url or "")
+    def too_many_jobs(self) -> bool:
+        """A new job would pass ``max_concurrent_jobs`` (jobs not yet finished or failed)."""
+        if not self.max_concurrent_jobs:
+            return False
+        with self.store.lock:
+            running = sum(1 for j in self.store.jobs.values() if j.status not in TERMINAL)
+        return running >= self.max_concurrent_jobs
+
+    def shapes(self, include: frozenset[str] = frozenset()) -> Shapes:
+        return Shapes(self.store, self.base_url or "", include)
 
     def close(self) -> None:
         if self._closed:
@@ -141,7 +160,7 @@ class Emulator:
             self.store.jobs[job.id] = job
             for task in self.store.job_tasks(job):
                 if not task.depends_on:
-                    self.start_task(task)
+                    self.start_task(task, created=True)
             self._notify_hooks("job.created", job)
             return self.shapes().job(job)
 
@@ -165,16 +184,23 @@ class Emulator:
             if any(d.status == "error" for d in deps):
                 self.fail_task(task, "INPUT_TASK_FAILED", "Input task has failed")
             elif all(d.status == "finished" for d in deps):
-                self.start_task(task)
+                self.start_task(task, created=True)
             return self.shapes().task(task)
 
     # --- transitions (store lock held) ---
 
-    def start_task(self, task: Task) -> None:
-        """A task whose inputs are all finished: uploads wait for their file, the rest run."""
+    def start_task(self, task: Task, *, created: bool = False) -> None:
+        """A task whose inputs are all finished: uploads wait for their file, the rest run.
+
+        Until a worker takes it, a task is ``waiting`` if it was just created (recorded), else
+        ``queued`` (its inputs finished while it waited: the status the API's jobs also show).
+        """
         if task.operation == "import/upload":
             task.message = "Waiting for file upload"
-            task.result = {"form": self._upload_form(task.id)}
+            task.form_serial = self.faults.issue_url_serial()
+            task.result = {"form": self.signer.upload_form(
+                self.storage_url or self.base_url or "", task.id, self.clock.wall(),
+                self.form_ttl_s)}
             return
         delay = 0.0
         job = self.store.jobs.get(task.job_id) if task.job_id else None
@@ -182,8 +208,7 @@ class Emulator:
             if job is not None:
                 job.latency_applied = True  # latency is per job, not per task
             delay = max(self.latency_s, self.faults.latency_for(self._input_names(task)))
-        task.status = "processing"
-        task.started_at = self.clock.wall()
+        task.status = "waiting" if created else "queued"
         self._mark_job_processing(task)
         self.runner.submit(task.id, delay)
 
@@ -267,8 +292,9 @@ class Emulator:
     def _execute(self, task_id: str) -> None:
         with self.store.lock:
             task = self.store.tasks.get(task_id)
-            if task is None or task.status != "processing":
+            if task is None or task.status not in ("waiting", "queued"):
                 return  # deleted or cancelled while it waited
+            task.status, task.started_at = "processing", self.clock.wall()
             inputs = [(f.filename, f.path) for d in task.depends_on if d in self.store.tasks
                       for f in self.store.tasks[d].files]
             operation, payload = task.operation, dict(task.payload)
@@ -289,6 +315,7 @@ class Emulator:
             code, message = "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
         else:
             code = message = ""
+        message = self._scrub(message)
         with self.store.lock:
             task = self.store.tasks.get(task_id)
             if task is None or task.status != "processing":
@@ -313,46 +340,34 @@ class Emulator:
                                     url_serial=self.faults.issue_url_serial(), expires_at=expires))
         return Outcome(files)
 
-    # --- upload form and download URLs ---
+    # --- storage paths, upload forms and download URLs ---
 
-    def _sign(self, text: str) -> str:
-        return hmac.new(self._url_key, text.encode(), hashlib.sha256).hexdigest()[:40]
-
-    def _upload_form(self, task_id: str) -> dict[str, Any]:
-        expires = str(int(self.clock.wall() + self.url_ttl_s))
-        return {"url": f"{self.base_url}/upload/{task_id}",
-                "parameters": {"expires": expires, "max_file_count": "1",
-                               "max_file_size": "10000000000",
-                               "signature": self._sign(f"upload:{task_id}:{expires}")}}
-
-    def form_signature_ok(self, task_id: str, fields: dict[str, str]) -> bool:
-        expires = fields.get("expires", "")
-        good = self._sign(f"upload:{task_id}:{expires}")
-        return hmac.compare_digest(fields.get("signature", ""), good) and \
-            expires.isdigit() and int(expires) >= self.clock.wall()
+    def _scrub(self, message: str) -> str:
+        """Error text without the emulator's own storage paths (the real API shows none)."""
+        pattern = re.escape(str(self.storage)) + r"[^\s'\"]*"
+        return re.sub(pattern, lambda m: Path(m.group()).name, message)
 
     def _file_shape(self, task: Task, index: int, f: StoredFile) -> dict[str, Any]:
         if task.operation == "export/url":
-            expires = int(f.expires_at)
-            sig = self._sign(f"download:{task.id}:{index}:{expires}")
-            url = (f"{self.base_url}/download/{task.id}/{index}/{quote(f.filename)}"
-                   f"?expires={expires}&signature={sig}")
+            url = self.signer.download_url(self.storage_url or self.base_url or "", task.id,
+                                           f.filename, int(f.expires_at))
             return {"filename": f.filename, "size": f.size, "url": url}
-        if task.operation.startswith("import/"):
-            return {"filename": f.filename, "size": f.size, "md5": f.md5}
+        if task.operation.startswith("import/"):  # as recorded: no size on imports
+            return {"filename": f.filename, "md5": f.md5}
         return {"filename": f.filename, "size": f.size}
 
-    def find_download(self, task_id: str, index: int, expires: str, signature: str
+    def find_download(self, task_id: str, filename: str, expires: str, signature: str
                       ) -> tuple[str, StoredFile | None, bool]:
         """(status, file, inline): status is "ok", "missing" or "expired"."""
         with self.store.lock:
             task = self.store.tasks.get(task_id)
-            if task is None or task.operation != "export/url" or not 0 <= index < len(task.files):
+            if task is None or task.operation != "export/url":
                 return "missing", None, False
-            f = task.files[index]
+            f = next((f for f in task.files if f.filename == filename), None)
+            if f is None:
+                return "missing", None, False
             inline = bool(task.payload.get("inline"))
-        good = self._sign(f"download:{task_id}:{index}:{expires}")
-        if not hmac.compare_digest(signature, good):
+        if not self.signer.download_ok(task_id, filename, expires, signature):
             return "expired", None, False
         if self.faults.url_expired(f.url_serial) or self.clock.wall() > f.expires_at:
             return "expired", None, False
@@ -363,12 +378,12 @@ class Emulator:
     def resolve_download_url(self, url: str) -> tuple[str, Path] | None:
         """An export URL of this emulator → (file name, path), for import/url."""
         parts = urlsplit(url)
-        base = urlsplit(self.base_url or "")
+        base = urlsplit(self.storage_url or self.base_url or "")
         segments = parts.path.split("/")
-        if (parts.netloc != base.netloc or len(segments) != 5 or segments[1] != "download"
-                or not segments[3].isdigit()):
+        if parts.netloc != base.netloc or len(segments) != 4 or segments[1] != self.signer.bucket:
             return None
         query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-        status, f, _ = self.find_download(segments[2], int(segments[3]), query.get("expires", ""),
-                                          query.get("signature", ""))
-        return (safe_name(unquote(segments[4])), f.path) if status == "ok" and f else None
+        name = unquote(segments[3])
+        status, f, _ = self.find_download(segments[2], name, query.get("Expires", ""),
+                                          unquote(query.get("Signature", "")))
+        return (safe_name(name), f.path) if status == "ok" and f else None

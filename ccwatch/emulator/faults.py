@@ -50,6 +50,8 @@ class Fault:
     code: str = ""
     message: str = ""
     body: str | None = None
+    retry_after: str | None = None  # a Retry-After header sent verbatim (seconds or an HTTP date)
+    size: int = 0
     used: int = field(default=0)
 
     def matches_route(self, method: str, path: str) -> bool:
@@ -65,6 +67,7 @@ class Faults:
         self._faults: list[Fault] = []
         self._url_serial = 0  # counts download URLs issued
         self._url_expired_upto = 0  # URLs with a serial up to this one are expired
+        self._forms_expired_upto = 0  # likewise for upload forms (their tasks' serials)
 
     def _add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -72,10 +75,25 @@ class Faults:
         return fault
 
     def http_error(self, method: str | None, path: str, status: int = 500, times: int | None = 1,
-                   after_work: bool = False, body: str | None = None) -> Fault:
-        """Answer ``status`` on matching routes; ``after_work`` does the real work first."""
+                   after_work: bool = False, body: str | None = None,
+                   retry_after: str | None = None) -> Fault:
+        """Answer ``status`` on matching routes (API or storage host); ``after_work`` does the real
+        work first; ``retry_after`` adds that ``Retry-After`` header."""
         return self._add(Fault("http_error", method=method, path=path, status=status, times=times,
-                               after_work=after_work, body=body))
+                               after_work=after_work, body=body, retry_after=retry_after))
+
+    def redirect(self, method: str | None, path: str, times: int | None = 1) -> Fault:
+        """302 to the same URL (one more hop each time; ``times=None`` loops for ever)."""
+        return self._add(Fault("redirect", method=method, path=path, times=times))
+
+    def trickle(self, method: str | None, path: str, seconds: float, times: int | None = 1) -> Fault:
+        """Send the answer's body one byte every ``seconds`` (a stalling server or proxy)."""
+        return self._add(Fault("trickle", method=method, path=path, seconds=seconds, times=times))
+
+    def oversize_body(self, method: str | None, path: str, size: int = 1 << 30,
+                      times: int | None = 1) -> Fault:
+        """A 200 JSON answer of ``size`` bytes, generated as it is sent (never held in memory)."""
+        return self._add(Fault("oversize_body", method=method, path=path, size=size, times=times))
 
     def rate_limit(self, times: int | None = 1, retry_after_s: float = 1.0,
                    method: str | None = None, path: str = "*") -> Fault:
@@ -104,7 +122,7 @@ class Faults:
                                after_work=after_work))
 
     def truncate_downloads(self, times: int | None = 1) -> Fault:
-        return self._add(Fault("truncate_download", path="/download/*", times=times))
+        return self._add(Fault("truncate_download", path="/tasks*/*", times=times))
 
     def task_error(self, glob: str, code: str = "CONVERSION_FAILED",
                    message: str = "Conversion failed", times: int | None = None) -> Fault:
@@ -114,6 +132,19 @@ class Faults:
         """Every download URL issued so far answers 403 from now on."""
         with self._lock:
             self._url_expired_upto = self._url_serial
+
+    def expire_forms(self) -> None:
+        """Every upload form issued so far is refused with S3's 403 from now on."""
+        with self._lock:
+            self._forms_expired_upto = self._url_serial
+
+    def renew_forms(self, times: int | None = None) -> Fault:
+        """Reading an upload task whose form expired re-signs it (manage.renew_form_if_expired)."""
+        return self._add(Fault("renew_forms", times=times))
+
+    def form_expired(self, serial: int) -> bool:
+        with self._lock:
+            return serial <= self._forms_expired_upto
 
     def issue_url_serial(self) -> int:
         with self._lock:
@@ -130,7 +161,7 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
-            self._url_expired_upto = 0
+            self._url_expired_upto = self._forms_expired_upto = 0
 
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -145,10 +176,12 @@ class Faults:
             "credits_exceeded": self.credits_exceeded, "unauthorized": self.unauthorized,
             "latency": self.latency, "drop_connection": self.drop_connection, "delay": self.delay,
             "truncate_downloads": self.truncate_downloads, "task_error": self.task_error,
-            "drop_webhooks": self.drop_webhooks,
+            "drop_webhooks": self.drop_webhooks, "redirect": self.redirect,
+            "trickle": self.trickle, "oversize_body": self.oversize_body,
+            "renew_forms": self.renew_forms,
         }
-        if kind == "expire_urls":
-            self.expire_urls()
+        if kind in ("expire_urls", "expire_forms"):
+            (self.expire_urls if kind == "expire_urls" else self.expire_forms)()
             return None
         if kind not in adders:
             raise ValueError(f"unknown fault kind {kind!r}")

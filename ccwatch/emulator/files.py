@@ -1,4 +1,5 @@
-"""The storage side: the upload form (S3-like) and export downloads, both streamed through disk."""
+"""The storage host's two requests: the upload form's POST (S3-like) and export downloads, both
+streamed through disk."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from werkzeug.formparser import parse_form_data
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
-from ccwatch.emulator.manage import complete_upload, fail_upload, upload_dir
+from ccwatch.emulator.manage import complete_upload, fail_upload, form_expired
+from ccwatch.emulator.work import md5_of
 
 if TYPE_CHECKING:
     from ccwatch.emulator.core import Emulator
@@ -75,31 +77,31 @@ def _receive(request: Request, folder: Path) -> tuple[str, _HashingFile | None, 
     return name, chosen, fields
 
 
-def handle_upload(emu: Emulator, request: Request, task_id: str) -> Response:
+def handle_upload(emu: Emulator, request: Request) -> Response:
+    """``POST /<bucket>``: the task comes from the signed policy's key prefix, as in S3."""
     if "Authorization" in request.headers:  # S3 refuses presigned posts that carry a Bearer key
         return s3_error(400, "InvalidArgument", "Unsupported Authorization Type")
-    folder = upload_dir(emu, task_id)
-    if folder is None:
-        with emu.store.lock:
-            known = task_id in emu.store.tasks
-        if not known:
-            return s3_error(404, "NoSuchUpload", "The upload form does not exist")
-        return s3_error(400, "InvalidRequest", "The task is not waiting for an upload")
-    filename, chosen, fields = _receive(request, folder)
+    incoming = emu.storage / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    filename, chosen, fields = _receive(request, incoming)
+    task_id, problem = emu.signer.check_form(fields, emu.clock.wall())
+    if not problem and task_id and form_expired(emu, task_id):
+        problem = "Invalid according to Policy: Policy expired."
+    if problem or task_id is None:
+        if chosen is not None:
+            chosen.path.unlink(missing_ok=True)
+        return s3_error(403, "AccessDenied", problem)
     if chosen is None:
         fail_upload(emu, task_id)
         return s3_error(400, "InvalidArgument", "Upload failed: no files to process")
-    if not emu.form_signature_ok(task_id, fields):
-        chosen.path.unlink(missing_ok=True)
-        return s3_error(403, "AccessDenied", "Invalid according to Policy: missing or bad signature")
     md5 = chosen.digest.hexdigest()
     if not complete_upload(emu, task_id, filename, chosen.path, md5):
         return s3_error(400, "InvalidRequest", "The task is not waiting for an upload")
     key = f"{task_id}/{filename}"
-    location = f"{emu.base_url}/upload/{quote(key)}"
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse><Location>{escape(location)}'
-            f"</Location><Bucket>emulator</Bucket><Key>{escape(key)}</Key>"
-            f'<ETag>"{md5}"</ETag></PostResponse>')
+    location = f"{emu.storage_url}/{emu.signer.bucket}/{quote(key)}"
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse><Bucket>{emu.signer.bucket}'
+            f"</Bucket><Key>{escape(key)}</Key><ETag>&#34;{md5}&#34;</ETag>"
+            f"<Location>{escape(location)}</Location></PostResponse>")
     return Response(body, status=201, content_type="application/xml",
                     headers={"Location": location, "ETag": f'"{md5}"'})
 
@@ -119,22 +121,23 @@ def _first_bytes(path: Path, limit: int) -> Iterator[bytes]:
             yield chunk
 
 
-def handle_download(emu: Emulator, request: Request, task_id: str, index: int,
-                    filename: str) -> Response:
-    status, f, inline = emu.find_download(task_id, index, request.args.get("expires", ""),
-                                          request.args.get("signature", ""))
+def handle_download(emu: Emulator, request: Request, task_id: str, filename: str) -> Response:
+    status, f, inline = emu.find_download(task_id, filename, request.args.get("Expires", ""),
+                                          request.args.get("Signature", ""))
     if status == "expired":
         return s3_error(403, "AccessDenied", "Request has expired")
-    if f is None or f.filename != filename:
+    if f is None:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.")
     size = f.path.stat().st_size
+    if f.md5 is None:
+        f.md5 = md5_of(f.path)  # computed once, on the first download
     headers = {
         "Content-Type": mimetypes.guess_type(f.filename)[0] or "application/octet-stream",
         "Content-Length": str(size),
+        "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition("inline" if inline else "attachment", f.filename),
+        "ETag": f'"{f.md5}"',
     }
-    if f.md5:
-        headers["ETag"] = f'"{f.md5}"'
     if request.method == "HEAD":
         return Response([], status=200, headers=headers, direct_passthrough=True)
     body: Any

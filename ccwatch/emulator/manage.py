@@ -17,27 +17,18 @@ if TYPE_CHECKING:
 _Item = TypeVar("_Item", Job, Task)
 
 
-def upload_dir(emu: Emulator, task_id: str) -> Path | None:
-    """Where an upload for this task may be written, or None when it waits for no file."""
+def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, md5: str) -> bool:
+    """Move the received file to its task's folder and finish the task; False if it moved on."""
+    name = safe_name(filename)
     with emu.store.lock:
         task = emu.store.tasks.get(task_id)
         if task is None or task.operation != "import/upload" or task.status != "waiting" \
                 or task.result is None:
-            return None
-    folder = emu.storage / task_id
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, md5: str) -> bool:
-    """Move the received file to its name and finish the task; False if the task moved on."""
-    name = safe_name(filename)
-    with emu.store.lock:
-        task = emu.store.tasks.get(task_id)
-        if task is None or task.status != "waiting":
             received.unlink(missing_ok=True)
             return False
-        final = received.with_name(name)
+        folder = emu.storage / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
         received.replace(final)
         file = stored(final, name)
         file.md5 = md5
@@ -45,6 +36,27 @@ def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, 
         task.started_at = emu.clock.wall()
         emu.finish_task(task, Outcome([file]))
         return True
+
+
+def form_expired(emu: Emulator, task_id: str) -> bool:
+    """The task's upload form was expired by the ``expire_forms`` fault."""
+    with emu.store.lock:
+        task = emu.store.tasks.get(task_id)
+        serial = task.form_serial if task is not None else 0
+    return emu.faults.form_expired(serial)
+
+
+def renew_form_if_expired(emu: Emulator, task: Task) -> None:
+    """(Store lock held.) With the ``renew_forms`` fault, reading a waiting upload task whose
+    form expired gives a newly signed form; without it the stored form comes back, as the
+    recorded reads show (whether the real API re-signs late forms is not recorded)."""
+    if task.operation != "import/upload" or task.status != "waiting" or not task.result:
+        return
+    parameters = task.result["form"]["parameters"]
+    expired = emu.faults.form_expired(task.form_serial) or \
+        bool(emu.signer.check_form(parameters, emu.clock.wall())[1])
+    if expired and emu.faults.take("renew_forms"):
+        emu.start_task(task)
 
 
 def fail_upload(emu: Emulator, task_id: str) -> None:

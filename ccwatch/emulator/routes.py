@@ -12,7 +12,6 @@ from werkzeug.wrappers import Request, Response
 
 from ccwatch.emulator import manage
 from ccwatch.emulator.engines import ARCHIVE_OUT, PIL_IN, THUMBNAIL_OUT, Conversion
-from ccwatch.emulator.files import handle_download, handle_upload
 from ccwatch.emulator.store import USER_ID, Webhook, new_id
 from ccwatch.emulator.validation import OPERATIONS, Invalid, is_url
 
@@ -23,9 +22,19 @@ EVENTS = ("job.created", "job.finished", "job.failed")
 CREATES = frozenset({"create_job", "create_task", "sync_create_job"})
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, headers=headers,
-                    content_type="application/json")
+SYNC_TYPE = "application/json; charset=utf-8"  # the sync host is another service (recorded)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> Response:
+    return Response(json.dumps(data), status=status, headers=headers, content_type=content_type)
+
+
+def no_content() -> Response:
+    """204 with no body and no Content-Type, as the API answers deletes."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 def error(status: int, message: str, code: str | None = None,
@@ -89,11 +98,15 @@ def create_task(emu: Emulator, request: Request, operation: str) -> Response:
     return json_response({"data": emu.create_task(operation, body_of(request))}, 201)
 
 
+def includes(request: Request) -> frozenset[str]:
+    return frozenset(request.args.get("include", "").split(","))
+
+
 def list_jobs(emu: Emulator, request: Request) -> Response:
     status, tag = request.args.get("filter[status]"), request.args.get("filter[tag]")
-    with_tasks = "tasks" in request.args.get("include", "").split(",")
+    with_tasks = "tasks" in includes(request)
     with emu.store.lock:
-        shapes = emu.shapes()
+        shapes = emu.shapes(includes(request))
         jobs = [shapes.job(j, with_tasks=with_tasks) for j in reversed(emu.store.jobs.values())
                 if (status is None or j.status == status) and (tag is None or j.tag == tag)]
     return paginate(emu, request, jobs)
@@ -102,17 +115,18 @@ def list_jobs(emu: Emulator, request: Request) -> Response:
 def show_job(emu: Emulator, request: Request, job_id: str) -> Response:
     with emu.store.lock:
         job = emu.store.jobs.get(job_id)
-        return not_found("Job") if job is None else json_response({"data": emu.shapes().job(job)})
+        return not_found("Job") if job is None else json_response(
+            {"data": emu.shapes(includes(request)).job(job)})
 
 
 def delete_job(emu: Emulator, request: Request, job_id: str) -> Response:
-    return Response(status=204) if manage.delete_job(emu, job_id) else not_found("Job")
+    return no_content() if manage.delete_job(emu, job_id) else not_found("Job")
 
 
 def list_tasks(emu: Emulator, request: Request) -> Response:
     wanted = {k: request.args.get(f"filter[{k}]") for k in ("job_id", "status", "operation")}
     with emu.store.lock:
-        shapes = emu.shapes()
+        shapes = emu.shapes(includes(request))
         tasks = [shapes.task(t) for t in reversed(emu.store.tasks.values())
                  if all(v is None or getattr(t, k) == v for k, v in wanted.items())]
     return paginate(emu, request, tasks)
@@ -121,12 +135,14 @@ def list_tasks(emu: Emulator, request: Request) -> Response:
 def show_task(emu: Emulator, request: Request, task_id: str) -> Response:
     with emu.store.lock:
         task = emu.store.tasks.get(task_id)
-        return not_found("Task") if task is None else json_response(
-            {"data": emu.shapes().task(task)})
+        if task is None:
+            return not_found("Task")
+        manage.renew_form_if_expired(emu, task)
+        return json_response({"data": emu.shapes(includes(request)).task(task)})
 
 
 def delete_task(emu: Emulator, request: Request, task_id: str) -> Response:
-    return Response(status=204) if manage.delete_task(emu, task_id) else not_found("Task")
+    return no_content() if manage.delete_task(emu, task_id) else not_found("Task")
 
 
 def cancel_task(emu: Emulator, request: Request, task_id: str) -> Response:
@@ -141,12 +157,14 @@ def retry_task(emu: Emulator, request: Request, task_id: str) -> Response:
 
 def sync_job(emu: Emulator, request: Request, job_id: str) -> Response:
     shape = manage.wait_job(emu, job_id)
-    return not_found("Job") if shape is None else json_response({"data": shape})
+    return not_found("Job") if shape is None else json_response({"data": shape},
+                                                                content_type=SYNC_TYPE)
 
 
 def sync_task(emu: Emulator, request: Request, task_id: str) -> Response:
     shape = manage.wait_task(emu, task_id)
-    return not_found("Task") if shape is None else json_response({"data": shape})
+    return not_found("Task") if shape is None else json_response({"data": shape},
+                                                                 content_type=SYNC_TYPE)
 
 
 def sync_create_job(emu: Emulator, request: Request) -> Response:
@@ -198,7 +216,7 @@ def create_webhook(emu: Emulator, request: Request) -> Response:
 def delete_webhook(emu: Emulator, request: Request, webhook_id: str) -> Response:
     with emu.store.lock:
         gone = emu.store.webhooks.pop(webhook_id, None)
-    return not_found("Webhook") if gone is None else Response(status=204)
+    return not_found("Webhook") if gone is None else no_content()
 
 
 def _filtered(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -222,19 +240,11 @@ def operations(emu: Emulator, request: Request) -> Response:
     return json_response({"data": _filtered(request, items)})
 
 
-def upload(emu: Emulator, request: Request, task_id: str) -> Response:
-    return handle_upload(emu, request, task_id)
-
-
-def download(emu: Emulator, request: Request, task_id: str, index: int, filename: str) -> Response:
-    return handle_download(emu, request, task_id, index, filename)
-
-
 Handler = Callable[..., Response]
 HANDLERS: dict[str, Handler] = {f.__name__: f for f in (
     create_job, create_task, list_jobs, show_job, delete_job, list_tasks, show_task, delete_task,
     cancel_task, retry_task, sync_job, sync_task, sync_create_job, user, list_webhooks,
-    create_webhook, delete_webhook, formats, operations, upload, download)}
+    create_webhook, delete_webhook, formats, operations)}
 
 URLS = Map([
     Rule("/v2/jobs", methods=["GET"], endpoint="list_jobs"),
@@ -256,7 +266,4 @@ URLS = Map([
     Rule("/sync/v2/jobs", methods=["POST"], endpoint="sync_create_job"),
     Rule("/sync/v2/jobs/<job_id>", methods=["GET"], endpoint="sync_job"),
     Rule("/sync/v2/tasks/<task_id>", methods=["GET"], endpoint="sync_task"),
-    Rule("/upload/<task_id>", methods=["POST"], endpoint="upload"),
-    Rule("/download/<task_id>/<int:index>/<path:filename>", methods=["GET", "HEAD"],
-         endpoint="download"),
 ], strict_slashes=False, merge_slashes=False)

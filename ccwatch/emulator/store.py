@@ -44,6 +44,7 @@ class Task:
     started_at: float | None = None
     ended_at: float | None = None
     retry_of_task_id: str | None = None
+    form_serial: int = 0  # issue order of its upload form, for forced expiry
     files: list[StoredFile] = field(default_factory=list)
 
 
@@ -122,16 +123,22 @@ class Store:
 
 
 class Shapes:
-    """Builds the API's JSON objects; ``base`` is the emulator's own base URL."""
+    """Builds the API's JSON objects; ``base`` is the emulator's own base URL.
 
-    def __init__(self, store: Store, base: str) -> None:
+    Keys are the recorded ones: ``payload`` (and ``region``) only with ``include=payload``,
+    ``engine`` only on processing operations, no ``webhook_url`` on jobs.
+    """
+
+    def __init__(self, store: Store, base: str, include: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.base = base
+        self.include = include
 
     def task(self, task: Task) -> dict[str, Any]:
-        return {
-            "id": task.id,
-            "name": task.name,
+        shape: dict[str, Any] = {"id": task.id}
+        if task.name is not None:  # a task created alone has no name key (recorded)
+            shape["name"] = task.name
+        shape.update({
             "job_id": task.job_id,
             "status": task.status,
             "credits": task.credits,
@@ -139,9 +146,12 @@ class Shapes:
             "message": task.message,
             "percent": 100,
             "operation": task.operation,
-            "engine": task.engine,
-            "engine_version": task.engine_version,
-            "payload": task.payload,
+        })
+        if not task.operation.startswith(("import/", "export/")):
+            shape["engine"], shape["engine_version"] = task.engine, task.engine_version
+        if "payload" in self.include:
+            shape["payload"] = task.payload
+        shape.update({
             "result": task.result,
             "created_at": iso(task.created_at),
             "started_at": _ts(task.started_at),
@@ -152,10 +162,12 @@ class Shapes:
             "priority": -10,
             "host_name": None,
             "storage": "emulator",
-            "region": "local",
-            "depends_on_task_ids": list(task.depends_on),
-            "links": {"self": f"{self.base}/v2/tasks/{task.id}"},
-        }
+        })
+        if "payload" in self.include:
+            shape["region"] = "local"
+        shape["depends_on_task_ids"] = list(task.depends_on)
+        shape["links"] = {"self": f"{self.base}/v2/tasks/{task.id}"}
+        return shape
 
     def job(self, job: Job, *, with_tasks: bool = True) -> dict[str, Any]:
         shape: dict[str, Any] = {
@@ -168,7 +180,6 @@ class Shapes:
         }
         if with_tasks:
             shape["tasks"] = [self.task(t) for t in self.store.job_tasks(job)]
-        shape["webhook_url"] = job.webhook_url
         shape["links"] = {"self": f"{self.base}/v2/jobs/{job.id}"}
         return shape
 
@@ -187,20 +198,20 @@ class Shapes:
 
 
 class RateWindow:
-    """Requests per fixed minute window, as the ``X-RateLimit-*`` headers count them."""
+    """Requests per fixed window, as the ``X-RateLimit-*`` headers count them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._count = 0
 
-    def take(self, limit: int) -> tuple[int, float]:
+    def take(self, limit: int, window_s: float) -> tuple[int, float]:
         """(remaining after this request, or -1 if over the limit; seconds until the window resets)."""
         with self._lock:
             now = time.monotonic()
-            if now - self._start >= 60:
+            if now - self._start >= window_s:
                 self._start, self._count = now, 0
-            reset = 60 - (now - self._start)
+            reset = window_s - (now - self._start)
             if self._count >= limit:
                 return -1, reset
             self._count += 1

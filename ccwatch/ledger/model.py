@@ -19,12 +19,13 @@ class State(enum.StrEnum):
     FAILED = "failed"  # quarantined with its error file; only ``ccwatch retry`` queues it again
 
 
-# The only state writes allowed: each active state moves one step on or fails (quarantine); a
-# failed row is queued again by ``ccwatch retry`` (``requeue``); ``done`` is final.
+# The only state writes allowed: each active state moves one step on or fails (quarantine); an
+# upload whose form the storage host refuses goes back to ``submitting`` as a new attempt (a new
+# job); a failed row is queued again by ``ccwatch retry`` (``requeue``); ``done`` is final.
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.SETTLED: frozenset({State.SUBMITTING, State.FAILED}),
     State.SUBMITTING: frozenset({State.UPLOADING, State.FAILED}),
-    State.UPLOADING: frozenset({State.PROCESSING, State.FAILED}),
+    State.UPLOADING: frozenset({State.PROCESSING, State.SUBMITTING, State.FAILED}),
     State.PROCESSING: frozenset({State.DELIVERING, State.FAILED}),
     State.DELIVERING: frozenset({State.DONE, State.FAILED}),
     State.DONE: frozenset(),

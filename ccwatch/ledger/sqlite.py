@@ -3,7 +3,8 @@
 A file version's identity is (folder, relpath, size, mtime_ns). States, as ``TRANSITIONS`` allows::
 
     settled → submitting → uploading → processing → delivering → done
-       │           │            │            │             │
+       │           │   ↖────────┤            │             │
+       │           │ (new attempt: the upload form expired)│
        └───────────┴────────────┴─────┬──────┴─────────────┘
                                       ▼
                               failed (quarantined) ──ccwatch retry──→ settled

@@ -50,7 +50,7 @@ class Pipeline:
         self._last_step = ctx.clock.monotonic()
         self._slots: dict[int, Slot] = {}
         self._by_job: dict[str, int] = {}
-        self._reserved: set[Path] = set()  # final output paths chosen by unfinished deliveries
+        self._reserved = deliver.Reservations()  # final output paths of unfinished deliveries
         self._orphans: set[str] = set()  # folders of unfinished rows no longer in the config
         self.intake = Intake(ctx)
         self._waker = Waker(ctx.clock, self.kick)  # a due poll need not wait for the next step
@@ -203,8 +203,9 @@ class Pipeline:
                                                   daemon.poll_max_s, rng=self._rng)
                 self._waker.at(slot.due)
             return
-        with self._lock:  # one planner at a time, so reservations cannot race
-            entry = deliver.begin(self.ctx, slot.entry, outputs, reserved=self._reserved)
+        # Planning serialises on the reservations' own lock: thousands of outputs never stall
+        # the dispatcher, which holds the pipeline's lock.
+        entry = deliver.begin(self.ctx, slot.entry, outputs, reserved=self._reserved)
         self._progress(slot, entry)
         slot.due = now
 

@@ -8,6 +8,8 @@ Then the originals policy runs (keep, delete, move to archive), only after every
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -23,8 +25,32 @@ from ccwatch.stages import track
 from ccwatch.stages.context import Context, version
 
 
+class Reservations:
+    """Final output paths chosen by unfinished deliveries, behind their own lock: planning a job
+    with thousands of outputs never holds the pipeline's lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._paths: set[Path] = set()
+
+    def update(self, paths: Iterable[Path]) -> None:
+        with self.lock:
+            self._paths.update(paths)
+
+    def difference_update(self, paths: Iterable[Path]) -> None:
+        with self.lock:
+            self._paths.difference_update(paths)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._paths
+
+    def add(self, path: Path) -> None:
+        """Only with ``lock`` held (``_plan`` holds it while it chooses)."""
+        self._paths.add(path)
+
+
 def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
-          reserved: set[Path]) -> Entry:
+          reserved: Reservations) -> Entry:
     """A finished job: plan its outputs and record them with ``delivering`` before any download."""
     entry = ctx.ledger.get(entry.id)  # the file may have been renamed while the job ran
     try:
@@ -43,12 +69,12 @@ def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
 
 
 def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
-         reserved: set[Path]) -> tuple[PlannedOutput, ...]:
+          reserved: Reservations) -> tuple[PlannedOutput, ...]:
     """Give every output its final path (or mark it skipped) under the folder's output tree.
 
     ``reserved`` holds the paths other in-flight files already chose: two versions of one file
-    finishing together must not both pick ``name.jpg``. Chosen paths are added to it; the caller
-    serialises calls and releases the paths once the file is finished.
+    finishing together must not both pick ``name.jpg``. Chosen paths are added to it under its
+    lock; the caller releases them once the file is finished.
     """
     rule = ctx.rule(entry)
     output = ctx.folder(entry.folder).output
@@ -57,26 +83,35 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     relpath = PurePosixPath(entry.relpath)
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
     planned: list[PlannedOutput] = []
-    for n, out in enumerate(outputs, start=1):
-        server_name = fs.sanitize_filename(out.filename)
-        name = templates.format_output_name(rule.output_name, input_relpath=relpath,
-                                            output_filename=server_name, n=n, date=date)
-        rel = relpath.parent / fs.sanitize_filename(name)
-        final = output / rel
-        if rule.on_conflict == "skip" and (final in reserved or rooted.exists(root, rel)):
-            logger.bind(folder=entry.folder, file=entry.relpath).info(
-                "{} exists; skipped (on_conflict = skip)", final)
-            planned.append(replace(out, final_path=None, delivered=True))
-            continue
-        if rule.on_conflict == "rename" or final == ctx.source(entry):
-            # In place, an output named like its input (jpg → jpg) never replaces the input.
-            n_clash = 0
-            while final in reserved or rooted.exists(root, rel):
-                n_clash += 1
-                rel = rel.with_name(fs.fit_name(fs.numbered(rel.name, n_clash)))
-                final = output / rel
-        reserved.add(final)
-        planned.append(replace(out, final_path=rel.as_posix()))
+    # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
+    # stopped, so choosing is linear, not a search from "(1)" every time.
+    next_n: dict[PurePosixPath, int] = {}
+
+    def taken(rel: PurePosixPath) -> bool:
+        return output / rel in reserved or rooted.exists(root, rel)
+
+    with reserved.lock:
+        for n, out in enumerate(outputs, start=1):
+            server_name = fs.sanitize_filename(out.filename)
+            name = templates.format_output_name(rule.output_name, input_relpath=relpath,
+                                                output_filename=server_name, n=n, date=date)
+            base = relpath.parent / fs.sanitize_filename(name)
+            rel = base
+            if rule.on_conflict == "skip" and taken(rel):
+                logger.bind(folder=entry.folder, file=entry.relpath).info(
+                    "{} exists; skipped (on_conflict = skip)", output / rel)
+                planned.append(replace(out, final_path=None, delivered=True))
+                continue
+            if rule.on_conflict == "rename" or output / rel == ctx.source(entry):
+                # In place, an output named like its input (jpg → jpg) never replaces the input.
+                used = next_n.get(base, 0)
+                rel = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
+                while taken(rel):
+                    used += 1
+                    rel = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
+                next_n[base] = used + 1
+            reserved.add(output / rel)
+            planned.append(replace(out, final_path=rel.as_posix()))
     return tuple(planned)
 
 

@@ -7,6 +7,9 @@ without a second upload:
   5xx or timeout on create may still have created it.
 - ``uploading`` holds the job and upload task ids; a resumed upload re-reads the task and uploads
   only while it is still ``waiting`` for the file.
+- An upload form the storage host refuses (403: it expired, 12 h live, 6 h sandbox) is that job's
+  problem: the task is read again for a fresh form, else the job is deleted and a new attempt
+  (new tag) creates another. The account is never paused for it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from typing import Any
 from loguru import logger
 
 from ccwatch.config import templates
-from ccwatch.errors import CcwatchError, FileError, FileVanished, TransientError
+from ccwatch.errors import CcwatchError, FileError, FileVanished, FormRefused, TransientError
 from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State, job_tag
 from ccwatch.stages.context import Context, version
 
 
-def advance(ctx: Context, entry: Entry) -> Entry:
-    """Take an entry from ``settled``/``submitting``/``uploading`` to ``processing``."""
+def advance(ctx: Context, entry: Entry, *, renew: bool = True) -> Entry:
+    """Take an entry from ``settled``/``submitting``/``uploading`` to ``processing``.
+
+    ``renew``: on a refused upload form, renew it once (a second refusal is raised, transient).
+    """
     resumed_create = entry.state is State.SUBMITTING
     if entry.state is State.SETTLED:
         _check_source(ctx, entry)
@@ -37,7 +43,13 @@ def advance(ctx: Context, entry: Entry) -> Entry:
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.UPLOADING,
                                   job_id=job["id"], upload_task_id=upload["id"])
     if entry.state is State.UPLOADING:
-        _upload(ctx, entry, job)
+        try:
+            _upload(ctx, entry, job)
+        except FormRefused as exc:
+            if not renew:
+                raise
+            if not _upload_fresh_form(ctx, entry, exc):
+                return advance(ctx, _new_attempt(ctx, entry, exc), renew=False)
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.PROCESSING,
                                   transient_since=None)
     return entry
@@ -115,6 +127,14 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
         if not isinstance(form, dict):
             raise TransientError("upload task has no form yet", code="NO_UPLOAD_FORM",
                                  job_id=entry.job_id, path=entry.relpath)
+    _send(ctx, entry, form, str(task.get("name")))
+    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
+        "uploaded {} bytes", entry.size)
+
+
+def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> None:
+    """Upload this version of the file, unless it changed or went away (then drop the job)."""
+    assert entry.job_id is not None
     root = ctx.input_root(entry)
     with rooted.open_version(root, entry.relpath, version(entry)) as fh:
         if fh is None:
@@ -122,13 +142,35 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
             raise FileVanished(str(ctx.source(entry)))
         # Sent from the handle that was checked: a symlink swapped in meanwhile is not followed.
         ctx.api.upload(form, fh, PurePosixPath(entry.relpath).name, job_id=entry.job_id,
-                       task=str(task.get("name")))
+                       task=task_name)
         if not rooted.unchanged(fh, root, entry.relpath, version(entry)):
             # Rewritten during the upload: the job may hold a mix of old and new bytes.
             _delete_unused_job(ctx, entry)
             raise FileVanished(str(ctx.source(entry)))
+
+
+def _upload_fresh_form(ctx: Context, entry: Entry, refused: FormRefused) -> bool:
+    """Read the task again; upload with its form if that one is new. False: no fresh form."""
+    assert entry.job_id is not None and entry.upload_task_id is not None
+    task = ctx.api.get_task(entry.upload_task_id, job_id=entry.job_id, path=entry.relpath)
+    form = (task.get("result") or {}).get("form")
+    if task.get("status") != "waiting" or not isinstance(form, dict) or form == refused.form:
+        return False
+    _send(ctx, entry, form, str(task.get("name")))
     logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
-        "uploaded {} bytes", entry.size)
+        "uploaded {} bytes with a renewed form", entry.size)
+    return True
+
+
+def _new_attempt(ctx: Context, entry: Entry, refused: FormRefused) -> Entry:
+    """The job's form cannot be renewed: delete the job, record a new attempt to create another."""
+    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
+        "{}; creating a new job for this file", refused.message)
+    _delete_unused_job(ctx, entry)
+    attempt = entry.attempt + 1
+    tag = job_tag(ctx.ledger.installation_id, entry.id, attempt)
+    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.SUBMITTING,
+                             attempt=attempt, job_tag=tag, job_id=None, upload_task_id=None)
 
 
 def _delete_unused_job(ctx: Context, entry: Entry) -> None:

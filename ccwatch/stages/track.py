@@ -1,14 +1,18 @@
 """Track stage: read a job's status and decide: still running, finished (plan outputs) or failed.
 
 The pipeline decides when a job is looked at (its poll schedule is :mod:`ccwatch.pipeline.backoff`)
-and hands over webhook deliveries; this module is the per-job decision, with no I/O but the one GET.
+and hands over webhook deliveries; this module is the per-job decision, with no I/O but the one GET
+(and the DELETE of a job that ran past ``job_timeout_s``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from ccwatch.errors import FileError
+from loguru import logger
+
+from ccwatch.errors import CcwatchError, FileError
 from ccwatch.ledger import Entry, PlannedOutput
 from ccwatch.stages.context import Context
 
@@ -45,6 +49,29 @@ def outputs_of(job: dict[str, Any], export_tasks: tuple[str, ...]) -> tuple[Plan
     return tuple(planned)
 
 
+def _created_at(job: dict[str, Any], fallback: float) -> float:
+    try:
+        return dt.datetime.fromisoformat(str(job["created_at"])).timestamp()
+    except (KeyError, ValueError):
+        return fallback
+
+
+def _check_age(ctx: Context, entry: Entry, job: dict[str, Any], status: str) -> None:
+    """A job running past ``job_timeout_s`` is deleted and its file failed: a stuck job must not
+    hold an in-flight slot for ever."""
+    limit = ctx.config.daemon.job_timeout_s
+    if ctx.clock.wall() - _created_at(job, entry.first_seen) <= limit:
+        return
+    assert entry.job_id is not None
+    try:
+        ctx.api.delete_job(entry.job_id, path=entry.relpath)
+    except CcwatchError as exc:
+        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
+            "could not delete the timed-out job: {}", exc)
+    raise FileError(f"the job was still {status} after job_timeout_s ({limit:g} s); deleted it",
+                    code="JOB_TIMEOUT", job_id=entry.job_id)
+
+
 def check(ctx: Context, entry: Entry, job: dict[str, Any] | None = None
           ) -> tuple[PlannedOutput, ...] | None:
     """None while the job runs; its outputs once finished; raises FileError when it failed.
@@ -56,6 +83,7 @@ def check(ctx: Context, entry: Entry, job: dict[str, Any] | None = None
         job = ctx.api.get_job(entry.job_id, path=entry.relpath)
     status = job.get("status")
     if status in RUNNING or status is None:
+        _check_age(ctx, entry, job, str(status))
         return None
     if status == "error":
         raise root_failure(job)

@@ -29,11 +29,12 @@ def make_config(dirs: Dirs, emulator: Any) -> MakeConfig:
 
     def make(*, rules: tuple[str, ...] = ('match = ["*.png"]\ntemplate = "to-jpg"',),
              templates: str = TO_JPG + TO_PNG, folder_extra: str = "", daemon_extra: str = "",
-             top_extra: str = "", settle_s: float = 0.3) -> Config:
+             top_extra: str = "", settle_s: float = 0.3, cloudconvert_extra: str = "") -> Config:
         text = config_text(endpoint=emulator.base_url, state_dir=dirs.state, input_dir=dirs.input,
                            output=dirs.output, quarantine=dirs.quarantine, rules=rules,
                            templates=templates, folder_extra=folder_extra,
-                           daemon_extra=daemon_extra, top_extra=top_extra, settle_s=settle_s)
+                           daemon_extra=daemon_extra, top_extra=top_extra, settle_s=settle_s,
+                           cloudconvert_extra=cloudconvert_extra)
         (dirs.root / "ccwatch.toml").write_text(text)
         return config_mod.loads(text, base_dir=dirs.root,
                                 env={"CLOUDCONVERT_API_KEY": emulator.api_key})

@@ -67,6 +67,6 @@ def test_one_gigabyte_upload_keeps_emulator_memory_flat(
     print(f"emulator RSS {rss_before / 1e6:.0f} MB → {rss_after / 1e6:.0f} MB (+{growth_mb:.1f} MB)")
     assert growth_mb < 100
     assert done["status"] == "finished"
-    assert task_named(done, "in")["result"]["files"][0]["size"] == GIB
+    assert task_named(done, "in")["result"]["files"][0]["filename"] == "big.bin"  # no size: recorded
     assert task_named(done, "out")["result"]["files"][0]["size"] == GIB
     assert os.path.getsize(big) == GIB

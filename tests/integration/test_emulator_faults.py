@@ -74,15 +74,21 @@ def test_rate_limit_burst_has_retry_after_and_body(emulator: Emulator, api: http
     assert api.get("/v2/users/me").status_code == 200
 
 
-def test_the_per_minute_window_runs_out(api_key: str) -> None:
-    """The real limiter: remaining counts down, then 429 until the window resets."""
+def test_the_window_runs_out_per_route_group(api_key: str) -> None:
+    """The real limiter: remaining counts down per group (creations apart from reads), then 429
+    until the window resets; users/me carries no headers and is not counted (recorded)."""
     from ccwatch.emulator import serve
 
-    with Emulator(api_key=api_key, rate_limit_per_minute=3) as emu, serve(emu), client(emu) as api:
-        remaining = [api.get("/v2/users/me").headers["x-ratelimit-remaining"] for _ in range(3)]
+    with Emulator(api_key=api_key, rate_limit_per_minute=3, rate_window_s=2) as emu, serve(emu), \
+            client(emu) as api:
+        assert "x-ratelimit-remaining" not in api.get("/v2/users/me").headers
+        remaining = [api.get("/v2/jobs").headers["x-ratelimit-remaining"] for _ in range(3)]
         assert remaining == ["2", "1", "0"]
-        over = api.get("/v2/users/me")
-        assert over.status_code == 429 and 0 < int(over.headers["retry-after"]) <= 60
+        created = api.post("/v2/jobs", json={"tasks": {"in": {"operation": "import/upload"}}})
+        assert created.headers["x-ratelimit-remaining"] == "2"  # its own group
+        over = api.get("/v2/jobs")
+        assert over.status_code == 429 and 0 < int(over.headers["retry-after"]) <= 2
+        poll(lambda: api.get("/v2/jobs").status_code == 200, what="the window's reset")
 
 
 def test_credits_exceeded_until_cleared(emulator: Emulator, api: httpx.Client) -> None:
@@ -102,7 +108,8 @@ def test_credits_exceeded_until_cleared(emulator: Emulator, api: httpx.Client) -
 def test_unauthorized_until_cleared(emulator: Emulator, api: httpx.Client) -> None:
     """401 even with the right key, as for a revoked key."""
     emulator.faults.unauthorized()
-    assert api.get("/v2/users/me").json() == {"message": "Unauthenticated."}
+    assert api.get("/v2/users/me").json() == {"message": "Unauthenticated.",
+                                              "code": "UNAUTHENTICATED"}
     assert api.get("/v2/jobs").status_code == 401
     emulator.faults.clear()
     assert api.get("/v2/users/me").status_code == 200
@@ -133,12 +140,12 @@ def test_task_error_for_matching_names(emulator: Emulator, api: httpx.Client) ->
 
 def test_dropped_connection_then_recovery(emulator: Emulator, api: httpx.Client) -> None:
     """The socket closes without a response; the log shows status 0; the retry works."""
-    emulator.faults.drop_connection("POST", "/upload/*", times=1)
+    emulator.faults.drop_connection("POST", "/tasks", times=1)
     job = create_job(api)
     with pytest.raises(httpx.RemoteProtocolError):
         upload(job, "a.png", png_bytes())
     # The emulator logs a dropped request just after closing the socket: wait for the entry.
-    poll(lambda: [r.status for r in emulator.requests if r.path.startswith("/upload/")] == [0],
+    poll(lambda: [r.status for r in emulator.requests if r.path == "/tasks"] == [0],
          what="the dropped upload in the request log")
     assert upload(job, "a.png", png_bytes()).status_code == 201
     assert wait_job(api, job["id"])["status"] == "finished"

@@ -48,7 +48,7 @@ def wsgi() -> Iterator[httpx.Client]:
 
 def test_create_job_returns_every_task_with_the_api_shape(api: httpx.Client,
                                                          emulator: Emulator) -> None:
-    """201 with all tasks; the upload task waits with a form on the emulator itself."""
+    """201 with all tasks; the upload task waits with an S3 form on the storage host."""
     response = api.post("/v2/jobs", json={"tasks": TO_JPG, "tag": "t-1",
                                           "webhook_url": "http://127.0.0.1:9/hook"})
     assert response.status_code == 201
@@ -56,16 +56,22 @@ def test_create_job_returns_every_task_with_the_api_shape(api: httpx.Client,
     assert int(response.headers["x-ratelimit-limit"]) > int(response.headers["x-ratelimit-remaining"])
     job = response.json()["data"]
     assert job["status"] == "waiting" and job["tag"] == "t-1"
-    assert job["webhook_url"] == "http://127.0.0.1:9/hook"
+    assert "webhook_url" not in job  # stored, never echoed (recorded)
     assert ISO.match(job["created_at"]) and job["ended_at"] is None
     assert job["links"]["self"] == f"{emulator.base_url}/v2/jobs/{job['id']}"
     up, conv, out = (task_named(job, n) for n in ("in", "convert", "out"))
+    assert out["depends_on_task_ids"] == [conv["id"]]
     assert up["status"] == "waiting" and up["message"] == "Waiting for file upload"
     form = up["result"]["form"]
-    assert form["url"] == f"{emulator.base_url}/upload/{up['id']}"
-    assert {"expires", "signature"} <= set(form["parameters"])
+    assert form["url"] == f"{emulator.storage_url}/tasks" != f"{emulator.base_url}/tasks"
+    assert list(form["parameters"]) == ["acl", "key", "success_action_status", "X-Amz-Credential",
+                                        "X-Amz-Algorithm", "X-Amz-Date", "Policy",
+                                        "X-Amz-Signature"]
+    assert form["parameters"]["key"] == f"{up['id']}/${{filename}}"
     assert all(isinstance(v, str) for v in form["parameters"].values())
-    assert conv["payload"]["input"] == ["in"] and out["payload"]["input"] == ["convert"]
+    assert "payload" not in conv and "region" not in conv
+    shown = api.get(f"/v2/tasks/{conv['id']}", params={"include": "payload"}).json()["data"]
+    assert shown["payload"]["input"] == ["in"] and "region" in shown
     assert conv["depends_on_task_ids"] == [up["id"]]
     assert conv["job_id"] == job["id"] and conv["credits"] is None and conv["status"] == "waiting"
     assert conv["links"]["self"].endswith(f"/v2/tasks/{conv['id']}")
@@ -84,7 +90,7 @@ def test_a_png_goes_through_upload_convert_export(api: httpx.Client, emulator: E
     assert conv["result"]["files"] == [{"filename": "holiday.jpg",
                                        "size": conv["result"]["files"][0]["size"]}]
     assert conv["credits"] == 1 and conv["engine"] == "pillow" and conv["engine_version"]
-    assert out["credits"] == 0 and out["engine"] is None
+    assert out["credits"] == 0 and "engine" not in out
     file = out["result"]["files"][0]
     download = web_get(file["url"])
     assert download.status_code == 200 and len(download.content) == file["size"]
@@ -154,7 +160,7 @@ def test_missing_or_wrong_key_is_401(emulator: Emulator) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic test-key"}):
         response = web_get(f"{emulator.base_url}/v2/jobs", headers=headers)
         assert response.status_code == 401
-        assert response.json() == {"message": "Unauthenticated."}
+        assert response.json() == {"message": "Unauthenticated.", "code": "UNAUTHENTICATED"}
         assert response.headers["content-type"] == "application/json"
     assert web_get(f"{emulator.base_url}/sync/v2/jobs/x").status_code == 401
 
@@ -334,7 +340,7 @@ def test_cancel_and_retry(api: httpx.Client) -> None:
     assert retried.status_code == 201
     new = retried.json()["data"]
     assert new["retry_of_task_id"] == up["id"] and new["status"] == "waiting"
-    assert new["result"]["form"]["url"].endswith(new["id"])
+    assert new["result"]["form"]["parameters"]["key"].startswith(new["id"])
 
 
 def test_formats_lists_what_the_engines_do(api: httpx.Client, emulator: Emulator) -> None:

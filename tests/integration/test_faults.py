@@ -23,8 +23,8 @@ def test_429_503_and_dropped_connections_during_a_50_file_run(dirs: Dirs, make_c
     f = emulator.faults
     f.rate_limit(times=4, retry_after_s=1.0, method="POST", path="/v2/jobs")
     f.http_error("GET", "/v2/jobs/*", status=503, times=10)
-    f.drop_connection("POST", "/upload/*", times=3)
-    f.drop_connection("GET", "/download/*", times=2)
+    f.drop_connection("POST", "/tasks", times=3)
+    f.drop_connection("GET", "/tasks/*", times=2)
 
     code, delivered, failed = once(make_config(daemon_extra="upload_workers = 1"))
 

@@ -45,7 +45,7 @@ def test_file_rewritten_during_a_slow_upload_is_converted_once_as_its_new_versio
         tmp_path: Path, emulator: Any, api_key: str) -> None:
     setup = make_setup(tmp_path, emulator)
     source = make_image(setup.input / "x.png", size=(32, 24))
-    emulator.faults.delay("POST", "/upload/*", seconds=6.0, times=1)
+    emulator.faults.delay("POST", "/tasks", seconds=6.0, times=1)
     with daemon(setup, api_key) as d:
         wait_for(lambda: setup.states().get("x.png") == "uploading", timeout=60,
                  message="the upload under way")

@@ -26,7 +26,7 @@ def _hold_in(state: str, emulator: Any) -> None:
         f.http_error("POST", "/v2/jobs", status=500, times=None, after_work=True)  # job exists
         f.http_error("GET", "/v2/jobs", status=503, times=None)  # the tag lookup fails too
     elif state == "uploading":
-        f.http_error("POST", "/upload/*", status=500, times=None, after_work=True)  # file received
+        f.http_error("POST", "/tasks", status=500, times=None, after_work=True)  # file received
         f.http_error("GET", "/v2/tasks/*", status=503, times=None)  # the re-read fails too
     elif state == "processing":
         f.latency(seconds=3.0)
@@ -83,7 +83,7 @@ def test_sigterm_during_uploads_finishes_them_and_exits_0(tmp_path: Path, emulat
     setup = make_setup(tmp_path, emulator, daemon_extra="upload_workers = 3")
     for name in NAMES:
         make_image(setup.input / name)
-    emulator.faults.delay("POST", "/upload/*", seconds=1.5, times=None)
+    emulator.faults.delay("POST", "/tasks", seconds=1.5, times=None)
 
     with daemon(setup, api_key) as first:
         wait_for(lambda: list(setup.states().values()).count("uploading") == 3, timeout=30,
@@ -111,7 +111,7 @@ def test_sigterm_past_the_grace_period_still_exits_0_and_resumes(tmp_path: Path,
     cfg = setup.config.read_text().replace("shutdown_grace_s = 10", "shutdown_grace_s = 0.5")
     setup.config.write_text(cfg)
     make_image(setup.input / "a.png")
-    emulator.faults.delay("POST", "/upload/*", seconds=6, times=1)
+    emulator.faults.delay("POST", "/tasks", seconds=6, times=1)
 
     with daemon(setup, api_key) as first:
         wait_for(lambda: setup.states().get("a.png") == "uploading", timeout=30, message="upload")

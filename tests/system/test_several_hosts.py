@@ -98,7 +98,7 @@ def test_two_hosts_convert_each_file_once(tmp_path: Path, emulator: Any, api_key
 
 def _hold(state: str, emulator: Any) -> None:
     if state == "uploading":  # the file reached the server; the answer did not reach host-a
-        emulator.faults.http_error("POST", "/upload/*", status=500, times=None, after_work=True)
+        emulator.faults.http_error("POST", "/tasks", status=500, times=None, after_work=True)
         emulator.faults.http_error("GET", "/v2/tasks/*", status=503, times=None)
     else:
         emulator.faults.latency(seconds=8.0)  # outlasts the second host's start and a status call

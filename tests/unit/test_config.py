@@ -88,7 +88,8 @@ def rich(tmp_path: Path) -> dict[str, Any]:
                          "api_key_env": "MY_KEY", "api_key_file": "key.txt", "timeout_s": 12.5},
         "daemon": {"state_dir": str(tmp_path / "state"), "max_in_flight": 3,
                    "upload_workers": 2, "download_workers": 1, "poll_interval_s": 0.5,
-                   "poll_max_s": 10, "give_up_after_s": 3600, "shutdown_grace_s": 0,
+                   "poll_max_s": 10, "give_up_after_s": 3600, "job_timeout_s": 7200,
+                   "shutdown_grace_s": 0,
                    "log_format": "json"},
         "webhook": {"listen": "[::1]:9000", "public_url": "https://h.example/cc/hook",
                     "secret_env": "HOOK_SECRET"},
@@ -124,6 +125,7 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     assert cfg.cloudconvert.api_key == config.Secret("file-key")
     assert cfg.cloudconvert.api_key_file == tmp_path / "key.txt"
     assert cfg.daemon.shutdown_grace_s == 0.0 and cfg.daemon.log_format == "json"
+    assert cfg.daemon.job_timeout_s == 7200.0
     assert cfg.webhook is not None and cfg.webhook.host_port() == ("::1", 9000)
     assert cfg.webhook.path() == "/cc/hook" and cfg.webhook.secret == config.Secret("s3")
     assert cfg.templates["ocr"].tag == "jobbuilder"

@@ -1,0 +1,83 @@
+"""The API host as the real service answers: the queued status, 402 past the concurrent jobs,
+error messages without the emulator's own paths, storage faults that speak S3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from emulator_helpers import (
+    client,
+    convert_png,
+    create_job,
+    export_url,
+    poll,
+    task_named,
+    upload,
+    wait_job,
+    web_get,
+)
+
+from ccwatch.emulator import Emulator, serve
+from ccwatch.emulator.storage import S3_CODES
+
+
+@pytest.fixture
+def api(emulator: Emulator) -> Iterator[httpx.Client]:
+    with client(emulator) as c:
+        yield c
+
+
+def test_a_task_is_queued_once_its_inputs_finish(emulator: Emulator, api: httpx.Client) -> None:
+    """Created tasks wait; after the upload the convert task is queued until a worker runs it."""
+    emulator.faults.latency(30, glob="slow*")
+    job = create_job(api)
+    assert task_named(job, "convert")["status"] == "waiting"
+    assert upload(job, "slow.png", b"\x89PNG not really").status_code == 201
+    def queued() -> dict[str, Any] | None:
+        shown: dict[str, Any] = api.get(f"/v2/jobs/{job['id']}").json()["data"]
+        return shown if task_named(shown, "convert")["status"] == "queued" else None
+
+    shown = poll(queued, what="the queued convert task")
+    assert shown["status"] == "processing" and task_named(shown, "convert")["started_at"] is None
+
+
+def test_402_past_the_concurrent_jobs(api_key: str) -> None:
+    """cloudconvert-php issue #98: "You have started too many jobs at once" (402)."""
+    with Emulator(api_key=api_key, max_concurrent_jobs=1) as emu, serve(emu), client(emu) as api:
+        first = create_job(api)
+        refused = api.post("/v2/jobs", json={"tasks": {"in": {"operation": "import/upload"}}})
+        assert refused.status_code == 402
+        assert refused.json() == {"message": "You have started too many jobs at once"}
+        assert api.delete(f"/v2/jobs/{first['id']}").status_code == 204
+        assert api.post("/v2/jobs", json={"tasks": {"in": {"operation": "import/upload"}}}
+                        ).status_code == 201
+
+
+def test_task_errors_do_not_show_the_emulators_paths(emulator: Emulator,
+                                                     api: httpx.Client) -> None:
+    """A file the engine cannot read fails with the engine's message, its storage path cut to
+    the file name (the real API shows no server paths)."""
+    job = create_job(api)
+    upload(job, "broken.png", b"not an image at all")
+    done = wait_job(api, job["id"])
+    message = task_named(done, "convert")["message"]
+    assert task_named(done, "convert")["status"] == "error" and message
+    assert str(emulator.storage) not in message and "/" not in message
+
+
+def test_storage_faults_answer_like_s3(emulator: Emulator, api: httpx.Client) -> None:
+    """503 SlowDown in XML with the given Retry-After; 302 back to the same object."""
+    url = export_url(convert_png(api))
+    emulator.faults.http_error("GET", "/tasks/*", status=503, retry_after="5")
+    busy = web_get(url)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+    assert busy.headers["content-type"] == "application/xml"
+    assert f"<Code>{S3_CODES[503][0]}</Code>" in busy.text
+    emulator.faults.redirect("GET", "/tasks/*")
+    with httpx.Client() as web:
+        moved = web.get(url)
+    assert moved.status_code == 302 and moved.headers["location"].startswith(url.split("?")[0])
+    assert web_get(moved.headers["location"]).status_code == 200
