@@ -1,23 +1,23 @@
 """The daemon's lifecycle: open the ledger and the API, watch, crank the pipeline, drain on stop.
 
-Effects live here: threads (APScheduler, watchdog), signals, the embedded engine, sd_notify.
+Effects live here: threads (APScheduler, watchdog), signals (SIGTERM drains, SIGHUP reloads), the
+embedded engine; what systemd is told comes from :mod:`ccwatch.process`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
-import os
 import signal
-import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
@@ -25,50 +25,32 @@ from ccwatch import logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
-from ccwatch.errors import ConfigError, ExitCode, FolderUnavailable, LedgerUnavailable
+from ccwatch.config import load as load_config
+from ccwatch.config.reload import reloadable
+from ccwatch.errors import (
+    AccountError,
+    ConfigError,
+    ExitCode,
+    FolderUnavailable,
+    LedgerUnavailable,
+)
 from ccwatch.fs import rooted
+from ccwatch.http import app as http
+from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
-from ccwatch.pipeline import Pipeline
+from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
+from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
+from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context, follow_renamed_folders
+from ccwatch.stages.hooks import Hooks
 
 STEP_S = 0.1
+WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
+CLEANUP_S = 1.0  # finished jobs are deleted within about this long
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
-
-
-def sd_notify(message: str) -> bool:
-    """Send a systemd notification when ``NOTIFY_SOCKET`` is set; silently nothing otherwise."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    family = getattr(socket, "AF_UNIX", None)
-    if family is None:  # Windows builds of Python have no AF_UNIX; and no systemd to notify
-        _warn_no_af_unix()
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-    except OSError as exc:
-        logger.warning("sd_notify failed: {}", exc)
-        return False
-    return True
-
-
-@functools.cache
-def _warn_no_af_unix() -> None:
-    logger.warning("NOTIFY_SOCKET is set, but sd_notify needs AF_UNIX sockets: not on this platform")
-
-
-def watchdog_interval_s() -> float | None:
-    """Half of systemd's WatchdogSec, when the unit asks for keep-alives."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or not usec.isdigit():
-        return None
-    return int(usec) / 2_000_000
 
 
 @contextmanager
@@ -78,9 +60,10 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
     if cc.endpoint != "embedded":
         key = cc.api_key.reveal() if cc.api_key else None
         if not key:
-            raise ConfigError("cloudconvert.api_key_env",
-                              f"no API key: set ${cc.api_key_env}, cloudconvert.api_key_file, or the "
-                              "systemd credential cloudconvert-api-key")
+            # An account problem, not a config one: exit 3, as `ccwatch check` says it.
+            raise AccountError(f"cloudconvert.api_key_env: no API key: set ${cc.api_key_env}, "
+                               "cloudconvert.api_key_file, or the systemd credential "
+                               "cloudconvert-api-key; then `ccwatch check`", code="NO_API_KEY")
         yield cc.base_url(), cc.sync_base_url(), key
         return
     from ccwatch.emulator import Emulator, serve
@@ -93,61 +76,13 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
         yield base_url, base_url + "/sync", EMBEDDED_KEY
 
 
-LOCK_NAME = "ccwatch.lock"
-
-
-@contextmanager
-def single_instance(state_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the state dir for the daemon's life: one daemon per ledger.
-
-    The kernel drops the lock when the process dies, even by ``kill -9``, so a stale file never
-    blocks a restart; the pid inside is only there to name the holder.
-    """
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ConfigError("daemon.state_dir",
-                          f"cannot create the lock file in {state_dir}: {exc.strerror}") from exc
-    try:
-        if not _try_lock(fd):
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            raise ConfigError("daemon.state_dir",
-                              f"already running (pid {holder}) with the state dir {state_dir}; "
-                              "stop it first (`ccwatch status` works beside it)")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        import fcntl
-    except ImportError:  # no POSIX locks here (tests/system/test_portable_core.py blocks them)
-        logger.warning("this platform has no file locks: one daemon per state dir is not enforced")
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 @dataclass
 class Runtime:
     ctx: Context
     pipeline: Pipeline
     neighbours: Neighbours
+    # folder → the watch mode in use and why, for the status page (set once watching)
+    watch_modes: dict[str, str] = field(default_factory=dict)
 
     def scan(self, folder: FolderConfig) -> int:
         """Note the folder's new files, and look for another installation watching it."""
@@ -174,7 +109,18 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock)
         stack.callback(api.close)
-        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url)
+        metrics = Metrics()
+        hide = [config.cloudconvert.api_key_env, "CREDENTIALS_DIRECTORY"]
+        if config.webhook is not None:
+            hide.append(config.webhook.secret_env)
+        hooks = Hooks(timeout_s=config.daemon.hook_timeout_s, on_failure=metrics.hook_failures.inc,
+                      hide=hide)
+        stack.callback(hooks.close, config.daemon.hook_timeout_s)
+        cleanup = (JobCleanup(ledger, api, clock, retry_s=config.daemon.poll_max_s,
+                              on_deleted=metrics.jobs_deleted.inc)
+                   if config.daemon.delete_jobs else None)
+        ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
+                      metrics=metrics, hooks=hooks, cleanup=cleanup)
         for folder in config.folders:
             for place in (folder.output, folder.quarantine):
                 with contextlib.suppress(FolderUnavailable):
@@ -182,7 +128,6 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                     if removed:
                         logger.bind(folder=folder.name).info(
                             "removed {} unfinished temp file(s) from {}", removed, place)
-        for folder in config.folders:
             # Each root's device is recorded now: a different one later means it was unmounted.
             for root in (folder.input, folder.output, folder.quarantine, folder.archive):
                 if root is not None:
@@ -191,11 +136,14 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         ctx.record_availability()  # not what a previous run left
         pipeline = Pipeline(ctx)
         stack.callback(pipeline.close, wait=False)
-        if config.webhook is not None:
-            stack.enter_context(_receiver(config, pipeline))
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir, roots=ctx.roots)
         stack.callback(neighbours.leave)
-        yield Runtime(ctx, pipeline, neighbours)
+        runtime = Runtime(ctx, pipeline, neighbours)
+        if config.webhook is not None:
+            stack.enter_context(_receiver(config, pipeline))
+        if config.http.listen:
+            stack.enter_context(_status_endpoint(runtime))
+        yield runtime
 
 
 def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
@@ -212,6 +160,22 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
             logger.error("{}; trying again in {:.0f} s", exc.message, delay)
         clock.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+@contextmanager
+def _status_endpoint(runtime: Runtime) -> Iterator[str]:
+    """``[http] listen``: the status page, /metrics and /healthz of this runtime."""
+    listen = runtime.ctx.config.http.listen
+    address = runtime.ctx.config.http.host_port()
+    assert address is not None
+    app = report.status_app(runtime.pipeline, watch_modes=runtime.watch_modes, stall_s=STALL_S)
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(http.serve(app, *address))
+        except OSError as exc:
+            raise ConfigError("http.listen",
+                              f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+        yield url
 
 
 @contextmanager
@@ -233,7 +197,8 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
                         {"count": count, "since": since, "last_at": clock.wall()})
 
     receiver = webhook.Receiver(path=hook.path(), secret=secret, on_job=pipeline.job_pushed,
-                                on_bad_signature=bad_signature)
+                                on_bad_signature=bad_signature,
+                                on_refuse=pipeline.ctx.metrics.webhook_refusals.inc)
     with ExitStack() as stack:
         try:
             url = stack.enter_context(webhook.serve(receiver, host, port))
@@ -243,22 +208,25 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
         yield url
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(stop: threading.Event, *, reload: threading.Event | None = None
+                            ) -> None:
     """SIGTERM and SIGINT (Ctrl-C) set ``stop``: intake stops and running transfers drain.
-    SIGHUP, which would otherwise end the process without a word, is logged and ignored: nothing
-    is lost or done twice (reloading the configuration is not implemented yet: restart)."""
+    SIGHUP sets ``reload`` (the daemon re-reads its config); where nothing reloads (``run
+    --once``) it is logged and ignored rather than ending the process without a word."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
         stop.set()
 
     def hangup(_signum: int, _frame: FrameType | None) -> None:
-        logger.warning("received SIGHUP: ignored (this version does not reload its "
-                       "configuration; restart ccwatch to apply changes)")
+        if reload is not None:
+            reload.set()
+        else:
+            logger.warning("received SIGHUP: ignored (run --once does not reload its config)")
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGHUP"):  # not on Windows
+    if hasattr(signal, "SIGHUP"):  # not on Windows: there a restart re-reads the config
         signal.signal(signal.SIGHUP, hangup)
     if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
         signal.signal(signal.SIGBREAK, handler)
@@ -270,18 +238,18 @@ class Daemon:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.stop_event = threading.Event()
-        self._watchers: list[watch.FolderWatcher] = []
+        self.reload_event = threading.Event()  # SIGHUP: re-read the config file
+        self._watchers: dict[str, watch.FolderWatcher] = {}
 
     def watchers(self) -> tuple[watch.FolderWatcher, ...]:
         """The running folder watchers, one per folder (empty before ``run`` starts them)."""
-        return tuple(self._watchers)
+        return tuple(self._watchers.values())
 
-    def _start_watchers(self) -> None:
-        for folder in self.runtime.ctx.config.folders:
-            mode, reason = watch.choose_mode(folder.input, folder.watch)
-            logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode,
-                                                 reason)
-            self._watchers.append(self._watcher(folder, mode))
+    def _start_watcher(self, folder: FolderConfig) -> None:
+        mode, reason = watch.choose_mode(folder.input, folder.watch)
+        self.runtime.watch_modes[folder.name] = f"{mode} ({reason})"
+        logger.bind(folder=folder.name).info("watching {} with {} ({})", folder.input, mode, reason)
+        self._watchers[folder.name] = self._watcher(folder, mode)
 
     def _watcher(self, folder: FolderConfig, mode: str) -> watch.FolderWatcher:
         watcher = watch.FolderWatcher(
@@ -293,53 +261,106 @@ class Daemon:
     def _healthy(self) -> bool:
         """Restart a dead watcher (its thread can die with the filesystem under it); True while
         the pipeline keeps turning, so systemd's watchdog restarts a daemon that has hung."""
-        for i, (folder, watcher) in enumerate(zip(self.runtime.ctx.config.folders, self._watchers,
-                                                  strict=True)):
+        for name, watcher in list(self._watchers.items()):
             if not watcher.alive():
-                logger.bind(folder=folder.name).error("the watcher stopped; starting it again")
+                folder = self.runtime.ctx.folder(name)
+                logger.bind(folder=name).error("the watcher stopped; starting it again")
                 with contextlib.suppress(Exception):
                     watcher.stop()
                 try:
-                    self._watchers[i] = self._watcher(folder, watcher.mode)
+                    self._watchers[name] = self._watcher(folder, watcher.mode)
                 except OSError as exc:  # the rescan still covers the folder meanwhile
-                    logger.bind(folder=folder.name).error("cannot watch again yet: {}", exc)
-                self.runtime.pipeline.scan(folder)  # what happened while nobody watched
+                    logger.bind(folder=name).error("cannot watch again yet: {}", exc)
+                self.runtime.scan(folder)  # what happened while nobody watched
         return self.runtime.pipeline.seconds_since_step() < STALL_S
 
-    def _schedule(self, scheduler: BackgroundScheduler) -> None:
-        pipeline = self.runtime.pipeline
-        scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
-                          max_instances=1, coalesce=True)
-        for folder in self.runtime.ctx.config.folders:
-            scheduler.add_job(self.runtime.scan, "interval", args=[folder], seconds=folder.rescan_s,
-                              id=f"rescan-{folder.name}", max_instances=1, coalesce=True)
+    def _schedule_rescan(self, scheduler: BackgroundScheduler, folder: FolderConfig) -> None:
+        scheduler.add_job(self.runtime.scan, "interval", args=[folder],
+                          seconds=folder.rescan_s, id=f"rescan-{folder.name}", max_instances=1,
+                          coalesce=True, replace_existing=True)
+
+    def reload(self, scheduler: BackgroundScheduler) -> bool:
+        """Re-read the config file: new folders and rules apply to new files, files in flight keep
+        their settings; a config that does not load is refused and the running one stays."""
+        ctx = self.runtime.ctx
+        sd_notify("RELOADING=1")
+        try:
+            if ctx.config.source is None:
+                raise ConfigError("config", "not started from a file: nothing to re-read")
+            new = load_config(ctx.config.source)
+        except ConfigError as err:
+            logger.error("reload refused, still running the previous configuration: {} "
+                         "(fix the file, then reload again)", err)
+            sd_notify("READY=1")
+            return False
+        merged, restart = reloadable(ctx.config, new)
+        if restart:
+            logger.warning("reload: changes to [{}] take effect at the next restart",
+                           "], [".join(restart))
+        before = {f.name: f for f in ctx.config.folders}
+        self.runtime.pipeline.reload(merged)
+        for name, folder in before.items():  # stop what is gone or watched differently now
+            now = next((f for f in merged.folders if f.name == name), None)
+            if now is None or _watched(now) != _watched(folder):
+                with contextlib.suppress(Exception):
+                    self._watchers.pop(name).stop()
+                self.runtime.watch_modes.pop(name, None)
+                with contextlib.suppress(JobLookupError):
+                    scheduler.remove_job(f"rescan-{name}")
+        for folder in merged.folders:
+            if folder.name not in self._watchers:
+                self._start_watcher(folder)
+            self._schedule_rescan(scheduler, folder)
+            self.runtime.scan(folder)  # files a new rule or folder now takes
+        logger.info("configuration reloaded from {} ({} folder(s))", merged.source,
+                    len(merged.folders))
+        sd_notify("READY=1\nSTATUS=" + self.status_line())
+        return True
 
     def status_line(self) -> str:
         p = self.runtime.pipeline
-        pause = p.gate.pause
-        paused = f", PAUSED: {pause.reason}" if pause else ""
+        pause = p.gate.why_paused()
+        paused = f", PAUSED: {pause[0]}" if pause else ""
         return (f"{p.active_count()} in progress, {p.delivered} done, {p.failed} failed"
                 f"{paused}")
 
     def install_signal_handlers(self) -> None:
-        install_signal_handlers(self.stop_event)
+        install_signal_handlers(self.stop_event, reload=self.reload_event)
 
     def run(self) -> bool:
         """Run until ``stop_event``; True when the drain finished within the grace period."""
         pipeline = self.runtime.pipeline
-        config = self.runtime.ctx.config
+        clock = self.runtime.ctx.clock
         scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         try:
-            self._start_watchers()
-            for folder in config.folders:
+            for folder in self.runtime.ctx.config.folders:
+                self._start_watcher(folder)
+            for folder in self.runtime.ctx.config.folders:
                 found = self.runtime.scan(folder)
                 logger.bind(folder=folder.name).info("startup scan: {} new file(s)", found)
-            self._schedule(scheduler)
+                self._schedule_rescan(scheduler, folder)
+            scheduler.add_job(pipeline.step, "interval", seconds=STEP_S, id="step",
+                              max_instances=1, coalesce=True)
+            guard = credits.guard(self.runtime.ctx, self.runtime.pipeline.gate)
+            if guard is not None:
+                scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
+                                  seconds=self.runtime.ctx.config.daemon.credits_check_s,
+                                  next_run_time=dt.datetime.now(dt.UTC))
+            if self.runtime.ctx.cleanup is not None:
+                scheduler.add_job(self.runtime.ctx.cleanup.sweep, "interval", seconds=CLEANUP_S,
+                                  id="cleanup", max_instances=1, coalesce=True)
             scheduler.start()
             sd_notify("READY=1\nSTATUS=" + self.status_line())
             keepalive = watchdog_interval_s()
             tick = min(keepalive, 5.0) if keepalive else 5.0
-            while not self.stop_event.wait(tick):
+            beat = clock.monotonic() + tick
+            while not self.stop_event.wait(WAKE_S):
+                if self.reload_event.is_set():
+                    self.reload_event.clear()
+                    self.reload(scheduler)
+                if clock.monotonic() < beat:
+                    continue
+                beat = clock.monotonic() + tick
                 if self._healthy():
                     sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
                 else:
@@ -348,10 +369,10 @@ class Daemon:
         finally:
             sd_notify("STOPPING=1")
             pipeline.stop_intake()
-            for watcher in self._watchers:
+            for watcher in self._watchers.values():
                 with contextlib.suppress(Exception):
                     watcher.stop()
-        drained = self._drain(config.daemon.shutdown_grace_s)
+        drained = self._drain(self.runtime.ctx.config.daemon.shutdown_grace_s)
         scheduler.shutdown(wait=False)
         return drained
 
@@ -387,6 +408,9 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
     pipeline = runtime.pipeline
     clock = runtime.ctx.clock
     total = pipeline.active_count()
+    guard = credits.guard(runtime.ctx, runtime.pipeline.gate)
+    if guard is not None:
+        guard.check()
     for folder in runtime.ctx.config.folders:
         total += runtime.scan(folder)
     while True:
@@ -397,10 +421,17 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
         pipeline.step()
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)
-        if pipeline.gate.pause is not None:
-            logger.error("stopping: {}", pipeline.gate.pause.reason)
+        if (paused := pipeline.gate.why_paused()) is not None:
+            logger.error("stopping: {}", paused[0])
             return ExitCode.ACCOUNT
         if pipeline.idle():
             break
         clock.sleep(STEP_S / 2)
+    if runtime.ctx.cleanup is not None:
+        runtime.ctx.cleanup.sweep()  # one try now; what fails is deleted by the next run
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK
+
+
+def _watched(folder: FolderConfig) -> tuple[object, ...]:
+    """What a folder's watcher depends on: a change restarts it on reload."""
+    return (folder.input, folder.recursive, folder.watch, folder.poll_s)

@@ -12,7 +12,7 @@
     │   └── FolderUnavailable        a root is missing or on another device than at start: wait
     ├── FileError                    this file cannot be converted: quarantine it
     │   └── OutputGone               an export vanished (404/403 on download after retries)
-    ├── FileVanished                 the file changed or went away before upload: forget that version
+    ├── FileVanished                 the file changed or went away: forget that version (not a failure)
     └── ClaimLost                    another host took this file over (our lease expired): let it go
 
     IllegalTransition (RuntimeError) a bug, not a condition of the file: a ledger state write that
@@ -122,7 +122,8 @@ class OutputGone(FileError):
 
 
 class FileVanished(CcwatchError):
-    """The file changed or was removed before it was sent: drop that version quietly."""
+    """The file changed or was removed before its outputs were delivered: drop that version
+    quietly (one INFO line, its message); a newer version is converted as a file of its own."""
 
 
 class IllegalTransition(RuntimeError):

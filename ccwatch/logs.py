@@ -100,4 +100,16 @@ def setup(log_format: str = "text", *, level: str = "INFO", log_file: Path | Non
     elif log_format == "json":
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
     elif sys.stderr is not None:  # None under pythonw, which the Windows task uses with a log file
-        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False, diagnose=False)
+        logger.add(_CurrentStderr(), level=level, format=_text_format, backtrace=False,
+                   diagnose=False, colorize=sys.stderr.isatty())
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time: while ``run --once`` shows its progress
+    bar, Rich puts a proxy there that prints each line above the bar instead of over it."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()

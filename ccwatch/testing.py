@@ -45,8 +45,12 @@ def make_image(path: Path, *, size: tuple[int, int] = (32, 24), fmt: str | None 
 def config_text(*, endpoint: str, state_dir: Path, input_dir: Path, output: Path, quarantine: Path,
                 rules: Sequence[str], templates: str, folder_extra: str = "",
                 daemon_extra: str = "", top_extra: str = "", settle_s: float = 0.3,
-                cloudconvert_extra: str = "") -> str:
-    """A whole TOML config for one folder; ``rules`` are ``[[folders.rules]]`` bodies."""
+                cloudconvert_extra: str = "", delete_jobs: bool = False) -> str:
+    """A whole TOML config for one folder; ``rules`` are ``[[folders.rules]]`` bodies.
+
+    ``delete_jobs`` is off unless asked for: most tests count and inspect the emulator's jobs
+    after the fact (one job per file, their tags), which deleting them would hide.
+    """
     rule_text = "\n".join(f"[[folders.rules]]\n{r}\n" for r in rules)
     return f"""{top_extra}
 [cloudconvert]
@@ -58,6 +62,7 @@ state_dir = "{state_dir}"
 poll_interval_s = 0.1
 poll_max_s = 0.5
 shutdown_grace_s = 10
+delete_jobs = {"true" if delete_jobs else "false"}
 {daemon_extra}
 
 {templates}

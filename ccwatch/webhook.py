@@ -51,7 +51,8 @@ class Receiver:
     """The WSGI app. ``on_job(job)`` answers "accepted", "unknown" (not ours) or "done" (handled)."""
 
     def __init__(self, *, path: str, secret: str, on_job: Callable[[dict[str, Any]], str],
-                 on_bad_signature: Callable[[int], None] | None = None) -> None:
+                 on_bad_signature: Callable[[int], None] | None = None,
+                 on_refuse: Callable[[], None] = lambda: None) -> None:
         if not secret:
             raise ValueError("a webhook receiver needs a signing secret")
         self.path = path or "/"
@@ -60,6 +61,7 @@ class Receiver:
         self._on_bad_signature = on_bad_signature  # called with the running count
         self._lock = threading.Lock()
         self.bad_signatures = 0
+        self._on_refuse = on_refuse  # counts refusals for /metrics
 
     def __repr__(self) -> str:
         return f"Receiver(path={self.path!r}, secret=[secure])"
@@ -71,6 +73,7 @@ class Receiver:
         return response(environ, start_response)
 
     def _refuse(self, status: int, why: str, request: Request) -> Response:
+        self._on_refuse()
         logger.warning("webhook refused ({}): {} from {}", status, why, request.remote_addr)
         return Response(json.dumps({"error": why}), status=status, mimetype="application/json")
 

@@ -16,6 +16,9 @@ from ccwatch import __version__, config, logs
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError, ExitCode
 
+# Wide enough that tables never wrap when the output is not a terminal.
+NOT_A_TERMINAL_WIDTH = 1000
+
 if TYPE_CHECKING:
     from ccwatch.commands.units import Platform
     from ccwatch.daemon import Runtime
@@ -66,13 +69,15 @@ def _load_config(config_path: Path | None) -> Config:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Write the log to this file instead of stderr (text, rotated at "
                    f"{logs.LOG_FILE_ROTATION}); the macOS and Windows services use it.")
-def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level (overrides log_level).")
+def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bool) -> None:
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
     from ccwatch.daemon import Daemon, install_signal_handlers, open_runtime
 
     cfg = _load_config(config_path)
-    logs.setup(cfg.daemon.log_format, log_file=log_file)
+    logs.setup(cfg.daemon.log_format, log_file=log_file,
+               level="DEBUG" if verbose else cfg.daemon.log_level.upper())
     try:
         with open_runtime(cfg) as runtime:
             if once:
@@ -97,10 +102,19 @@ def run(config_path: Path | None, once: bool, log_file: Path | None) -> None:
         os._exit(0)
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """Rich output that wraps only on a terminal: in the journal, a pipe or a file, a long path
+    or message stays on one line (Rich would break it at 80 columns)."""
+    console = Console(highlight=False, stderr=stderr, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = NOT_A_TERMINAL_WIDTH
+    return console
+
+
 def _run_once_with_progress(runtime: Runtime, stop: threading.Event) -> ExitCode:
     from ccwatch.daemon import run_once
 
-    console = Console(stderr=True)
+    console = _console(stderr=True)
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False,
                   disable=not console.is_terminal) as progress:
@@ -173,7 +187,7 @@ def check(config_path: Path | None) -> None:
 
     cfg = _load_unchecked(config_path)
     report = checks.run_checks(cfg)
-    console = Console(highlight=False)
+    console = _console()
     marks = {checks.OK: "[green]ok  [/]", checks.WARN: "[yellow]warn[/]", checks.FAIL: "[red]FAIL[/]"}
     console.print(f"config {cfg.source}", markup=False)
     for finding in report.findings:
@@ -203,7 +217,28 @@ def status(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status_mod.as_json(report), indent=2, ensure_ascii=False))
     else:
-        status_mod.render(report, Console(highlight=False))
+        status_mod.render(report, _console())
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def explain(config_path: Path | None, paths: tuple[Path, ...]) -> None:
+    """For each input file (default: all), the rule, template and output path it would get, or
+    why it is ignored. Converts nothing."""
+    from ccwatch.commands.explain import explain as verdicts
+
+    cfg = _load_unchecked(config_path)
+    count = 0
+    for v in verdicts(cfg, paths):
+        count += 1
+        where = f"{v.folder}: {v.path}" if v.folder else str(v.path)
+        if v.rule is not None:
+            where += f"\n    rule {v.rule} ({', '.join(v.match)}) → template {v.template}"
+        lines = [f"    → {out}" for out in v.outputs] + ([f"    {v.why}"] if v.why else [])
+        click.echo("\n".join([where, *lines]))
+    if not count:
+        click.echo("no files in the watched inputs")
 
 
 @main.command()

@@ -9,7 +9,6 @@ its row is put back as it was.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from ccwatch.errors import FolderUnavailable
 from ccwatch.fs import rooted
 from ccwatch.fs.roots import Roots
 from ccwatch.ledger import Entry, Ledger
-from ccwatch.stages.quarantine import ERROR_SUFFIX, error_file_for
+from ccwatch.stages.quarantine import ERROR_SUFFIX, error_file_for, in_quarantine, read_error_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +44,6 @@ def _split(path: Path) -> tuple[Path, Path]:
     if path.name.endswith(ERROR_SUFFIX):
         return path.with_name(path.name[: -len(ERROR_SUFFIX)]), path
     return path, error_file_for(path)
-
-
-def _read_record(error_file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(error_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # absent or damaged: the file's place in the quarantine still says enough
-    return data if isinstance(data, dict) else {}
 
 
 def _safe_relpath(value: Any) -> PurePosixPath | None:
@@ -82,14 +73,11 @@ def _within(root: Path, path: Path) -> PurePosixPath:
 
 
 def quarantined(config: Config) -> Iterator[Path]:
-    """Every file under the folders' quarantines that has an error file beside it."""
+    """Every file in the folders' quarantines with an error file beside it (what status counts)."""
     seen: set[Path] = set()
     for folder in config.folders:
-        if not folder.quarantine.is_dir():
-            continue
-        for error_file in sorted(folder.quarantine.rglob("*" + ERROR_SUFFIX)):
-            original, _ = _split(error_file)
-            if error_file.resolve() not in seen and error_file.is_file():
+        for original, error_file in in_quarantine(folder.quarantine):
+            if error_file.resolve() not in seen:  # two folders may share one quarantine
                 seen.add(error_file.resolve())
                 yield original
 
@@ -132,7 +120,7 @@ class Retrier:
         file, error_file = _split(path.absolute())
         if fs.stat_regular(file) is None:
             return f"{file}: no such quarantined file"
-        record = _read_record(error_file)
+        record = read_error_file(error_file)  # {} if damaged: its place says enough
         home = _home(self.config, file, record)
         if home is None:
             quarantines = ", ".join(str(f.quarantine) for f in self.config.folders)

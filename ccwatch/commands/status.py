@@ -6,6 +6,7 @@ Bump ``SCHEMA`` when a field changes meaning or goes away (adding fields does no
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ from rich.table import Table
 from ccwatch.clock import Clock, SystemClock, iso
 from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
-from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State
+from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State, damaged_hint
+from ccwatch.stages import cleanup
 from ccwatch.stages.context import UNAVAILABLE_META
+from ccwatch.stages.quarantine import Quarantined, by_folder
 from ccwatch.webhook import BAD_SIGNATURES
 
 SCHEMA = 1
@@ -93,8 +96,9 @@ class Status:
     now: float
     hosts: tuple[Holder, ...] = ()  # a shared ledger: which host holds how many active files
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
-    unavailable: tuple[Unavailable, ...] = ()  # configured folders missing or unmounted now
     bad_signatures: BadSignatures | None = None
+    jobs_to_delete: int = 0  # finished jobs not yet deleted on CloudConvert (delete_jobs)
+    unavailable: tuple[Unavailable, ...] = ()  # configured folders missing or unmounted now
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -102,23 +106,26 @@ def collect(config: Config, *, clock: Clock | None = None) -> Status:
     now = (clock or SystemClock()).wall()
     shared = config.ledger.shared
     where = config.ledger.display_url() if shared else str(ledger_path(config))
-    empty = Status(where, False, None, tuple(FolderStatus(f.name, 0, 0, 0, 0, None)
-                                             for f in config.folders), (), now)
+    quarantine = by_folder(config.folders)
+    empty = Status(where, False, None, tuple(FolderStatus(f.name, 0, 0, 0, len(quarantine[f.name]),
+                                                          None) for f in config.folders),
+                   _failures(quarantine), now)
     if not shared and not ledger_path(config).is_file():
         return empty
     ledger = config.ledger.open(config.daemon.resolved_state_dir(), readonly=True)
     try:
         if not ledger.exists():
             return empty
-        return _read(ledger, config, where, now)
+        return _read(ledger, config, where, now, quarantine)
     except (sqlite3.Error, CcwatchError) as exc:
         key = "ledger.url" if shared else "daemon.state_dir"
-        raise ConfigError(key, f"cannot read the ledger {where}: {exc}") from exc
+        raise ConfigError(key, f"cannot read the ledger {where}: {exc}" + damaged_hint(exc)) from exc
     finally:
         ledger.close()
 
 
-def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
+def _read(ledger: Ledger, config: Config, path: str, now: float,
+          quarantine: dict[str, list[Quarantined]]) -> Status:
     folders = []
     for folder in config.folders:
         counts = ledger.count_by_state(folder.name)
@@ -129,16 +136,15 @@ def _read(ledger: Ledger, config: Config, path: str, now: float) -> Status:
             queued=counts.get(str(State.SETTLED), 0),
             in_flight=sum(counts.get(s, 0) for s in _IN_FLIGHT),
             done_24h=recent.get(str(State.DONE), 0),
-            failed=counts.get(str(State.FAILED), 0),
+            failed=len(quarantine[folder.name]),
             oldest_in_flight=_in_flight(oldest) if oldest else None,
         ))
-    failures = tuple(_failure(e) for e in ledger.recent(State.FAILED, limit=RECENT_FAILURES))
     neighbours = ledger.get_meta("neighbours")  # written by the daemon (pipeline/neighbours.py)
-    return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders), failures, now,
-                  tuple(ledger.holders()),
+    return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders),
+                  _failures(quarantine), now, tuple(ledger.holders()),
                   tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
-                  unavailable=_unavailable(config, ledger.get_meta(UNAVAILABLE_META)),
-                  bad_signatures=bad_signatures(ledger.get_meta(BAD_SIGNATURES)))
+                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)), len(cleanup.pending_in(ledger)),
+                  unavailable=_unavailable(config, ledger.get_meta(UNAVAILABLE_META)))
 
 
 def _unavailable(config: Config, meta: Any) -> tuple[Unavailable, ...]:
@@ -156,13 +162,32 @@ def _in_flight(entry: Entry) -> InFlight:
     return InFlight(entry.relpath, str(entry.state), entry.job_id, entry.first_seen)
 
 
-def _failure(entry: Entry) -> Failure:
-    error = entry.error or {}
-    code = error.get("code")
-    return Failure(folder=entry.folder, file=entry.relpath, failed_at=entry.updated_at,
+def _failures(quarantine: dict[str, list[Quarantined]]) -> tuple[Failure, ...]:
+    """The newest files in quarantine now, from their error files."""
+    failures = [_failure(q) for files in quarantine.values() for q in files]
+    failures.sort(key=lambda f: f.failed_at, reverse=True)
+    return tuple(failures[:RECENT_FAILURES])
+
+
+def _failure(q: Quarantined) -> Failure:
+    code, job_id = q.record.get("code"), q.record.get("job_id")
+    return Failure(folder=q.folder, file=q.relpath, failed_at=_when(q),
                    code=code if isinstance(code, str) else None,
-                   message=str(error.get("message") or "(no message recorded)"),
-                   job_id=entry.job_id)
+                   message=str(q.record.get("message") or "(no message recorded)"),
+                   job_id=job_id if isinstance(job_id, str) else None)
+
+
+def _when(q: Quarantined) -> float:
+    text = q.record.get("failed_at")
+    if isinstance(text, str):
+        try:
+            return dt.datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            pass
+    try:  # a damaged record: when the file landed there is the next best answer
+        return q.path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _pause(meta: Any) -> Pause | None:
@@ -191,6 +216,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "other_installations": list(status.neighbours),
         "hosts": [{"host": h.host, "files": h.files, "lease_left_s": round(h.lease_left_s, 1)}
                   for h in status.hosts],
+        "jobs_to_delete": status.jobs_to_delete,
         "paused": None if status.paused is None else {
             "reason": status.paused.reason, "since": iso(status.paused.since)},
         "unavailable": [{"path": u.path, "problem": u.problem, "folders": list(u.folders)}
@@ -222,6 +248,13 @@ def _age(seconds: float) -> str:
     return f"{seconds // 3600} h"
 
 
+def _render_unavailable(unavailable: tuple[Unavailable, ...], console: Console) -> None:
+    for u in unavailable:
+        console.print(f"[bold red]UNAVAILABLE[/] {escape(u.path)} ({escape(', '.join(u.folders))}): "
+                      f"{escape(u.problem)}; its files wait and resume when it returns",
+                      highlight=False)
+
+
 def render(status: Status, console: Console) -> None:
     """The people's view: a table per folder, then pauses and recent failures."""
     if not status.ledger_exists:
@@ -232,10 +265,7 @@ def render(status: Status, console: Console) -> None:
                       f"{escape(status.paused.reason)}", highlight=False)
     for warning in status.neighbours:
         console.print(f"[bold red]WARNING[/] {escape(warning)}", highlight=False)
-    for u in status.unavailable:
-        console.print(f"[bold red]UNAVAILABLE[/] {escape(u.path)} ({escape(', '.join(u.folders))}): "
-                      f"{escape(u.problem)}; its files wait and resume when it returns",
-                      highlight=False)
+    _render_unavailable(status.unavailable, console)
     if status.bad_signatures is not None:
         bad = status.bad_signatures
         console.print(f"[bold yellow]Webhook deliveries refused for a bad signature: {bad.count}[/] "
@@ -257,6 +287,9 @@ def render(status: Status, console: Console) -> None:
             left = f"{h.lease_left_s:.0f} s" if h.lease_left_s >= 0 else "EXPIRED (taken over next)"
             hosts.add_row(escape(h.host or "(unclaimed)"), str(h.files), left)
         console.print(hosts)
+    if status.jobs_to_delete:
+        console.print(f"{status.jobs_to_delete} finished job(s) not yet deleted on CloudConvert; "
+                      "the daemon keeps trying (its log says why).")
     if status.recent_failures:
         console.print("Last failures (ccwatch retry PATH puts a file back):")
         for x in status.recent_failures:

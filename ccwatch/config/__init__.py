@@ -10,6 +10,7 @@ from ccwatch.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    HttpConfig,
     LedgerConfig,
     Rule,
     Secret,
@@ -17,6 +18,6 @@ from ccwatch.config.model import (
 )
 
 __all__ = [
-    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "LedgerConfig", "Rule", "Secret",
-    "WebhookConfig", "check_folders", "dump", "find_config_path", "load", "loads",
+    "CloudConvertConfig", "Config", "DaemonConfig", "FolderConfig", "HttpConfig", "LedgerConfig",
+    "Rule", "Secret", "WebhookConfig", "check_folders", "dump", "find_config_path", "load", "loads",
 ]

@@ -8,11 +8,13 @@ config file's folder; folder checks (exist, writable, no output inside a watched
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -27,6 +29,7 @@ from ccwatch.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    HttpConfig,
     LedgerConfig,
     Rule,
     Secret,
@@ -65,7 +68,7 @@ def find_config_path(explicit: Path | None, *, env: Mapping[str, str] | None = N
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     raise ConfigError("config", f"no configuration file found (looked in: --config, "
-                      f"$CCWATCH_CONFIG, {looked})")
+                      f"$CCWATCH_CONFIG, {looked}); write one with `ccwatch init`")
 
 
 def load(path: Path, *, env: Mapping[str, str] | None = None,
@@ -109,30 +112,72 @@ def _load_text(text: str, *, label: str, base_dir: Path, env: Mapping[str, str] 
     return config
 
 
+T = TypeVar("T")
+
+
+class _AlreadyReported(Exception):
+    """This part cannot be read because of a problem recorded elsewhere (a broken template)."""
+
+
+class _Problems:
+    """Collects the configuration's problems so that all are reported at once, not one per try.
+    Each section, template, folder and rule is read on its own; the first problem in one of them
+    is its problem."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def attempt(self, read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except ConfigError as err:
+            self.found.append(err)
+            return None
+        except _AlreadyReported:
+            return None
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            lines = "\n".join(f"  {err}" for err in self.found)
+            raise ConfigError("", f"{len(self.found)} problems in the configuration:\n{lines}")
+
+
 def _build(top: Table, *, base_dir: Path, env: Mapping[str, str],
            source: Path | None) -> Config:
-    cloudconvert = _cloudconvert(top.table("cloudconvert") or Table({}, "cloudconvert"),
-                                 base_dir, env)
-    daemon = _daemon(top.table("daemon") or Table({}, "daemon"), base_dir)
-    ledger = _ledger(top.table("ledger") or Table({}, "ledger"))
-    webhook_table = top.table("webhook")
-    webhook = _webhook(webhook_table, env) if webhook_table is not None else None
-    templates = _templates(top.table("templates") or Table({}, "templates"), base_dir)
+    p = _Problems()
+    cloudconvert = p.attempt(lambda: _cloudconvert(
+        top.table("cloudconvert") or Table({}, "cloudconvert"), base_dir, env))
+    daemon = p.attempt(lambda: _daemon(top.table("daemon") or Table({}, "daemon"), base_dir))
+    ledger = p.attempt(lambda: _ledger(top.table("ledger") or Table({}, "ledger")))
+    webhook_table = p.attempt(lambda: top.table("webhook"))
+    webhook = p.attempt(lambda: _webhook(webhook_table, env)) if webhook_table is not None else None
+    http = p.attempt(lambda: _http(top.table("http") or Table({}, "http")))
+    templates_table = p.attempt(lambda: top.table("templates")) or Table({}, "templates")
+    templates, broken = _templates(templates_table, base_dir, p)
     auto_create: set[Path] = set()
-    folder_tables = top.tables("folders")
-    if not folder_tables:
-        raise ConfigError("folders", "at least one [[folders]] entry is required")
-    folders = tuple(_folder(t, base_dir, templates, auto_create) for t in folder_tables)
+    folder_tables = p.attempt(lambda: top.tables("folders"))
+    if folder_tables == []:
+        p.found.append(ConfigError("folders", "at least one [[folders]] entry is required"))
+    read = [p.attempt(functools.partial(_folder, t, base_dir, templates, broken, auto_create, p))
+            for t in folder_tables or []]
+    folders = tuple(f for f in read if f is not None)
     seen: dict[str, int] = {}
-    for i, folder in enumerate(folders):
+    for i, folder in enumerate(read):
+        if folder is None:
+            continue
         if folder.name in seen:
-            raise ConfigError(f"folders[{i}].name", f"\"{folder.name}\" is already the name of "
-                              f"folders[{seen[folder.name]}] (names must be unique)")
+            p.found.append(ConfigError(f"folders[{i}].name", f"\"{folder.name}\" is already the "
+                                       f"name of folders[{seen[folder.name]}] (names must be unique)"))
         seen[folder.name] = i
-    top.finish()
+    p.attempt(top.finish)
+    p.raise_any()
+    assert cloudconvert is not None and daemon is not None and ledger is not None
+    assert http is not None
     return Config(cloudconvert=cloudconvert, daemon=daemon, webhook=webhook,
                   templates=MappingProxyType(templates), folders=folders, ledger=ledger,
-                  source=source, auto_create=frozenset(auto_create))
+                  http=http, source=source, auto_create=frozenset(auto_create))
 
 
 def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConvertConfig:
@@ -172,6 +217,11 @@ def _daemon(t: Table, base_dir: Path) -> DaemonConfig:
         job_timeout_s=t.duration("job_timeout_s", 86400.0),
         shutdown_grace_s=t.duration("shutdown_grace_s", 30.0, allow_zero=True),
         log_format=t.choice("log_format", "text", ("text", "json")),
+        log_level=t.choice("log_level", "info", ("debug", "info", "warning")),
+        hook_timeout_s=t.duration("hook_timeout_s", 60.0),
+        delete_jobs=t.boolean("delete_jobs", True),
+        min_credits=t.integer("min_credits", 0, minimum=0),
+        credits_check_s=t.duration("credits_check_s", 60.0),
     )
     if daemon.poll_max_s < daemon.poll_interval_s:
         raise ConfigError(t.sub("poll_max_s"), f"must be >= poll_interval_s "
@@ -188,6 +238,18 @@ def _ledger(t: Table) -> LedgerConfig:
     ledger = LedgerConfig(url=url, host=t.string("host", ""), lease_s=t.duration("lease_s", 60.0))
     t.finish()
     return ledger
+
+
+def _http(t: Table) -> HttpConfig:
+    listen = t.string("listen", "")
+    if listen:
+        try:
+            split_listen(listen)
+        except ValueError:
+            raise ConfigError(t.sub("listen"), f"must be host:port such as \"127.0.0.1:8766\" "
+                              f"(or \"\" for off), got {show(listen)}") from None
+    t.finish()
+    return HttpConfig(listen=listen)
 
 
 def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:
@@ -212,31 +274,41 @@ def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:
                          safety_poll_s=safety_poll_s, secret=Secret(secret) if secret is not None else None)
 
 
-def _templates(t: Table, base_dir: Path) -> dict[str, Template]:
+def _templates(t: Table, base_dir: Path, p: _Problems) -> tuple[dict[str, Template], set[str]]:
+    """The templates that read well, and the names of those that did not."""
     templates: dict[str, Template] = {}
+    broken: set[str] = set()
     for name in t.data:
-        entry = t.table(name)
-        assert entry is not None  # name comes from the table's own keys
-        if entry.has("file"):
-            if entry.has("tasks") or entry.has("tag"):
-                raise ConfigError(entry.key, "give either file or tasks (with tag), not both")
-            path, _ = entry.path("file", base_dir, required=True)
-            assert path is not None  # required=True
-            entry.finish()
-            templates[name] = load_template_file(name, path, key=entry.key)
+        template = p.attempt(functools.partial(_template, t, name, base_dir))
+        if template is None:
+            broken.add(name)
         else:
-            if not entry.has("tasks"):
-                raise ConfigError(entry.key, "needs file = \"….json\" or [" + entry.key
-                                  + ".tasks.NAME] tables")
-            tasks, tag = entry.raw("tasks"), entry.raw("tag")
-            entry.finish()
-            data = {"tasks": tasks} if tag is None else {"tasks": tasks, "tag": tag}
-            templates[name] = parse_template(name, data, key=entry.key)
-    return templates
+            templates[name] = template
+    return templates, broken
 
 
-def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
-            auto_create: set[Path]) -> FolderConfig:
+def _template(t: Table, name: str, base_dir: Path) -> Template:
+    entry = t.table(name)
+    assert entry is not None  # name comes from the table's own keys
+    if entry.has("file"):
+        if entry.has("tasks") or entry.has("tag"):
+            raise ConfigError(entry.key, "give either file or tasks (with tag), not both")
+        path, _ = entry.path("file", base_dir, required=True)
+        assert path is not None  # required=True
+        entry.finish()
+        return load_template_file(name, path, key=entry.key)
+    if not entry.has("tasks"):
+        raise ConfigError(entry.key, "needs file = \"….json\" or [" + entry.key
+                          + ".tasks.NAME] tables")
+    tasks, tag = entry.raw("tasks"), entry.raw("tag")
+    entry.finish()
+    data = {"tasks": tasks} if tag is None else {"tasks": tasks, "tag": tag}
+    return parse_template(name, data, key=entry.key)
+
+
+def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template], broken: set[str],
+            auto_create: set[Path], p: _Problems) -> FolderConfig | None:
+    """A folder, or None when one of its rules has a problem (recorded in ``p``)."""
     paths: dict[str, Path | None] = {}
     for name in ("input", "output", "quarantine", "archive"):
         path, relative = t.path(name, base_dir, required=name != "archive")
@@ -254,6 +326,7 @@ def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
     rule_tables = t.tables("rules")
     if not rule_tables:
         raise ConfigError(t.sub("rules"), "at least one [[folders.rules]] entry is required")
+    rules = [p.attempt(functools.partial(_rule, r, templates, broken)) for r in rule_tables]
     folder = FolderConfig(
         name=folder_name, input=input_dir, output=output, quarantine=quarantine,
         recursive=t.boolean("recursive", True),
@@ -264,24 +337,29 @@ def _folder(t: Table, base_dir: Path, templates: Mapping[str, Template],
         originals=originals, archive=paths["archive"],
         ignore=t.strings("ignore"),
         max_file_size=t.size("max_file_size", 1_000_000_000),
-        rules=tuple(_rule(r, templates) for r in rule_tables),
+        rules=tuple(r for r in rules if r is not None),
         in_place=t.boolean("in_place", False),
+        on_done=t.strings("on_done"),
+        on_failed=t.strings("on_failed"),
     )
     t.finish()
-    return folder
+    return folder if len(folder.rules) == len(rule_tables) else None
 
 
-def _rule(t: Table, templates: Mapping[str, Template]) -> Rule:
+def _rule(t: Table, templates: Mapping[str, Template], broken: set[str]) -> Rule:
     match = t.strings("match") if t.has("match") else ()
     if not match:
         raise ConfigError(t.sub("match"), 'needs at least one glob, such as ["*.docx"]')
     template = t.required_string("template")
+    if template in broken:
+        raise _AlreadyReported(template)
     if template not in templates:
-        known = ", ".join(f"'{n}'" for n in templates) or "none defined"
+        known = ", ".join(f"'{n}'" for n in sorted([*templates, *broken])) or "none defined"
         raise ConfigError(t.sub("template"), f"no template '{template}' (known: {known})")
     output_name = t.string("output_name", "{stem}.{ext}")
     check_output_name(output_name, key=t.sub("output_name"))
     on_conflict = t.choice("on_conflict", "rename", ("rename", "overwrite", "skip"))
+    on_done, on_failed = t.strings("on_done"), t.strings("on_failed")
     t.finish()
     return Rule(match=match, template=template, output_name=output_name,
-                on_conflict=on_conflict)
+                on_conflict=on_conflict, on_done=on_done, on_failed=on_failed)

@@ -92,6 +92,11 @@ class DaemonConfig:
     job_timeout_s: float = 86400.0  # a job waiting/processing longer is deleted, its file quarantined
     shutdown_grace_s: float = 30.0
     log_format: str = "text"  # text | json
+    log_level: str = "info"  # debug | info | warning
+    hook_timeout_s: float = 60.0  # an on_done/on_failed command running longer is killed
+    delete_jobs: bool = True  # delete each job on CloudConvert once its file is finished
+    min_credits: int = 0  # hold new jobs while the account has fewer credits (0 = off)
+    credits_check_s: float = 60.0  # how often users/me is read while min_credits > 0
 
     def resolved_state_dir(self) -> Path:
         """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the platform's."""
@@ -150,11 +155,22 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: str = ""  # "host:port" serves the status page, /metrics and /healthz; "" = off
+
+    def host_port(self) -> tuple[str, int] | None:
+        return split_listen(self.listen) if self.listen else None
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     match: tuple[str, ...]  # globs on the path relative to the input, case-insensitive
     template: str
     output_name: str = "{stem}.{ext}"
     on_conflict: str = "rename"  # rename | overwrite | skip
+    # argv run after delivery / quarantine; () = the folder's (environment: docs/operations.md)
+    on_done: tuple[str, ...] = ()
+    on_failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +192,8 @@ class FolderConfig:
     # Output may be the input itself or inside it (desktop style: x.heic gains x.jpg beside it);
     # ccwatch then skips its own outputs, known from the ledger and, below the input, the config.
     in_place: bool = False
+    on_done: tuple[str, ...] = ()  # for rules that set none
+    on_failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +204,7 @@ class Config:
     templates: Mapping[str, Template]
     folders: tuple[FolderConfig, ...]
     ledger: LedgerConfig = LedgerConfig()
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: Path | None = field(default=None, compare=False)  # the file it came from
     # Folders the TOML gave as relative paths: check_folders creates them when missing (absolute
     # paths may be unmounted shares and are never created).

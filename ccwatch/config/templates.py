@@ -32,8 +32,8 @@ _SAMPLE_TASK_VALUES: Mapping[str, object] = {
     "parent": "a",
 }
 _SAMPLE_OUTPUT_VALUES: Mapping[str, object] = {
-    "stem": "report", "ext": "pdf", "name": "report.pdf", "parent": "a", "date": "2024-01-31",
-    "n": 1,
+    "stem": "report", "ext": "pdf", "inext": "docx", "name": "report.pdf", "parent": "a",
+    "date": "2024-01-31", "n": 1,
 }
 
 
@@ -138,15 +138,17 @@ def format_output_name(pattern: str, *, input_relpath: PurePosixPath, output_fil
                        n: int, date: str) -> str:
     """An output's file name from a rule's ``output_name``.
 
-    ``stem`` is the input's stem; ``ext`` and ``name`` are the *output* file's (as the server named
-    it), ``parent`` the input's folder relative to the watched input ("" at top level), ``n`` the
-    output's 1-based index in the job, ``date`` whatever date text the caller passes.
+    ``stem`` and ``inext`` are the input's stem and extension; ``ext`` and ``name`` are the
+    *output* file's (as the server named it), ``parent`` the input's folder relative to the
+    watched input ("" at top level), ``n`` the output's 1-based index in the job, ``date``
+    whatever date text the caller passes.
     """
     output = PurePosixPath(output_filename)
     parent = str(input_relpath.parent)
     name = pattern.format(
         stem=input_relpath.stem,
         ext=output.suffix.removeprefix("."),
+        inext=input_relpath.suffix.removeprefix("."),
         name=output.name,
         parent="" if parent == "." else parent,
         date=date,
@@ -251,3 +253,32 @@ def _substitute(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [_substitute(item, values) for item in value]
     return value
+
+
+def predicted_filenames(template: Template, relpath: PurePosixPath) -> list[str]:
+    """The file name each ``export/url`` task would download, as CloudConvert names it: a task's
+    ``filename`` when the template sets one, else the input's stem with the ``output_format`` of
+    the task that made the file (a prediction: the server has the last word)."""
+    values = input_placeholders(relpath)
+    tasks = template.tasks
+    return [_made_by(tasks, task, values, relpath, depth=0)
+            for task in tasks.values() if task.get("operation") == EXPORT_URL_OPERATION]
+
+
+def _made_by(tasks: Mapping[str, Mapping[str, Any]], task: Mapping[str, Any],
+             values: Mapping[str, str], relpath: PurePosixPath, *, depth: int) -> str:
+    source = task.get("input")
+    if isinstance(source, list):
+        source = source[0] if source else None
+    parent = tasks.get(source) if isinstance(source, str) else None
+    if parent is None or depth > len(tasks):
+        return relpath.name
+    filename = parent.get("filename")
+    if isinstance(filename, str) and filename:
+        return filename.format(**values)
+    fmt = parent.get("output_format")
+    if isinstance(fmt, str) and fmt:
+        return f"{relpath.stem}.{fmt}"
+    if parent.get("operation") == UPLOAD_OPERATION:
+        return relpath.name
+    return _made_by(tasks, parent, values, relpath, depth=depth + 1)

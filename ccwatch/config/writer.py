@@ -33,8 +33,11 @@ def dump_toml(config: Config) -> str:
             "poll_interval_s": d.poll_interval_s, "poll_max_s": d.poll_max_s,
             "give_up_after_s": d.give_up_after_s, "job_timeout_s": d.job_timeout_s,
             "shutdown_grace_s": d.shutdown_grace_s,
-            "log_format": d.log_format,
+            "log_format": d.log_format, "log_level": d.log_level,
+            "hook_timeout_s": d.hook_timeout_s, "delete_jobs": d.delete_jobs,
+            "min_credits": d.min_credits, "credits_check_s": d.credits_check_s,
         },
+        "http": {"listen": config.http.listen},
     }
     ledger = config.ledger
     doc["ledger"] = {"url": ledger.url, "host": ledger.host, "lease_s": ledger.lease_s}
@@ -64,9 +67,11 @@ def _dump_folder(folder: FolderConfig) -> dict[str, Any]:
         "settle_s": folder.settle_s, "originals": folder.originals,
         "archive": str(folder.archive or ""), "ignore": list(folder.ignore),
         "max_file_size": folder.max_file_size, "in_place": folder.in_place,
+        "on_done": list(folder.on_done), "on_failed": list(folder.on_failed),
         "rules": [
             {"match": list(r.match), "template": r.template, "output_name": r.output_name,
-             "on_conflict": r.on_conflict}
+             "on_conflict": r.on_conflict, "on_done": list(r.on_done),
+             "on_failed": list(r.on_failed)}
             for r in folder.rules
         ],
     }

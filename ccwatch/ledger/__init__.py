@@ -28,7 +28,7 @@ LEDGER_NAME = "ledger.sqlite3"
 
 __all__ = [
     "ACTIVE", "INSTALLATION_KEY", "LEDGER_NAME", "TERMINAL", "TRANSITIONS", "Entry", "Holder", "Ledger",
-    "PlannedOutput", "State", "job_tag", "new_installation_id", "open_ledger",
+    "PlannedOutput", "State", "damaged_hint", "job_tag", "new_installation_id", "open_ledger",
 ]
 
 
@@ -55,4 +55,17 @@ def open_ledger(url: str, *, state_dir: Path, host: str, lease_s: float, display
     try:
         return Ledger(state_dir / LEDGER_NAME, readonly=readonly, host=host)
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError("daemon.state_dir", f"cannot open the ledger in {state_dir}: {exc}") from exc
+        raise ConfigError("daemon.state_dir", f"cannot open the ledger in {state_dir}: {exc}"
+                          + damaged_hint(exc)) from exc
+
+
+def damaged_hint(exc: Exception) -> str:
+    """What to do about a ledger file that will not open, to append to the error ("" if that is
+    not the problem)."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
+        return ""
+    return ("; the file is damaged: stop ccwatch, move ledger.sqlite3 (and its -wal and -shm files) "
+            "aside and start again (a new ledger converts the files still in the inputs again; "
+            "docs/operations.md, \"Where state lives\")")

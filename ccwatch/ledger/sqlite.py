@@ -235,6 +235,14 @@ class Ledger:
             "ORDER BY id DESC LIMIT 1", (folder, relpath, str(State.FAILED)))
         return row_to_entry(rows[0]) if rows else None
 
+    def earlier_outputs(self, folder: str, relpath: str, before_id: int) -> dict[str, int | None]:
+        """Final path → size of the outputs delivered for earlier versions of one input."""
+        rows = self._query("SELECT outputs FROM files WHERE folder = ? AND relpath = ? AND id < ? "
+                           "AND state = ? AND outputs IS NOT NULL ORDER BY id",
+                           (folder, relpath, before_id, str(State.DONE)))
+        return {o["final_path"]: o.get("size") for r in rows for o in json.loads(r[0])
+                if o.get("final_path")}
+
     def recent(self, state: State, *, since: float = 0.0, limit: int = 1000) -> list[Entry]:
         rows = self._query(
             f"SELECT {COLUMNS} FROM files WHERE state = ? AND updated_at >= ? "
@@ -336,7 +344,7 @@ class Ledger:
             return db.execute("UPDATE files SET folder = ? WHERE folder = ?", (new, old)).rowcount
 
     def forget(self, entry_id: int) -> None:
-        """Drop a row: the file vanished before anything was sent for it."""
+        """Drop a row: the file vanished, or changed before its outputs were delivered."""
         with self._tx() as db:
             db.execute("DELETE FROM files WHERE id = ?", (entry_id,))
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from ccwatch.config import FolderConfig
+from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
@@ -46,6 +46,7 @@ class Pipeline:
         daemon = ctx.config.daemon
         self._lock = threading.RLock()
         self._dispatching = threading.Lock()
+        self._admitting = threading.Lock()  # a reload waits for an admission in progress
         self._kicked = False
         self._last_step = ctx.clock.monotonic()
         self._slots: dict[int, Slot] = {}
@@ -58,7 +59,7 @@ class Pipeline:
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
         self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
-                                   create_delay=ctx.api.create_delay)
+                                   create_delay=ctx.api.create_delay, on_pause=ctx.metrics.pauses.inc)
         self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
                                    now=self._last_step)
         self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)
@@ -119,20 +120,28 @@ class Pipeline:
         now = self._clock.monotonic()
         self._last_step = now
         if not self._stopping:
-            for entry in self.intake.admitted(now):
-                with self._lock:
-                    slot = self._slots.get(entry.id)
-                    if slot is not None:
-                        # noted again while it waits for a submission slot, or renamed in flight
-                        if not slot.busy:
-                            slot.entry = entry
-                        continue
-                    if entry.attempt > 1:
-                        logger.bind(folder=entry.folder, file=entry.relpath).info(
-                            "queued again (retry)")
-                    self._track_slot(Slot(entry))
+            with self._admitting:
+                for entry in self.intake.admitted(now):
+                    with self._lock:
+                        slot = self._slots.get(entry.id)
+                        if slot is not None:
+                            # noted again while it waits for a submission slot, or renamed
+                            # in flight (its row now has the new name)
+                            if not slot.busy:
+                                slot.entry = entry
+                            continue
+                        if entry.attempt > 1:
+                            logger.bind(folder=entry.folder, file=entry.relpath).info(
+                                "queued again (retry)")
+                        self._track_slot(Slot(entry))
         self._adopt(self._claims.tend(now, self._clock.wall()))
         self.kick()
+
+    def reload(self, config: Config) -> None:
+        """Files admitted from now on follow ``config``; those already admitted keep theirs."""
+        with self._admitting, self._lock:
+            self.ctx.reload(config, in_flight=list(self._slots))
+            self.intake.reset()
 
     def kick(self) -> None:
         """Dispatch now (any thread). Called when a stage finishes, so the next one starts at once
@@ -224,6 +233,7 @@ class Pipeline:
                 self._retire(slot)
                 if entry.state is State.DONE:
                     self.delivered += 1
+                    self.ctx.metrics.finished(entry.folder, "done")
 
     def _retire(self, slot: Slot) -> None:
         self._slots.pop(slot.entry.id, None)
@@ -239,14 +249,17 @@ class Pipeline:
                 if slot.stale:
                     self._reload(slot)
                 work(slot)
-            except BaseException:
+            except BaseException as exc:
                 self._reload(slot)
+                self.ctx.metrics.error(exc)
                 raise
         except Exception as exc:
             verdict = self._outcomes.handle(slot, exc)
             if verdict is not Verdict.RETRY:
                 with self._lock:
                     self.failed += verdict is Verdict.FAILED
+                    if verdict is Verdict.FAILED:
+                        self.ctx.metrics.finished(slot.entry.folder, "failed")
                     self._retire(slot)
         finally:
             slot.busy = False

@@ -3,7 +3,9 @@
 - a 429 holds every submission until its ``Retry-After`` has passed;
 - an account error (401, 402, 403) pauses all submissions; every ``probe_s`` one submission goes
   through as a probe, and the first call that succeeds lifts the pause;
-- a low ``X-RateLimit-Remaining`` slows job creation to one a second (the API client keeps that).
+- a low ``X-RateLimit-Remaining`` slows job creation to one a second (the API client keeps that);
+- ``min_credits``: while the account has fewer credits, no new job is created (files already
+  submitted go on); :mod:`ccwatch.pipeline.credits` reads them.
 
 The pause is mirrored in the ledger's meta table so ``ccwatch status`` can say why nothing moves, and
 the hosts sharing a ledger follow each other's pauses (:mod:`.claims`).
@@ -31,18 +33,26 @@ class Pause:
 
 
 class SubmissionGate:
-    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float]) -> None:
+    def __init__(self, ledger: Ledger, *, probe_s: float, create_delay: Callable[[], float],
+                 on_pause: Callable[[], None] = lambda: None) -> None:
         self._ledger = ledger
+        self._on_pause = on_pause
         self._probe_s = probe_s
         self._create_delay = create_delay
         self._lock = threading.Lock()
         self._hold_until = 0.0
         self.pause: Pause | None = None
+        self.low_credits: tuple[str, float] | None = None  # (why, since): new jobs wait
+
+    def why_paused(self) -> tuple[str, float] | None:
+        """(reason, since) while submissions are paused, for status, the page and /metrics."""
+        with self._lock:
+            return (self.pause.reason, self.pause.since) if self.pause else self.low_credits
 
     def admits(self, entry_id: int, now: float, *, fresh: bool) -> bool:
         """At dispatch: may this entry's submission start now? (A paused gate names one probe.)"""
         with self._lock:
-            if now < self._hold_until:
+            if now < self._hold_until or (fresh and self.low_credits is not None):
                 return False
             pause = self.pause
             if pause is not None:
@@ -76,6 +86,7 @@ class SubmissionGate:
                              "this; probing every {:.0f} s)", exc.message, self._probe_s)
                 self.pause = Pause(exc.message, wall, now + self._probe_s, exc.http_status)
                 self._mirror({"reason": exc.message, "since": wall})
+                self._on_pause()
             return now + self._probe_s
 
     def follow(self, shared: object, *, now: float) -> None:
@@ -99,10 +110,33 @@ class SubmissionGate:
                 return
             self.pause = None
         logger.info("submissions resumed: the account accepts jobs again")
-        self._mirror(None)
+        low = self.low_credits
+        self._mirror({"reason": low[0], "since": low[1]} if low else None)
 
     def _mirror(self, value: dict[str, object] | None) -> None:
         try:
             self._ledger.set_meta("paused", value)
         except LedgerUnavailable:
             pass  # status shows it late; a shared ledger's hosts see it at their next renewal
+
+    def credits(self, remaining: float, minimum: int, *, wall: float) -> None:
+        """The account's credits were read: new jobs wait while fewer than ``minimum`` are left."""
+        with self._lock:
+            was = self.low_credits
+            if remaining < minimum and was is None:
+                why = (f"only {remaining:g} credits left, below min_credits = {minimum}: add "
+                       "credits or lower min_credits; submissions resume by themselves")
+                self.low_credits = (why, wall)
+            elif remaining >= minimum and was is not None:
+                self.low_credits = None
+            else:
+                return
+            account_paused = self.pause is not None
+        if was is None:
+            logger.error("submissions paused for all folders: {}", why)
+            self._on_pause()
+        else:
+            logger.info("submissions resumed: {:g} credits left (min_credits = {})", remaining,
+                        minimum)
+        if not account_paused:  # the account pause, when there is one, says more
+            self._mirror({"reason": why, "since": wall} if was is None else None)

@@ -1,6 +1,7 @@
 """What a stage's error means for its file: the decisions behind the pipeline's per-file error boundary.
 
-- the file changed or vanished before upload: forget that version (a new one is converted);
+- the file changed or vanished before its outputs were delivered: forget that version (a new one
+  is converted; its outdated job was already deleted);
 - the account cannot submit (401, 402, 403): pause every submission and probe, the file waits;
 - a folder is unavailable (an unmounted share): the file waits, quietly, until it returns;
 - transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
@@ -102,7 +103,7 @@ class Outcomes:
         The caller (the pipeline) owns its bookkeeping: it retires the slot unless ``RETRY``.
         """
         if isinstance(exc, FileVanished):
-            return self._vanished(slot)
+            return self._vanished(slot, exc)
         if isinstance(exc, ClaimLost):
             # Normal for a settled file two hosts reached together; after a takeover, our
             # lease had expired (this host stalled), and the new owner resumes it.
@@ -126,10 +127,9 @@ class Outcomes:
         # So the file is retried and, if it keeps failing, quarantined after give_up_after_s.
         return self._transient(slot, TransientError(f"unexpected error: {exc!r}", code="INTERNAL"))
 
-    def _vanished(self, slot: Slot) -> Verdict:
+    def _vanished(self, slot: Slot, exc: FileVanished) -> Verdict:
         entry = slot.entry
-        logger.bind(folder=entry.folder, file=entry.relpath).info(
-            "file changed or vanished before upload; dropped (a new version is converted)")
+        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(exc.message)
         self.ctx.ledger.forget(entry.id)
         return Verdict.DROPPED
 

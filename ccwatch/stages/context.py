@@ -1,13 +1,21 @@
-"""What every stage needs, bundled once by the daemon: config, ledger, API client, clock, and the
-configured folders as :class:`~ccwatch.fs.roots.Root` objects (every file operation goes through
-them, so none leaves its folder)."""
+"""What every stage needs, bundled once by the daemon: config, ledger, API client, clock, metrics,
+and the configured folders as :class:`~ccwatch.fs.roots.Root` objects (every file operation goes
+through them, so none leaves its folder).
+
+``config`` is the configuration new files are admitted under; a reload replaces it. A file already
+in the pipeline keeps the configuration it was admitted under (its folder, rule and template), so
+the settings a job was submitted with are the settings it is delivered with. Across a restart the
+same holds through the route kept in its ledger row (output_name, on_conflict, hooks, exports).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from loguru import logger
 
@@ -18,23 +26,32 @@ from ccwatch.config.templates import Template
 from ccwatch.errors import FileError, LedgerUnavailable
 from ccwatch.fs.rooted import Version
 from ccwatch.fs.roots import Root, Roots
+from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Entry, Ledger
+from ccwatch.stages.cleanup import JobCleanup
+from ccwatch.stages.hooks import Hooks
 
 UNAVAILABLE_META = "unavailable"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Context:
+    """Not frozen only so :meth:`reload` can replace ``config``; nothing else changes."""
+
     config: Config
     ledger: Ledger
     api: CloudConvertClient
     clock: Clock
     webhook_url: str | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    hooks: Hooks | None = None  # on_done / on_failed runner (the daemon's; tests may leave it out)
+    cleanup: JobCleanup | None = None  # deletes finished jobs (None: delete_jobs = false)
     roots: Roots = field(default_factory=Roots, repr=False)
-    _folders: dict[str, FolderConfig] = field(default_factory=dict, repr=False)
+    # entry id → the configuration it was admitted under, for entries admitted before a reload
+    _pinned: dict[int, Config] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._folders.update({f.name: f for f in self.config.folders})
         self.roots.on_change = lambda _path, _problem: self.record_availability()
 
     def record_availability(self) -> None:
@@ -44,40 +61,67 @@ class Context:
         except (sqlite3.Error, LedgerUnavailable) as exc:
             logger.warning("cannot record folder availability in the ledger: {}", exc)
 
+    def reload(self, config: Config, *, in_flight: Iterable[int]) -> None:
+        """New files follow ``config`` from now on; the entries ``in_flight`` keep theirs."""
+        with self._lock:
+            kept = {i: self._pinned.get(i, self.config) for i in in_flight}
+            self._pinned = kept
+            self.config = config
+
+    def config_of(self, entry: Entry) -> Config:
+        with self._lock:
+            return self._pinned.get(entry.id, self.config)
+
     def folder_names(self) -> frozenset[str]:
-        return frozenset(self._folders)
+        return frozenset(f.name for f in self.config.folders)
 
     def folder(self, name: str) -> FolderConfig:
-        return self._folders[name]
+        """A folder of the current configuration (KeyError if it has none of that name)."""
+        return _folder(self.config, name)
+
+    def folder_of(self, entry: Entry) -> FolderConfig:
+        """The folder settings ``entry`` was admitted under."""
+        return _folder(self.config_of(entry), entry.folder)
 
     def root(self, path: Path) -> Root:
         return self.roots(path)
 
     def input_root(self, entry: Entry) -> Root:
-        return self.roots(self.folder(entry.folder).input)
+        return self.roots(self.folder_of(entry).input)
+
+    def template(self, entry: Entry) -> Template:
+        template = self.config_of(entry).templates.get(entry.template)
+        if template is None:
+            raise FileError(f"template {entry.template!r} is no longer in the config",
+                            code="TEMPLATE_GONE", job_id=entry.job_id, path=entry.relpath)
+        return template
 
     def source(self, entry: Entry) -> Path:
         """The original file's absolute path (for messages: acting goes through ``input_root``)."""
-        return self.folder(entry.folder).input / entry.relpath
+        return self.folder_of(entry).input / PurePosixPath(entry.relpath)
 
     def output_path(self, entry: Entry, final_path: str) -> Path:
         """A recorded output path on this host: relative to the folder's output (hosts sharing a
         ledger may mount it at different places), or absolute as older ledgers wrote it."""
-        return self.folder(entry.folder).output / PurePosixPath(final_path)
+        return self.folder_of(entry).output / PurePosixPath(final_path)
 
     def route(self, folder: FolderConfig, rule: int) -> dict[str, Any]:
         """What delivery needs of a file matched by ``rule``, kept in its ledger row so that a
         config edited while it is in flight (a rule inserted above, another ``output_name``)
-        changes nothing for it."""
+        changes nothing for it, across restarts too."""
         chosen = folder.rules[rule]
         return {"output_name": chosen.output_name, "on_conflict": chosen.on_conflict,
+                "on_done": list(chosen.on_done), "on_failed": list(chosen.on_failed),
                 "exports": list(self.config.templates[chosen.template].export_url_tasks)}
 
     def rule(self, entry: Entry) -> Rule:
-        if entry.route is None:  # a row from before routes were kept
-            return self.folder(entry.folder).rules[entry.rule]
-        return Rule(match=(), template=entry.template, output_name=entry.route["output_name"],
-                    on_conflict=entry.route["on_conflict"])
+        route = entry.route
+        if route is None:  # a row from before routes were kept
+            return self.folder_of(entry).rules[entry.rule]
+        return Rule(match=(), template=entry.template, output_name=route["output_name"],
+                    on_conflict=route["on_conflict"],
+                    on_done=tuple(str(a) for a in route.get("on_done", ())),
+                    on_failed=tuple(str(a) for a in route.get("on_failed", ())))
 
     def exports(self, entry: Entry) -> tuple[str, ...]:
         """The template's export/url tasks, as they were when the file settled."""
@@ -85,12 +129,19 @@ class Context:
             return tuple(str(name) for name in entry.route["exports"])
         return self.template(entry).export_url_tasks
 
-    def template(self, entry: Entry) -> Template:
-        template = self.config.templates.get(entry.template)
-        if template is None:
-            raise FileError(f"template {entry.template!r} is no longer in the config",
-                            code="TEMPLATE_GONE", job_id=entry.job_id, path=entry.relpath)
-        return template
+    def hook(self, entry: Entry, event: Literal["done", "failed"]) -> tuple[str, ...]:
+        """The ``on_done`` / ``on_failed`` argv for ``entry``: its rule's, else its folder's."""
+        rule, folder = self.rule(entry), self.folder_of(entry)
+        if event == "done":
+            return rule.on_done or folder.on_done
+        return rule.on_failed or folder.on_failed
+
+
+def _folder(config: Config, name: str) -> FolderConfig:
+    for folder in config.folders:
+        if folder.name == name:
+            return folder
+    raise KeyError(name)
 
 
 def version(entry: Entry) -> Version:

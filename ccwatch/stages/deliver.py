@@ -21,7 +21,7 @@ from ccwatch.errors import FileError, OutputGone, TransientError
 from ccwatch.fs import rooted
 from ccwatch.fs.roots import SymlinkInPath
 from ccwatch.ledger import Entry, PlannedOutput, State
-from ccwatch.stages import track
+from ccwatch.stages import hooks, quarantine, track
 from ccwatch.stages.context import Context, version
 
 
@@ -75,44 +75,90 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     ``reserved`` holds the paths other in-flight files already chose: two versions of one file
     finishing together must not both pick ``name.jpg``. Chosen paths are added to it under its
     lock; the caller releases them once the file is finished.
+
+    Names are predictable: an earlier version's output of this same input is replaced (never
+    ``name (1).pdf`` beside a stale ``name.pdf``; ``on_conflict`` is for files that are not ours),
+    and when two inputs want one name, the one that settled first (lower ledger id) keeps it
+    whichever finishes first: the later one leaves the names the earlier is expected to take.
     """
+    folder = ctx.folder_of(entry)
     rule = ctx.rule(entry)
-    output = ctx.folder(entry.folder).output
-    root = ctx.root(output)
+    root = ctx.root(folder.output)
     root.check()  # an unmounted output share: wait, and choose no names in its mount point
     relpath = PurePosixPath(entry.relpath)
+    dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
+    own = _own_earlier_outputs(ctx, entry)
+    elders = _expected_by_elders(ctx, entry, date) if rule.on_conflict == "rename" else set()
     planned: list[PlannedOutput] = []
     # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
     # stopped, so choosing is linear, not a search from "(1)" every time.
-    next_n: dict[PurePosixPath, int] = {}
+    next_n: dict[Path, int] = {}
 
-    def taken(rel: PurePosixPath) -> bool:
-        return output / rel in reserved or rooted.exists(root, rel)
+    def taken(path: Path, *, expected: bool = True) -> bool:
+        # Looked at from the output root without following a symlink (SymlinkInPath if one is
+        # on the way: nothing is delivered through it).
+        return (path in reserved or (expected and path in elders)
+                or rooted.exists(root, path.relative_to(folder.output).as_posix()))
 
     with reserved.lock:
         for n, out in enumerate(outputs, start=1):
             server_name = fs.sanitize_filename(out.filename)
             name = templates.format_output_name(rule.output_name, input_relpath=relpath,
                                                 output_filename=server_name, n=n, date=date)
-            base = relpath.parent / fs.sanitize_filename(name)
-            rel = base
-            if rule.on_conflict == "skip" and taken(rel):
+            final = dest_dir / fs.sanitize_filename(name)
+            if final in own and final not in reserved:
+                pass  # our previous version's output: replace it
+            elif rule.on_conflict == "skip" and taken(final, expected=False):
                 logger.bind(folder=entry.folder, file=entry.relpath).info(
-                    "{} exists; skipped (on_conflict = skip)", output / rel)
+                    "{} exists; skipped (on_conflict = skip)", final)
                 planned.append(replace(out, final_path=None, delivered=True))
                 continue
-            if rule.on_conflict == "rename" or output / rel == ctx.source(entry):
+            elif rule.on_conflict == "rename" or final == ctx.source(entry):
                 # In place, an output named like its input (jpg → jpg) never replaces the input.
-                used = next_n.get(base, 0)
-                rel = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
-                while taken(rel):
+                base, used = final, next_n.get(final, 0)
+                final = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
+                while taken(final):
                     used += 1
-                    rel = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
+                    final = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
                 next_n[base] = used + 1
-            reserved.add(output / rel)
-            planned.append(replace(out, final_path=rel.as_posix()))
+            reserved.add(final)
+            planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
+
+
+def _own_earlier_outputs(ctx: Context, entry: Entry) -> set[Path]:
+    """Outputs of this input's earlier versions still as we wrote them (same size): a file
+    someone put in their place since is not ours to replace."""
+    own = set()
+    for recorded, size in ctx.ledger.earlier_outputs(entry.folder, entry.relpath, entry.id).items():
+        path = ctx.output_path(entry, recorded)
+        st = fs.stat_regular(path)
+        if size is not None and st is not None and st.size == size:
+            own.add(path)
+    return own
+
+
+def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
+    """The output paths that files of this folder settled before ``entry`` and not yet planned
+    are expected to take (predicted from their templates)."""
+    expected: set[Path] = set()
+    for elder in ctx.ledger.active():
+        if elder.id >= entry.id or elder.folder != entry.folder or elder.outputs:
+            continue
+        if elder.relpath == entry.relpath:
+            continue  # an older version of this same input: this one supersedes it
+        try:
+            folder, rule, template = ctx.folder_of(elder), ctx.rule(elder), ctx.template(elder)
+        except (KeyError, IndexError):  # a folder or rule no configuration has any more
+            continue
+        rel = PurePosixPath(elder.relpath)
+        for n, server_name in enumerate(templates.predicted_filenames(template, rel), start=1):
+            name = templates.format_output_name(
+                rule.output_name, input_relpath=rel, n=n, date=date,
+                output_filename=fs.sanitize_filename(server_name))
+            expected.add(folder.output / rel.parent / fs.sanitize_filename(name))
+    return expected
 
 
 def deliver(ctx: Context, entry: Entry) -> Entry:
@@ -130,8 +176,18 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
         outputs[i] = replace(out, delivered=True)
         entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), outputs=tuple(outputs))
     _originals(ctx, entry)
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
-                             transient_since=None, error=None)
+    entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
+                              transient_since=None, error=None)
+    try:
+        quarantine.drop_superseded(ctx, entry)
+    except OSError as exc:  # the new version is delivered; a stale copy only lingers
+        logger.bind(folder=entry.folder, file=entry.relpath).warning(
+            "could not remove the failed older version from quarantine: {}", exc)
+    if ctx.cleanup is not None and entry.job_id:
+        ctx.cleanup.add(entry.job_id)
+    written = [ctx.output_path(entry, o.final_path) for o in entry.outputs if o.final_path]
+    hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry), written)
+    return entry
 
 
 def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:
@@ -146,7 +202,7 @@ def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> Pl
 
 def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
     assert out.final_path is not None and out.url is not None and entry.job_id is not None
-    output = ctx.folder(entry.folder).output
+    output = ctx.folder_of(entry).output
     final = ctx.output_path(entry, out.final_path)
     parent, name = rooted.split(final.relative_to(output).as_posix())
     rule = ctx.rule(entry)
@@ -161,14 +217,17 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
                                      f"{out.size} bytes", code="SHORT_DOWNLOAD",
                                      job_id=entry.job_id, path=entry.relpath)
             # The path was chosen as ours (and recorded) before this rename; on resume it may
-            # already hold our own earlier copy, so only "skip" refuses to replace it.
-            committed = item.commit(name, overwrite=rule.on_conflict != "skip")
+            # already hold our own earlier copy, or an earlier version's output: only "skip"
+            # refuses to replace a file that is not ours.
+            own = final in _own_earlier_outputs(ctx, entry)
+            committed = item.commit(name, overwrite=own or rule.on_conflict != "skip")
     except SymlinkInPath as exc:
         raise _symlinked(entry, exc) from exc
     except OSError as exc:
         # Disk full, permissions, a vanished share: the output is still on the server; try later.
         raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
                              job_id=entry.job_id, path=entry.relpath) from exc
+    ctx.metrics.delivered_bytes.inc(item.written)
     if not committed:
         log.info("{} appeared meanwhile; skipped", final)
         return
@@ -183,7 +242,7 @@ def _symlinked(entry: Entry, exc: SymlinkInPath) -> FileError:
 def _originals(ctx: Context, entry: Entry) -> None:
     """Apply the originals policy to the exact version that was converted, and only inside the
     input (a newer version, or a symlink swapped in, is left alone)."""
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
     source = ctx.input_root(entry)
     if folder.originals == "delete":
         rooted.unlink_version(source, entry.relpath, version(entry))

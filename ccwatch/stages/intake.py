@@ -3,7 +3,8 @@
 Events arrive on watchdog's threads and only queue a path; ``admitted()`` runs on the pipeline's
 thread, filters junk, out-of-scope and non-matching paths (each path's rule is matched once, when it
 enters a settler, and carried along), feeds the per-folder settlers, and records the versions that
-stopped changing in the ledger as ``settled``.
+stopped changing in the ledger as ``settled``. Every file that is not taken says why in one INFO
+line, once (not at every event or rescan).
 
 In an ``in_place`` folder, ccwatch's own outputs are out of scope: everything under an output
 folder inside the input (the config says so), and every path a delivery chose (the ledger says so,
@@ -31,6 +32,23 @@ from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
 
 _TYPICAL_EXT = "xxx"  # pdf, jpg, png…: a longer one (webp, docx) may still not fit at delivery
+
+# How many "ignored" verdicts are remembered so each is said once; beyond it, some may repeat.
+_SAID_MAX = 100_000
+_WAITING = {"empty": "empty file: waiting for content",
+            "changing": "still being written: waiting until it stops changing"}
+
+
+def rule_for(folder: FolderConfig, relpath: PurePosixPath) -> int | str:
+    """The index of the rule that takes a file of ``folder``, or why none does."""
+    if watch.is_junk(relpath):
+        return "ignored: junk (hidden, temporary or system file; built-in list)"
+    if watch.is_junk(relpath, folder.ignore):
+        return "ignored: matches the folder's ignore list"
+    if not folder.recursive and len(relpath.parts) > 1:
+        return "ignored: in a subfolder and recursive = false"
+    rule = watch.match_rule(relpath, folder.rules)
+    return "ignored: no rule matches" if rule is None else rule
 
 
 def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
@@ -64,10 +82,20 @@ class Intake:
         self._noted: dict[str, dict[Path, tuple[PurePosixPath, int]]] = {
             f.name: {} for f in ctx.config.folders}
         self._unrefused: set[tuple[str, PurePosixPath]] = set()  # refused, not yet quarantined
+        self._said: set[tuple[str, PurePosixPath]] = set()
 
     def note(self, folder: str, path: Path) -> None:
         """A watcher saw ``path`` change (any thread; cheap)."""
         self._inbox.put((folder, path, None))
+
+    def reset(self) -> None:
+        """After a reload: drop what was queued or settling (matched under the old rules) and
+        what was said; the scans that follow a reload note every file not yet converted again."""
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+        self._settlers = {f.name: Settler(f.settle_s) for f in self.ctx.config.folders}
+        self._noted = {f.name: {} for f in self.ctx.config.folders}
+        self._said.clear()
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
@@ -77,21 +105,32 @@ class Intake:
             return 0  # said once by the root; an unmounted share's mount point is not its files
         known = self.ctx.ledger.known_identities(folder.name)
         new = 0
-        for relpath, path in watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore):
+        # In name order, so files found together settle (and get their ledger ids) in that order.
+        found = sorted(watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore))
+        for relpath, path in found:
             st = fs.stat_regular(path)
             if st is None or (str(relpath), st.size, st.mtime_ns) in known:
                 continue
             rule = watch.match_rule(relpath, folder.rules)
-            if rule is None or self._own_output(folder, path):
+            if self._own_output(folder, path):
+                continue
+            if rule is None:
+                self._explain(folder, relpath, "ignored: no rule matches")
                 continue
             self._inbox.put((folder.name, path, rule))
             new += 1
+        logger.bind(folder=folder.name).debug("scan: {} new file(s)", new)
         return new
 
-    def _in_scope(self, folder: FolderConfig, relpath: PurePosixPath) -> bool:
-        if watch.is_junk(relpath, folder.ignore):
-            return False
-        return folder.recursive or len(relpath.parts) == 1
+    def _explain(self, folder: FolderConfig, relpath: PurePosixPath, why: str) -> None:
+        """Say once why a file is left alone (our own files, temps and host markers, are not news)."""
+        key = (folder.name, relpath)
+        if key in self._said or relpath.name.startswith(fs.TEMP_PREFIX):
+            return
+        if len(self._said) >= _SAID_MAX:
+            self._said.clear()
+        self._said.add(key)
+        logger.bind(folder=folder.name, file=str(relpath)).info(why)
 
     def _own_output(self, folder: FolderConfig, path: Path) -> bool:
         """An in-place folder's own result: never an input, whatever rule it matches."""
@@ -134,15 +173,25 @@ class Intake:
                 name, path, rule = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            folder = self.ctx.folder(name)
-            relpath = relpath_in(folder, path)
-            if relpath is None or not self._in_scope(folder, relpath):
+            try:
+                folder = self.ctx.folder(name)
+            except KeyError:  # a folder a reload removed
                 continue
+            relpath = relpath_in(folder, path)
+            if relpath is None:
+                continue
+            settler = self._settlers[name]
+            if rule is not None and path in settler:
+                continue  # a scan saw no change in a file that is settling: its quiet period goes on
             if rule is None:  # an event (a scan has matched the rule and checked the rest)
-                rule = watch.match_rule(relpath, folder.rules)
-                if rule is None or self._own_output(folder, path):
+                if self._own_output(folder, path):
+                    continue  # nothing to say about our own results
+                verdict = rule_for(folder, relpath)
+                if isinstance(verdict, str):
+                    self._explain(folder, relpath, verdict)
                     continue
-            self._settlers[name].note(path, now)
+                rule = verdict
+            settler.note(path, now)
             self._noted[name][path] = (relpath, rule)
 
     def _settled(self, folder: FolderConfig, now: float
@@ -154,6 +203,9 @@ class Intake:
         except OSError as exc:
             logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
             return []
+        for path, notice in settler.take_notices():
+            relpath = noted[path][0] if path in noted else path
+            logger.bind(folder=folder.name, file=str(relpath)).info(_WAITING[notice])
         settled = [(*noted.pop(path), st) for path, st in ready]
         if len(noted) > settler.pending():  # some vanished while settling
             for path in [p for p in noted if p not in settler]:

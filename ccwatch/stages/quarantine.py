@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,6 +17,7 @@ from ccwatch.errors import CcwatchError
 from ccwatch.fs import FileStat, rooted
 from ccwatch.fs.roots import Root
 from ccwatch.ledger import Entry, State
+from ccwatch.stages import hooks
 from ccwatch.stages.context import Context, version
 
 ERROR_SUFFIX = ".error.json"
@@ -47,18 +50,45 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     """
     record = error_record(ctx, entry, error)
     entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), error=record)
-    folder = ctx.folder(entry.folder)
+    folder = ctx.folder_of(entry)
+    source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
     qroot = ctx.root(folder.quarantine)
     # The name is shortened if need be so that NAME.error.json fits the filesystem's name limit.
-    target = rooted.move_version(ctx.input_root(entry), entry.relpath, version(entry), qroot,
-                                 entry.relpath, reserve=fs.name_bytes(ERROR_SUFFIX))
-    if target is not None:
-        write_error_file(qroot, target, record)
-        log.error("quarantined as {}: {}", folder.quarantine / target, error.message)
+    moved = rooted.move_version(ctx.input_root(entry), entry.relpath, version(entry), qroot,
+                                entry.relpath, reserve=fs.name_bytes(ERROR_SUFFIX))
+    target: Path | None = None
+    if moved is not None:
+        write_error_file(qroot, moved, record)
+        target = folder.quarantine / moved
+        log.error("quarantined as {}: {}", target, error.message)
     else:
         log.error("failed ({}); the original is no longer in the input folder", error.message)
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+    entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.FAILED)
+    if ctx.cleanup is not None and entry.job_id:
+        ctx.cleanup.add(entry.job_id)
+    hooks.after_failed(ctx.hooks, ctx.hook(entry, "failed"), entry, source, record, target)
+    return entry
+
+
+def drop_superseded(ctx: Context, entry: Entry) -> None:
+    """A newer version of a file converted: its older, failed version leaves the quarantine.
+
+    Only a quarantined file whose error record names this folder and path is removed (with its
+    error file): the quarantine lists what still needs a person, and this no longer does.
+    """
+    folder = ctx.folder_of(entry)
+    stale = folder.quarantine / PurePosixPath(entry.relpath)
+    error_file = error_file_for(stale)
+    record = read_error_file(error_file)
+    if record.get("folder") != entry.folder or record.get("file") != entry.relpath:
+        return
+    if not fs.inside(folder.quarantine, stale) or fs.stat_regular(stale) is None:
+        return
+    stale.unlink(missing_ok=True)
+    error_file.unlink(missing_ok=True)
+    logger.bind(folder=entry.folder, file=entry.relpath).info(
+        "a newer version converted; removed the failed older one from quarantine ({})", stale)
 
 
 def refuse(ctx: Context, folder: FolderConfig, relpath: PurePosixPath, st: FileStat, rule: int,
@@ -95,3 +125,54 @@ def write_error_file(root: Root, quarantined: PurePosixPath, record: dict[str, A
 
 def error_file_for(quarantined: Path) -> Path:
     return quarantined.with_name(quarantined.name + ERROR_SUFFIX)
+
+
+def in_quarantine(quarantine_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, its error file) for each file in a quarantine folder *now*, in name order.
+
+    This, not the ledger's history, is what "failed" means to ``status``, ``retry --all``, the
+    status page and the metrics: a file retried, replaced or moved out by hand is no longer in it.
+    """
+    if not quarantine_dir.is_dir():
+        return
+    for error_file in sorted(quarantine_dir.rglob("*" + ERROR_SUFFIX)):
+        original = error_file.with_name(error_file.name[: -len(ERROR_SUFFIX)])
+        if error_file.is_file() and original.is_file() and not original.is_symlink():
+            yield original, error_file
+
+
+def read_error_file(error_file: Path) -> dict[str, Any]:
+    """The error record, or {} when it is unreadable or damaged (a person may have edited it)."""
+    try:
+        data = json.loads(error_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    folder: str
+    relpath: str  # inside the quarantine folder
+    path: Path
+    record: dict[str, Any]
+
+
+def by_folder(folders: Iterable[FolderConfig]) -> dict[str, list[Quarantined]]:
+    """What is in quarantine now, per folder. A quarantine shared by several folders is read once;
+    each file goes to the folder its error record names (else the first that shares it)."""
+    folders = list(folders)
+    found: dict[str, list[Quarantined]] = {f.name: [] for f in folders}
+    done: set[Path] = set()
+    for folder in folders:
+        if folder.quarantine in done:
+            continue
+        done.add(folder.quarantine)
+        sharing = {f.name for f in folders if f.quarantine == folder.quarantine}
+        for original, error_file in in_quarantine(folder.quarantine):
+            record = read_error_file(error_file)
+            owner = record.get("folder")
+            name = owner if isinstance(owner, str) and owner in sharing else folder.name
+            found[name].append(Quarantined(
+                name, original.relative_to(folder.quarantine).as_posix(), original, record))
+    return found

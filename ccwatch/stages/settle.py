@@ -23,6 +23,8 @@ class _Track:
     seen: FileStat | None = None  # the last observation, valid only if taken after last_event
     seen_at: float = 0.0
     empty_waiting: bool = False  # settled but empty: waits for content with no end
+    started: float = 0.0  # when it was first noted
+    changing: bool = False  # still changing settle_s after it was first noted (said once)
 
 
 class Settler:
@@ -31,13 +33,16 @@ class Settler:
             raise ValueError("settle_s must be >= 0")
         self._settle_s = settle_s
         self._tracks: dict[Path, _Track] = {}
+        self._notices: list[tuple[Path, str]] = []
 
     def note(self, path: Path, now: float) -> None:
         """An event or a scan saw ``path`` appear or change: restart its quiet period."""
         track = self._tracks.get(path)
         if track is None:
-            self._tracks[path] = _Track(last_event=now, due=now)
+            self._tracks[path] = _Track(last_event=now, due=now, started=now)
         else:
+            if track.seen is not None:
+                self._changing(path, track, now)
             # The earlier observation predates this change; take a fresh one at the next poll.
             track.last_event = now
             track.due = now
@@ -59,6 +64,8 @@ class Settler:
             if current is None:
                 del self._tracks[path]
             elif track.seen is None or current != track.seen:
+                if track.seen is not None:
+                    self._changing(path, track, now)
                 track.seen, track.seen_at = current, now
                 track.due = now + self._settle_s
                 track.empty_waiting = False
@@ -66,11 +73,25 @@ class Settler:
                 track.due = track.seen_at + self._settle_s
             elif current.size == 0:
                 track.due = now + self._settle_s  # empty placeholders wait until written
+                if not track.empty_waiting:
+                    self._notices.append((path, "empty"))
                 track.empty_waiting = True
             else:
                 del self._tracks[path]
                 ready.append((path, current))
         return ready
+
+    def _changing(self, path: Path, track: _Track, now: float) -> None:
+        # A copy that takes a moment is normal; one still going after settle_s is worth a line.
+        if not track.changing and now - track.started >= self._settle_s:
+            track.changing = True
+            self._notices.append((path, "changing"))
+
+    def take_notices(self) -> list[tuple[Path, str]]:
+        """Why files wait, each said once while it waits: "empty" (zero bytes), "changing"
+        (still being written)."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def pending(self) -> int:
         return len(self._tracks)

@@ -15,10 +15,11 @@ without a second upload:
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 from loguru import logger
 
+from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import CcwatchError, FileError, FileVanished, FormRefused, TransientError
 from ccwatch.fs import rooted
@@ -60,11 +61,12 @@ def _check_source(ctx: Context, entry: Entry) -> None:
     try:
         with rooted.open_version(root, entry.relpath, version(entry)) as fh:
             if fh is None:
-                raise FileVanished(str(ctx.source(entry)))
+                raise FileVanished("changed or removed before upload; this version is dropped "
+                                   "(a newer one is converted)", path=entry.relpath)
     except PermissionError as exc:
         raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
                         path=entry.relpath) from exc
-    limit = ctx.folder(entry.folder).max_file_size
+    limit = ctx.folder_of(entry).max_file_size
     if entry.size > limit:
         raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
                         code="FILE_TOO_LARGE", path=entry.relpath)
@@ -94,6 +96,7 @@ def _create_or_find(ctx: Context, entry: Entry, *, look_up_first: bool) -> dict[
                 return ctx.api.get_job(found[0]["id"], path=entry.relpath)
             return found[0]
     job = ctx.api.create_job(_payload(ctx, entry), path=entry.relpath)
+    ctx.metrics.jobs_created.inc()
     logger.bind(folder=entry.folder, file=entry.relpath, job=job["id"]).info("job created")
     return job
 
@@ -138,15 +141,17 @@ def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> N
     root = ctx.input_root(entry)
     with rooted.open_version(root, entry.relpath, version(entry)) as fh:
         if fh is None:
-            _delete_unused_job(ctx, entry)
-            raise FileVanished(str(ctx.source(entry)))
+            _outdated(ctx, entry)
         # Sent from the handle that was checked: a symlink swapped in meanwhile is not followed.
-        ctx.api.upload(form, fh, PurePosixPath(entry.relpath).name, job_id=entry.job_id,
-                       task=task_name)
-        if not rooted.unchanged(fh, root, entry.relpath, version(entry)):
-            # Rewritten during the upload: the job may hold a mix of old and new bytes.
-            _delete_unused_job(ctx, entry)
-            raise FileVanished(str(ctx.source(entry)))
+        try:
+            ctx.api.upload(form, fh, PurePosixPath(entry.relpath).name, job_id=entry.job_id,
+                           task=task_name)
+        finally:
+            # Rewritten during the upload (or breaking it): the job may hold a mix of old and
+            # new bytes, so it goes, and the new version is converted as a file of its own.
+            if not rooted.unchanged(fh, root, entry.relpath, version(entry)):
+                _outdated(ctx, entry)
+    ctx.metrics.uploaded_bytes.inc(entry.size)
 
 
 def _upload_fresh_form(ctx: Context, entry: Entry, refused: FormRefused) -> bool:
@@ -173,8 +178,35 @@ def _new_attempt(ctx: Context, entry: Entry, refused: FormRefused) -> Entry:
                              attempt=attempt, job_tag=tag, job_id=None, upload_task_id=None)
 
 
+def _outdated(ctx: Context, entry: Entry) -> NoReturn:
+    """The file read for this upload is not (or no longer) the version that settled."""
+    _delete_unused_job(ctx, entry)
+    raise FileVanished("changed or removed during the upload; its job was deleted and the newest "
+                       "version is converted instead", job_id=entry.job_id, path=entry.relpath)
+
+
+def drop_if_outdated(ctx: Context, entry: Entry, *, vanished_too: bool = True) -> None:
+    """Raise FileVanished, after deleting its job, when the file is no longer this version.
+
+    A file that changes after it settled (still being written, or replaced) is not an error: its
+    job converts content that no longer exists, so the job is deleted and the newer version,
+    noted by the watcher, is converted as a file of its own. ``vanished_too=False`` leaves a
+    file that was merely removed (its conversion is still delivered).
+    """
+    st = fs.stat_regular(ctx.source(entry))
+    if st == fs.FileStat(entry.size, entry.mtime_ns) or (st is None and not vanished_too):
+        return
+    if entry.job_id is not None:
+        _delete_unused_job(ctx, entry)
+    what = "removed" if st is None else "changed"
+    raise FileVanished(f"{what} while being converted; its outdated job was deleted"
+                       + ("" if st is None else " and the newest version is converted instead"),
+                       job_id=entry.job_id, path=entry.relpath)
+
+
 def _delete_unused_job(ctx: Context, entry: Entry) -> None:
-    """The file went away after its job was created: do not leave the job waiting for an upload."""
+    """A job that will not be used (its file changed or went away, or a new attempt replaces
+    it): delete it rather than leave it waiting; it expires by itself if that fails."""
     assert entry.job_id is not None
     try:
         ctx.api.delete_job(entry.job_id, path=entry.relpath)

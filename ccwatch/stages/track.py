@@ -14,6 +14,7 @@ from loguru import logger
 
 from ccwatch.errors import CcwatchError, FileError
 from ccwatch.ledger import Entry, PlannedOutput
+from ccwatch.stages import submit
 from ccwatch.stages.context import Context
 
 RUNNING = ("waiting", "processing", "queued")
@@ -82,6 +83,8 @@ def check(ctx: Context, entry: Entry, job: dict[str, Any] | None = None
     if job is None:
         job = ctx.api.get_job(entry.job_id, path=entry.relpath)
     status = job.get("status")
+    # A newer version replaced the file meanwhile: this job converts what is gone.
+    submit.drop_if_outdated(ctx, entry, vanished_too=False)
     if status in RUNNING or status is None:
         _check_age(ctx, entry, job, str(status))
         return None

@@ -108,7 +108,8 @@ def test_keep_mode_restart_converts_nothing_again(dirs: Dirs, make_config: MakeC
     os.utime(dirs.input / "b.png", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     assert once(cfg)[:2] == (ExitCode.OK, 1)
     assert emulator.count("POST", "/v2/jobs") == 4
-    assert files_under(dirs.output) == ["a.jpg", "b (1).jpg", "b.jpg", "c.jpg"]
+    # the new version replaces its own previous output, never "b (1).jpg" beside a stale b.jpg
+    assert files_under(dirs.output) == ["a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_failed_conversion_goes_to_quarantine_with_error_file(dirs: Dirs, make_config: MakeConfig,

@@ -125,7 +125,10 @@ def test_file_vanishing_before_upload_is_dropped_quietly(dirs: Dirs, make_config
 
 def test_file_replaced_while_its_job_runs_is_converted_again(dirs: Dirs, make_config: MakeConfig,
                                                              emulator: Any) -> None:
-    """A new version written while the first converts becomes a second job and a second output."""
+    """A new version written while the first converts: the outdated job is deleted and only the
+    newest version is delivered, under the plain name."""
+    from PIL import Image
+
     emulator.faults.latency(seconds=1.0)
     with running(make_config()) as daemon:
         make_image(dirs.input / "doc.png", size=(10, 10))
@@ -133,10 +136,13 @@ def test_file_replaced_while_its_job_runs_is_converted_again(dirs: Dirs, make_co
         wait_for(lambda: ledger.count_by_state().get("processing") == 1, timeout=20,
                  message="first version processing")
         make_image(dirs.input / "doc.png", size=(20, 20))
-        wait_for(lambda: ledger.count_by_state().get("done") == 2, timeout=30,
-                 message="both versions done")
-    assert files_under(dirs.output) == ["doc (1).jpg", "doc.jpg"]
-    assert len(emulator.jobs()) == 2
+        wait_for(lambda: ledger.count_by_state().get("done") == 1, timeout=30,
+                 message="the newest version done")
+        assert ledger.count_by_state() == {"done": 1}  # the outdated version is forgotten
+    assert files_under(dirs.output) == ["doc.jpg"]
+    with Image.open(dirs.output / "doc.jpg") as image:
+        assert image.size == (20, 20)
+    assert emulator.count("DELETE", "/v2/jobs/*") == 1
 
 
 def test_write_error_on_delivery_is_retried_until_the_disk_has_room(

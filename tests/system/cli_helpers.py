@@ -67,7 +67,7 @@ class Setup:
 
 
 def write_setup(root: Path, *, endpoint: str, top_extra: str = "", daemon_extra: str = "",
-                folder_extra: str = "") -> Setup:
+                folder_extra: str = "", delete_jobs: bool = False) -> Setup:
     s = Setup(root, root / "ccwatch.toml", root / "in", root / "out", root / "failed",
               root / "state")
     for folder in (s.input, s.output, s.quarantine):
@@ -75,6 +75,6 @@ def write_setup(root: Path, *, endpoint: str, top_extra: str = "", daemon_extra:
     text = config_text(endpoint=endpoint, state_dir=s.state, input_dir=s.input, output=s.output,
                        quarantine=s.quarantine, rules=('match = ["*.png"]\ntemplate = "to-jpg"',),
                        templates=TO_JPG, top_extra=top_extra, daemon_extra=daemon_extra,
-                       folder_extra=folder_extra, settle_s=0.2)
+                       folder_extra=folder_extra, settle_s=0.2, delete_jobs=delete_jobs)
     s.config.write_text(text, encoding="utf-8")
     return s

@@ -42,7 +42,8 @@ class Setup:
 
 def make_setup(root: Path, emulator: Any, *, folder_extra: str = "", daemon_extra: str = "",
                templates: str = TO_JPG, rules: tuple[str, ...] = ('match = ["*.png"]\ntemplate = "to-jpg"',),
-               input_dir: Path | None = None, settle_s: float = 0.3) -> Setup:
+               input_dir: Path | None = None, settle_s: float = 0.3,
+               delete_jobs: bool = False) -> Setup:
     s = Setup(root, input_dir or root / "in", root / "out", root / "failed", root / "state",
               root / "ccwatch.toml")
     for p in (s.input, s.output, s.quarantine, s.state):
@@ -50,7 +51,7 @@ def make_setup(root: Path, emulator: Any, *, folder_extra: str = "", daemon_extr
     s.config.write_text(config_text(
         endpoint=emulator.base_url, state_dir=s.state, input_dir=s.input, output=s.output,
         quarantine=s.quarantine, rules=rules, templates=templates, folder_extra=folder_extra,
-        daemon_extra=daemon_extra, settle_s=settle_s))
+        daemon_extra=daemon_extra, settle_s=settle_s, delete_jobs=delete_jobs))
     return s
 
 

@@ -53,6 +53,7 @@ def test_unit_contract(unit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     d = _directives((UNITS / unit).read_text())
     assert d["Type"] == ["notify"] and d["NotifyAccess"] == ["main"]
     assert d["RestartPreventExitStatus"] == ["2"], "config errors must not restart in a loop"
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"], "systemctl reload re-reads the config"
     stop_s = int(d["TimeoutStopSec"][0])
     assert stop_s > DaemonConfig().shutdown_grace_s, "systemd would SIGKILL a draining daemon"
     assert any(c.startswith("cloudconvert-api-key:") for c in d["LoadCredential"])

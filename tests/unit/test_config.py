@@ -90,7 +90,8 @@ def rich(tmp_path: Path) -> dict[str, Any]:
                    "upload_workers": 2, "download_workers": 1, "poll_interval_s": 0.5,
                    "poll_max_s": 10, "give_up_after_s": 3600, "job_timeout_s": 7200,
                    "shutdown_grace_s": 0,
-                   "log_format": "json"},
+                   "log_format": "json", "log_level": "debug"},
+        "http": {"listen": "127.0.0.1:9100"},
         "webhook": {"listen": "[::1]:9000", "public_url": "https://h.example/cc/hook",
                     "secret_env": "HOOK_SECRET"},
         "templates": {
@@ -106,9 +107,10 @@ def rich(tmp_path: Path) -> dict[str, Any]:
              "quarantine": str(tmp_path / "a-failed"), "recursive": False, "watch": "poll",
              "poll_s": 1.5, "rescan_s": 60, "settle_s": 0, "originals": "move",
              "archive": str(tmp_path / "a-archive"), "ignore": ["*.bak", "draft-*"],
-             "max_file_size": "1.5 GiB",
+             "max_file_size": "1.5 GiB", "on_failed": ["alert", "--loud"],
              "rules": [{"match": ["*.TIF", "sub/*.png"], "template": "ocr",
-                        "output_name": "{date}-{stem}-{n}.{ext}", "on_conflict": "overwrite"},
+                        "output_name": "{date}-{stem}-{n}.{ext}", "on_conflict": "overwrite",
+                        "on_done": ["notify-send", "done"]},
                        {"match": ["*.jpg"], "template": "thumb", "on_conflict": "skip"}]},
             {"input": str(tmp_path / "b-in"), "output": str(tmp_path / "b-out"),
              "quarantine": str(tmp_path / "b-failed"), "originals": "delete",
@@ -126,6 +128,8 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     assert cfg.cloudconvert.api_key_file == tmp_path / "key.txt"
     assert cfg.daemon.shutdown_grace_s == 0.0 and cfg.daemon.log_format == "json"
     assert cfg.daemon.job_timeout_s == 7200.0
+    assert cfg.daemon.log_level == "debug"
+    assert cfg.http.host_port() == ("127.0.0.1", 9100)
     assert cfg.webhook is not None and cfg.webhook.host_port() == ("::1", 9000)
     assert cfg.webhook.path() == "/cc/hook" and cfg.webhook.secret == config.Secret("s3")
     assert cfg.templates["ocr"].tag == "jobbuilder"
@@ -133,6 +137,7 @@ def test_rich_config_values_and_round_trip(tmp_path: Path) -> None:
     scans, second = cfg.folders
     assert scans.max_file_size == 1_610_612_736 and scans.archive == tmp_path / "a-archive"
     assert scans.rules[0].match == ("*.TIF", "sub/*.png") and scans.settle_s == 0.0
+    assert scans.rules[0].on_done == ("notify-send", "done") and scans.on_failed == ("alert", "--loud")
     assert second.name == "b-in" and second.recursive is True and second.max_file_size == 5000
     assert cfg.source == tmp_path / "ccwatch.toml"
     assert round_trip(cfg, tmp_path / "copy") == cfg
@@ -144,6 +149,7 @@ def test_defaults_of_an_absent_section(tmp_path: Path) -> None:
     assert cfg.cloudconvert == config.CloudConvertConfig()
     assert cfg.daemon == config.DaemonConfig()
     assert cfg.webhook is None
+    assert cfg.http.listen == "" and cfg.http.host_port() is None  # no status page by default
     assert cfg.folders[0] == config.FolderConfig(
         name="in", input=tmp_path / "in", output=tmp_path / "out",
         quarantine=tmp_path / "failed",
@@ -238,6 +244,12 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("bad-listen", setitem("webhook", {"listen": "localhost", "public_url": "https://x/h"}),
      "webhook.listen", "host:port"),
     ("webhook-needs-url", setitem("webhook", {}), "webhook.public_url", "is required"),
+    ("bad-http-listen", setitem("http", {"listen": "9100"}), "http.listen", "host:port"),
+    ("unknown-http-key", setitem("http", {"port": 9100}), "http.port", "unknown key"),
+    ("bad-log-level", setitem("daemon.log_level", "trace"), "daemon.log_level", "one of"),
+    ("hook-as-string", setitem("folders.0.rules.0.on_done", "notify-send done"),
+     "folders[0].rules[0].on_done", "list of non-empty strings"),
+    ("bad-hook-timeout", setitem("daemon.hook_timeout_s", 0), "daemon.hook_timeout_s", "> 0"),
     ("bad-template", setitem("templates.to-pdf.tasks.out.input", "nowhere"),
      "templates.to-pdf.tasks.out.input", "no task named 'nowhere'"),
     ("template-file-and-tasks", setitem("templates.to-pdf.file", "x.json"), "templates.to-pdf",
@@ -587,6 +599,39 @@ def test_ledger_errors_name_their_key(tmp_path: Path, ledger: dict[str, Any], ke
     data = minimal()
     data["ledger"] = ledger
     assert load_error(tmp_path, data).key == key
+
+
+def test_a_reload_keeps_what_needs_a_restart(tmp_path: Path) -> None:
+    """Folders, rules and templates come from the new file; the sections opened at start stay."""
+    from ccwatch.config.reload import reloadable
+
+    running = config.load(write(tmp_path, minimal()), env={})
+    data = minimal()
+    data["daemon"] = {"max_in_flight": 2}
+    data["folders"][0]["rules"][0]["match"] = ["*.odt"]
+    new = config.load(write(tmp_path, data, "new.toml"), env={})
+    merged, restart = reloadable(running, new)
+    assert restart == ("daemon",)
+    assert merged.daemon == running.daemon and merged.folders == new.folders
+    assert reloadable(running, running) == (running, ())
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """One read names the problem of each section, template, folder and rule, not just the
+    first; a rule whose template is broken adds no second line for the same cause."""
+    data = minimal()
+    data["cloudconvert"] = {"endpoint": "embeded"}
+    data["daemon"] = {"max_in_flight": 0}
+    data["templates"]["to-pdf"]["tasks"]["out"]["input"] = "nowhere"
+    data["folders"][0]["rules"].append({"match": ["*.x"], "template": "zz"})
+    err = load_error(tmp_path, data)
+    assert err.exit_code == ExitCode.CONFIG
+    lines = str(err).splitlines()
+    assert lines[0] == "4 problems in the configuration:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "cloudconvert.endpoint", "daemon.max_in_flight", "templates.to-pdf.tasks.out.input",
+        "folders[0].rules[1].template"]
+    assert "no template 'zz' (known: 'to-pdf')" in lines[4]
 
 
 @pytest.mark.parametrize(("value", "pasted"), [

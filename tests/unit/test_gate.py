@@ -55,3 +55,20 @@ def test_low_rate_window_slows_only_new_jobs(tmp_path: Path) -> None:
     gate, _ = _gate(tmp_path, delay=0.5)
     assert not gate.admits(1, 0.0, fresh=True)
     assert gate.admits(1, 0.0, fresh=False)
+
+
+def test_low_credits_hold_new_jobs_only_and_lift_by_themselves(tmp_path: Path) -> None:
+    """Below min_credits nothing fresh is admitted (work already submitted goes on); status sees
+    why; enough credits lift it; an account pause keeps its own, more precise reason."""
+    gate, ledger = _gate(tmp_path)
+    gate.credits(10, 50, wall=5.0)
+    assert not gate.admits(1, 100.0, fresh=True)
+    assert gate.admits(2, 100.0, fresh=False)
+    why = gate.why_paused()
+    assert why is not None and "only 10 credits left, below min_credits = 50" in why[0]
+    assert ledger.get_meta("paused") == {"reason": why[0], "since": 5.0}
+    gate.credits(20, 50, wall=6.0)  # still low: nothing changes, nothing is written again
+    assert gate.why_paused() == why
+    gate.credits(50, 50, wall=7.0)
+    assert gate.admits(1, 100.0, fresh=True)
+    assert gate.why_paused() is None and ledger.get_meta("paused") is None

@@ -137,3 +137,32 @@ def test_stat_error_keeps_the_file_for_a_later_look(disk: FakeDisk) -> None:
 def test_negative_settle_time_is_refused() -> None:
     with pytest.raises(ValueError, match="settle_s"):
         Settler(-1.0)
+
+
+def test_waiting_reasons_are_said_once(disk: FakeDisk) -> None:
+    """An empty file and a file still changing after settle_s each give one notice, not one per poll."""
+    settler = Settler(2.0)
+    disk.files[A] = FileStat(0, 1)
+    disk.files[B] = FileStat(10, 1)
+    settler.note(A, 0.0)
+    settler.note(B, 0.0)
+    for t in range(0, 12):
+        disk.files[B] = FileStat(10 + t, t)  # grows at every look
+        settler.poll(float(t), disk.stat)
+    assert sorted(settler.take_notices()) == [(A, "empty"), (B, "changing")]
+    for t in range(12, 20):
+        disk.files[B] = FileStat(10 + t, t)
+        settler.poll(float(t), disk.stat)
+    assert settler.take_notices() == []
+
+
+def test_a_short_copy_is_not_called_still_being_written(disk: FakeDisk) -> None:
+    settler = Settler(2.0)
+    disk.files[A] = FileStat(5, 1)
+    settler.note(A, 0.0)
+    settler.poll(0.0, disk.stat)
+    disk.files[A] = FileStat(10, 2)
+    settler.note(A, 0.5)
+    assert settler.poll(0.5, disk.stat) == []
+    assert settler.poll(2.5, disk.stat) == [(A, FileStat(10, 2))]
+    assert settler.take_notices() == []

@@ -13,6 +13,7 @@ from ccwatch.config.templates import (
     format_output_name,
     load_template_file,
     parse_template,
+    predicted_filenames,
     render,
 )
 from ccwatch.errors import ConfigError
@@ -175,6 +176,7 @@ def test_errors_inside_a_template_file_mention_the_file(tmp_path: Path) -> None:
         ("{parent}_{stem}.{ext}", "x.pdf", "in/box_scan.pdf"),
         ("{stem}.{ext}", "README", "scan"),
         ("{{{stem}}}.{ext}", "x.pdf", "{scan}.pdf"),
+        ("{stem}-{inext}.{ext}", "scan.pdf", "scan-tiff.pdf"),
     ],
 )
 def test_format_output_name(pattern: str, output: str, expected: str) -> None:
@@ -207,4 +209,20 @@ def test_check_output_name_refuses_bad_patterns(pattern: str, fragment: str) -> 
 
 def test_check_output_name_accepts_every_placeholder() -> None:
     """All documented placeholders pass validation."""
-    check_output_name("{parent}-{stem}-{n}-{date}-{name}.{ext}", key="k")
+    check_output_name("{parent}-{stem}-{n}-{date}-{name}-{inext}.{ext}", key="k")
+
+
+def test_predicted_filenames_follow_the_servers_naming() -> None:
+    """A task's filename wins; else the stem with the output_format of the task that made it;
+    a chain of tasks is followed back; an export of the upload itself keeps the input's name."""
+    template = parse_template("t", job(
+        thumb={"operation": "thumbnail", "input": "convert", "output_format": "png",
+               "filename": "{stem}-small.png"},
+        zip={"operation": "archive", "input": ["convert"], "output_format": "zip"},
+        again={"operation": "optimize", "input": "zip"},
+        raw={"operation": "export/url", "input": "in"},
+        t_out={"operation": "export/url", "input": "thumb"},
+        z_out={"operation": "export/url", "input": "again"},
+    ), key="templates.t")
+    names = predicted_filenames(template, PurePosixPath("a/scan.tiff"))
+    assert names == ["scan.pdf", "scan.tiff", "scan-small.png", "scan.zip"]

@@ -149,3 +149,17 @@ def test_repr_and_logs_hide_the_secret(log_lines: list[str]) -> None:
     post(c, body, SECRET)  # a sender that puts the secret itself in the header
     post(c, body, sign(body, SECRET))
     assert log_lines and not [line for line in log_lines if SECRET in line]
+
+
+def test_each_refusal_is_counted_for_metrics() -> None:
+    """``on_refuse`` (ccwatch_webhook_refusals_total) counts refusals, never accepted deliveries."""
+    pipeline = Pipeline()
+    refused: list[None] = []
+    c = Client(webhook.Receiver(path="/hook", secret=SECRET, on_job=pipeline.job_pushed,
+                                on_refuse=lambda: refused.append(None)))
+    body = event()
+    assert post(c, body, sign(body, SECRET))[0] == 200
+    assert refused == []
+    assert post(c, body, "forged")[0] == 401
+    assert post(c, body, None)[0] == 401
+    assert len(refused) == 2
