@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,7 +38,7 @@ from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
-from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
+from ccwatch.process import install_signal_handlers, sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context, follow_renamed_folders
 from ccwatch.stages.hooks import Hooks
@@ -208,30 +206,6 @@ def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
         yield url
 
 
-def install_signal_handlers(stop: threading.Event, *, reload: threading.Event | None = None
-                            ) -> None:
-    """SIGTERM and SIGINT (Ctrl-C) set ``stop``: intake stops and running transfers drain.
-    SIGHUP sets ``reload`` (the daemon re-reads its config); where nothing reloads (``run
-    --once``) it is logged and ignored rather than ending the process without a word."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
-        stop.set()
-
-    def hangup(_signum: int, _frame: FrameType | None) -> None:
-        if reload is not None:
-            reload.set()
-        else:
-            logger.warning("received SIGHUP: ignored (run --once does not reload its config)")
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGHUP"):  # not on Windows: there a restart re-reads the config
-        signal.signal(signal.SIGHUP, hangup)
-    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
-        signal.signal(signal.SIGBREAK, handler)
-
-
 class Daemon:
     """``ccwatch run``: watch until told to stop, then drain within ``shutdown_grace_s``."""
 
@@ -377,26 +351,8 @@ class Daemon:
         return drained
 
     def _drain(self, grace_s: float) -> bool:
-        return drain(self.runtime, grace_s,
-                     tick=lambda: sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line()))
-
-
-def drain(runtime: Runtime, grace_s: float, *, tick: Callable[[], object] = lambda: None) -> bool:
-    """Wait up to ``grace_s`` for running transfers; True when none is left."""
-    pipeline = runtime.pipeline
-    clock = runtime.ctx.clock
-    deadline = clock.monotonic() + grace_s
-    while pipeline.busy_count() and clock.monotonic() < deadline:
-        tick()
-        clock.sleep(0.05)
-    left = pipeline.busy_count()
-    if left:
-        logger.warning("{} transfer(s) still running after {} s; they resume on next start",
-                       left, grace_s)
-        return False
-    logger.info("stopped; {} file(s) left in the ledger resume on next start",
-                pipeline.active_count())
-    return True
+        return self.runtime.pipeline.drain(
+            grace_s, tick=lambda: sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line()))
 
 
 def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None,
@@ -416,7 +372,7 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
     while True:
         if stop is not None and stop.is_set():
             pipeline.stop_intake()
-            drain(runtime, runtime.ctx.config.daemon.shutdown_grace_s)
+            pipeline.drain(runtime.ctx.config.daemon.shutdown_grace_s)
             return ExitCode.INTERRUPTED
         pipeline.step()
         if on_progress:

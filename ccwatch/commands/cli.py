@@ -73,7 +73,8 @@ def _load_config(config_path: Path | None) -> Config:
 def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bool) -> None:
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
-    from ccwatch.daemon import Daemon, install_signal_handlers, open_runtime
+    from ccwatch.daemon import Daemon, open_runtime
+    from ccwatch.process import install_signal_handlers
 
     cfg = _load_config(config_path)
     logs.setup(cfg.daemon.log_format, log_file=log_file,

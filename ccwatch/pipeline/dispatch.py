@@ -319,6 +319,21 @@ class Pipeline:
         with self._lock:
             return sum(1 for s in self._slots.values() if s.busy)
 
+    def drain(self, grace_s: float, *, tick: Callable[[], object] = lambda: None) -> bool:
+        """Wait up to ``grace_s`` for running transfers; True when none is left."""
+        deadline = self._clock.monotonic() + grace_s
+        while self.busy_count() and self._clock.monotonic() < deadline:
+            tick()
+            self._clock.sleep(0.05)
+        left = self.busy_count()
+        if left:
+            logger.warning("{} transfer(s) still running after {} s; they resume on next start",
+                           left, grace_s)
+            return False
+        logger.info("stopped; {} file(s) left in the ledger resume on next start",
+                    self.active_count())
+        return True
+
     def stop_intake(self) -> None:
         """Finish what runs; start nothing new (SIGTERM)."""
         self._stopping = True
