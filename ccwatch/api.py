@@ -17,8 +17,7 @@ import json as jsonlib
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import httpcore
 import httpx
@@ -245,9 +244,9 @@ class CloudConvertClient:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def upload(self, form: Mapping[str, Any], file: Path, filename: str, *, job_id: str,
+    def upload(self, form: Mapping[str, Any], file: BinaryIO, filename: str, *, job_id: str,
                task: str) -> None:
-        """POST the file to the task's pre-signed form, streamed from disk, fields first, file last.
+        """POST the open file to the task's pre-signed form, streamed, fields first, file last.
 
         A 403 is the form's problem (expired or refused), raised as ``FormRefused`` for the
         submit stage to renew; it says nothing about the account.
@@ -256,13 +255,13 @@ class CloudConvertClient:
         params = form.get("parameters") or {}
         if not isinstance(url, str) or not isinstance(params, dict):
             raise FileError("upload task has no usable form", code="NO_UPLOAD_FORM",
-                            job_id=job_id, task=task, path=str(file))
+                            job_id=job_id, task=task, path=filename)
         data = {str(k): str(v) for k, v in params.items()}
-        ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": str(file)}
+        ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": filename}
         try:
-            with deadline(Budget(self.timeout_s, MIN_RATE)), file.open("rb") as fh, \
+            with deadline(Budget(self.timeout_s, MIN_RATE)), \
                     self._storage.stream("POST", url, data=data,
-                                         files={"file": (filename, fh)}) as response:
+                                         files={"file": (filename, file)}) as response:
                 # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
                 if response.status_code in (200, 201, 204) or response.is_redirect:
                     return

@@ -9,34 +9,39 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from ccwatch import fs, logs, watch, webhook
+from ccwatch import logs, watch, webhook
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.config import load as load_config
 from ccwatch.config.reload import reloadable
-from ccwatch.errors import AccountError, ConfigError, ExitCode, LedgerUnavailable
+from ccwatch.errors import (
+    AccountError,
+    ConfigError,
+    ExitCode,
+    FolderUnavailable,
+    LedgerUnavailable,
+)
+from ccwatch.fs import rooted
 from ccwatch.http import app as http
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.pipeline.pacing import CreatePacer
-from ccwatch.process import sd_notify, single_instance, watchdog_interval_s
+from ccwatch.process import install_signal_handlers, sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, follow_renamed_folders
 from ccwatch.stages.hooks import Hooks
 from ccwatch.syncwait import JobWaiter
 
@@ -103,15 +108,10 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
             logger.info("shared ledger {} as host {} (lease {:g} s)", ledger.describe(), ledger.host,
                         config.ledger.lease_s)
         pacer = CreatePacer()  # job creation at the account's rate limit, learnt from its answers
+        follow_renamed_folders(config, ledger)
         api = CloudConvertClient(base, sync_base, key, timeout_s=config.cloudconvert.timeout_s,
                                  clock=clock, pacing=pacer)
         stack.callback(api.close)
-        for folder in config.folders:
-            for place in (folder.output, folder.quarantine):
-                removed = fs.remove_temps(place)
-                if removed:
-                    logger.bind(folder=folder.name).info(
-                        "removed {} unfinished temp file(s) from {}", removed, place)
         metrics = Metrics()
         hide = [config.cloudconvert.api_key_env, "CREDENTIALS_DIRECTORY"]
         if config.webhook is not None:
@@ -124,12 +124,25 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                    if config.daemon.delete_jobs else None)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
                       metrics=metrics, hooks=hooks, cleanup=cleanup)
+        for folder in config.folders:
+            for place in (folder.output, folder.quarantine):
+                with contextlib.suppress(FolderUnavailable):
+                    removed = rooted.remove_temps(ctx.root(place))
+                    if removed:
+                        logger.bind(folder=folder.name).info(
+                            "removed {} unfinished temp file(s) from {}", removed, place)
+            # Each root's device is recorded now: a different one later means it was unmounted.
+            for root in (folder.input, folder.output, folder.quarantine, folder.archive):
+                if root is not None:
+                    with contextlib.suppress(FolderUnavailable):
+                        ctx.root(root).check()
+        ctx.record_availability()  # not what a previous run left
         waiter = None
         if config.webhook is None and config.daemon.tracking == "wait":
             waiter = functools.partial(JobWaiter, sync_base, key)
         pipeline = Pipeline(ctx, waiter=waiter, pacer=pacer)
         stack.callback(pipeline.close, wait=False)
-        neighbours = Neighbours(config, ledger, clock, state_dir=state_dir)
+        neighbours = Neighbours(config, ledger, clock, state_dir=state_dir, roots=ctx.roots)
         stack.callback(neighbours.leave)
         runtime = Runtime(ctx, pipeline, neighbours)
         if config.webhook is not None:
@@ -296,16 +309,7 @@ class Daemon:
                 f"{paused}")
 
     def install_signal_handlers(self) -> None:
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
-            signal.signal(signal.SIGBREAK, stop)
-        if hasattr(signal, "SIGHUP"):  # not on Windows: there a restart re-reads the config
-            signal.signal(signal.SIGHUP, lambda _signum, _frame: self.reload_event.set())
+        install_signal_handlers(self.stop_event, reload=self.reload_event)
 
     def run(self) -> bool:
         """Run until ``stop_event``; True when the drain finished within the grace period."""
@@ -355,24 +359,16 @@ class Daemon:
         return drained
 
     def _drain(self, grace_s: float) -> bool:
-        pipeline = self.runtime.pipeline
-        clock = self.runtime.ctx.clock
-        deadline = clock.monotonic() + grace_s
-        while pipeline.busy_count() and clock.monotonic() < deadline:
-            sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line())
-            clock.sleep(0.05)
-        left = pipeline.busy_count()
-        if left:
-            logger.warning("{} transfer(s) still running after {} s; they resume on next start",
-                           left, grace_s)
-            return False
-        logger.info("stopped; {} file(s) left in the ledger resume on next start",
-                    pipeline.active_count())
-        return True
+        return self.runtime.pipeline.drain(
+            grace_s, tick=lambda: sd_notify("WATCHDOG=1\nSTATUS=draining: " + self.status_line()))
 
 
-def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None) -> ExitCode:
-    """Settle and convert what is in the folders now, then return (``ccwatch run --once``)."""
+def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None = None,
+             stop: threading.Event | None = None) -> ExitCode:
+    """Settle and convert what is in the folders now, then return (``ccwatch run --once``).
+
+    ``stop`` set (Ctrl-C): intake stops, running transfers drain within ``shutdown_grace_s``,
+    and the result is ``INTERRUPTED``; the rest resumes from the ledger on the next run."""
     pipeline = runtime.pipeline
     total = pipeline.active_count()
     guard = credits.guard(runtime.ctx, runtime.pipeline.gate)
@@ -382,6 +378,10 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
         total += runtime.scan(folder)
     pipeline.nudge()
     while True:
+        if stop is not None and stop.is_set():
+            pipeline.stop_intake()
+            pipeline.drain(runtime.ctx.config.daemon.shutdown_grace_s)
+            return ExitCode.INTERRUPTED
         if on_progress:
             on_progress(pipeline.delivered + pipeline.failed, total)
         if (paused := pipeline.gate.why_paused()) is not None:

@@ -8,7 +8,8 @@
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
     │   ├── RateLimited              429 with the server's Retry-After
     │   ├── LedgerUnavailable        the shared ledger's database is unreachable: back off, reconnect
-    │   └── FormRefused              the storage host refused an upload form (403): renew the form or the job
+    │   ├── FormRefused              the storage host refused an upload form (403): renew the form or the job
+    │   └── FolderUnavailable        a root is missing or on another device than at start: wait
     ├── FileError                    this file cannot be converted: quarantine it
     │   └── OutputGone               an export vanished (404/403 on download after retries)
     ├── FileVanished                 the file changed or went away: forget that version (not a failure)
@@ -25,6 +26,7 @@ Foreign exceptions (httpx, OSError from the API client) are translated into this
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Any
 
 
@@ -33,6 +35,7 @@ class ExitCode(enum.IntEnum):
     FILES_FAILED = 1
     CONFIG = 2
     ACCOUNT = 3
+    INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
 
 
 class CcwatchError(Exception):
@@ -86,6 +89,16 @@ class TransientError(CcwatchError):
 
 class RateLimited(TransientError):
     """HTTP 429: wait at least ``retry_after_s``."""
+
+
+class FolderUnavailable(TransientError):
+    """A configured folder is missing or on another filesystem than at start (an unmounted share):
+    nothing is written or moved there; its files wait, without counting towards give-up."""
+
+    def __init__(self, root: Path, problem: str) -> None:
+        super().__init__(f"{root} is unavailable: {problem}", code="FOLDER_UNAVAILABLE")
+        self.root = root
+        self.problem = problem
 
 
 class FormRefused(TransientError):

@@ -39,11 +39,24 @@ def scrub(text: str) -> str:
     return text
 
 
+# Control characters (C0, DEL, C1) as visible escapes: a newline in a file name cannot start a
+# forged log line, nor an escape sequence drive the terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape(text: str) -> str:
+    """``text`` on one printable line: control characters escaped, and the bytes of a name that
+    is not UTF-8 (surrogate escapes) written as ``\\udcXX``."""
+    text = text.translate(_CONTROLS)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _patch(record: Record) -> None:
-    record["message"] = scrub(record["message"])
+    record["message"] = escape(scrub(record["message"]))
     for key, value in list(record["extra"].items()):
         if isinstance(value, str):
-            record["extra"][key] = scrub(value)
+            record["extra"][key] = escape(scrub(value))
     if record["exception"] is not None:
         record["extra"]["_exc"] = True
 

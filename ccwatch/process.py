@@ -1,5 +1,5 @@
-"""The process and its service manager: systemd notifications (``sd_notify``), the watchdog
-interval systemd asks for, and the lock that allows one daemon per state dir.
+"""The process and its service manager: signals, systemd notifications (``sd_notify``), the
+watchdog interval systemd asks for, and the lock that allows one daemon per state dir.
 
 Portable: without AF_UNIX sockets or POSIX locks (Windows, tests/system/test_portable_core.py),
 notifications are skipped and the lock degrades to a warning.
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from loguru import logger
 
@@ -101,3 +104,27 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def install_signal_handlers(stop: threading.Event, *, reload: threading.Event | None = None
+                            ) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) set ``stop``: intake stops and running transfers drain.
+    SIGHUP sets ``reload`` (the daemon re-reads its config); where nothing reloads (``run
+    --once``) it is logged and ignored rather than ending the process without a word."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received {}; stopping intake and draining", signal.Signals(signum).name)
+        stop.set()
+
+    def hangup(_signum: int, _frame: FrameType | None) -> None:
+        if reload is not None:
+            reload.set()
+        else:
+            logger.warning("received SIGHUP: ignored (run --once does not reload its config)")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    if hasattr(signal, "SIGHUP"):  # not on Windows: there a restart re-reads the config
+        signal.signal(signal.SIGHUP, hangup)
+    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console
+        signal.signal(signal.SIGBREAK, handler)

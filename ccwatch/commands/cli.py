@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -73,6 +74,7 @@ def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bo
     """Run the daemon (or one pass with --once)."""
     # Imported here: the daemon's dependencies cost a second that status, retry and init skip.
     from ccwatch.daemon import Daemon, open_runtime
+    from ccwatch.process import install_signal_handlers
 
     cfg = _load_config(config_path)
     logs.setup(cfg.daemon.log_format, log_file=log_file,
@@ -80,7 +82,14 @@ def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bo
     try:
         with open_runtime(cfg) as runtime:
             if once:
-                code = _run_once_with_progress(runtime)
+                stop = threading.Event()
+                install_signal_handlers(stop)
+                code = _run_once_with_progress(runtime, stop)
+                if runtime.pipeline.busy_count():
+                    # Transfers still running after the grace period: leave without waiting for
+                    # them (or closing the ledger under them); the ledger has what resumes them.
+                    sys.stderr.flush()
+                    os._exit(int(code))
                 sys.exit(int(code))
             d = Daemon(runtime)
             d.install_signal_handlers()
@@ -103,7 +112,7 @@ def _console(*, stderr: bool = False) -> Console:
     return console
 
 
-def _run_once_with_progress(runtime: Runtime) -> ExitCode:
+def _run_once_with_progress(runtime: Runtime, stop: threading.Event) -> ExitCode:
     from ccwatch.daemon import run_once
 
     console = _console(stderr=True)
@@ -115,7 +124,7 @@ def _run_once_with_progress(runtime: Runtime) -> ExitCode:
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=max(total, done) or None)
 
-        code = run_once(runtime, on_progress=on_progress)
+        code = run_once(runtime, on_progress=on_progress, stop=stop)
     p = runtime.pipeline
     click.echo(f"{p.delivered} converted, {p.failed} failed", err=True)
     return code
@@ -253,10 +262,10 @@ def retry(config_path: Path | None, retry_all: bool, paths: tuple[Path, ...]) ->
             outcome = retrier.retry_all(list(quarantined(cfg)) if retry_all else paths)
     except CcwatchError as err:
         _fail(err)
-    for done in outcome.retried:
-        click.echo(f"retrying {done.source} → {done.target}")
+    for done in outcome.retried:  # names escaped like the log's: one line each, printable
+        click.echo(logs.escape(f"retrying {done.source} → {done.target}"))
     for problem in outcome.problems:
-        click.echo(f"ccwatch: cannot retry {problem}", err=True)
+        click.echo(logs.escape(f"ccwatch: cannot retry {problem}"), err=True)
     if retry_all and not outcome.retried and not outcome.problems:
         click.echo("nothing in quarantine")
     sys.exit(int(ExitCode.CONFIG if outcome.problems else ExitCode.OK))

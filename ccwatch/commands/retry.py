@@ -2,7 +2,7 @@
 
 Order matters, so that no file is lost and a running daemon notices: the ledger row is requeued
 *before* the move (a daemon that sees the file arrive must find it queued, not failed), the move
-never overwrites (``fs.move_no_clobber``), and the error file is removed only after the move.
+never overwrites (``fs.rooted.move_version``), and the error file is removed only after the move.
 A move that lands on another name (the input path was taken) is a new file version anyway, so
 its row is put back as it was.
 """
@@ -19,6 +19,9 @@ from ccwatch import fs
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.commands.status import ledger_path
 from ccwatch.config import Config, FolderConfig
+from ccwatch.errors import FolderUnavailable
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import Roots
 from ccwatch.ledger import Entry, Ledger
 from ccwatch.stages.quarantine import ERROR_SUFFIX, error_file_for, in_quarantine, read_error_file
 
@@ -61,8 +64,12 @@ def _home(config: Config, file: Path, record: dict[str, Any]) -> tuple[FolderCon
     folder = (named or holders)[0]
     relpath = _safe_relpath(record.get("file"))
     if relpath is None:
-        relpath = PurePosixPath(file.resolve().relative_to(folder.quarantine.resolve()).as_posix())
+        relpath = _within(folder.quarantine, file)
     return folder, relpath
+
+
+def _within(root: Path, path: Path) -> PurePosixPath:
+    return PurePosixPath(path.resolve().relative_to(root.resolve()).as_posix())
 
 
 def quarantined(config: Config) -> Iterator[Path]:
@@ -83,6 +90,7 @@ class Retrier:
         self.clock = clock or SystemClock()
         self._stack = ExitStack()
         self._ledger: Ledger | None = None
+        self._roots = Roots()
         # No ledger (never ran): nothing to requeue, and none to create.
         if config.ledger.shared or ledger_path(config).is_file():
             self._ledger = config.ledger.open(config.daemon.resolved_state_dir())
@@ -118,29 +126,42 @@ class Retrier:
             quarantines = ", ".join(str(f.quarantine) for f in self.config.folders)
             return f"{file}: not inside any folder's quarantine ({quarantines})"
         folder, relpath = home
-        if not folder.input.is_dir():
-            # An absent input is usually an unmounted share: creating it would hide that.
-            return f"{file}: the input folder {folder.input} of '{folder.name}' does not exist"
-        target = folder.input / relpath
-        entry = self._requeue(folder, relpath, file, target)
+        # Moved from root to root without following a symlink below either (fs.rooted).
+        quarantine, source = self._roots(folder.quarantine), _within(folder.quarantine, file)
+        into = self._roots(folder.input)
+        version = rooted.stat_file(quarantine, source)
+        if version is None:
+            return f"{file}: no such quarantined file"
+        entry: Entry | None = None
         try:
-            final = fs.move_no_clobber(file, target)
+            taken = rooted.exists(into, relpath)
+            entry = self._requeue(folder, relpath, version, taken=taken)
+            final = rooted.move_version(quarantine, source, version, into, relpath)
+        except FolderUnavailable as exc:
+            # An absent input is usually an unmounted share: creating it would hide that.
+            return f"{file}: the input folder {folder.input} of '{folder.name}' is unavailable: " \
+                   f"{exc.problem}"
         except OSError as exc:
             self._restore(entry)
-            return f"{file}: cannot move it back to {target}: {exc.strerror or exc}"
-        if entry is not None and final != target:
+            return f"{file}: cannot move it back to {folder.input / relpath}: {exc.strerror or exc}"
+        if final is None:
+            self._restore(entry)
+            return f"{file}: changed while being retried; try again"
+        if entry is not None and final != relpath:
             self._restore(entry)
             entry = None
-        error_file.unlink(missing_ok=True)
-        return Retried(source=file, target=final, requeued=entry is not None)
+        rooted.remove(quarantine, _within(folder.quarantine, error_file))
+        return Retried(source=file, target=folder.input / final, requeued=entry is not None)
 
-    def _requeue(self, folder: FolderConfig, relpath: PurePosixPath, file: Path,
-                 target: Path) -> Entry | None:
+    def _requeue(self, folder: FolderConfig, relpath: PurePosixPath, version: fs.FileStat, *,
+                 taken: bool) -> Entry | None:
         """Queue the failed row of this exact version again; returns the row as it was."""
-        if self._ledger is None or fs.is_taken(target):
+        if self._ledger is None or taken:
             return None  # the move will pick another name: a new version, converted as new
+        if fs.name_problem(relpath.as_posix()) is not None:
+            return None  # refused by its name before any ledger row: nothing to requeue
         failed = self._ledger.failed_for_path(folder.name, relpath.as_posix())
-        if failed is None or not fs.is_version(file, failed.size, failed.mtime_ns):
+        if failed is None or fs.FileStat(failed.size, failed.mtime_ns) != version:
             return None  # edited in the quarantine (or unknown): a new version, converted as new
         self._ledger.requeue(failed.id, now=self.clock.wall())
         return failed

@@ -21,6 +21,7 @@ from ccwatch.config import Config
 from ccwatch.errors import CcwatchError, ConfigError
 from ccwatch.ledger import ACTIVE, LEDGER_NAME, Entry, Holder, Ledger, State, damaged_hint
 from ccwatch.stages import cleanup
+from ccwatch.stages.context import UNAVAILABLE_META
 from ccwatch.stages.quarantine import Quarantined, by_folder
 from ccwatch.webhook import BAD_SIGNATURES
 
@@ -70,6 +71,13 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class Unavailable:
+    path: str
+    problem: str
+    folders: tuple[str, ...]  # the folders whose input, output, quarantine or archive it is
+
+
+@dataclass(frozen=True, slots=True)
 class BadSignatures:
     """Webhook deliveries refused because their signature did not match our secret."""
 
@@ -90,6 +98,7 @@ class Status:
     neighbours: tuple[str, ...] = ()  # other installations found watching our folders
     bad_signatures: BadSignatures | None = None
     jobs_to_delete: int = 0  # finished jobs not yet deleted on CloudConvert (delete_jobs)
+    unavailable: tuple[Unavailable, ...] = ()  # configured folders missing or unmounted now
 
 
 def collect(config: Config, *, clock: Clock | None = None) -> Status:
@@ -134,7 +143,19 @@ def _read(ledger: Ledger, config: Config, path: str, now: float,
     return Status(path, True, _pause(ledger.get_meta("paused")), tuple(folders),
                   _failures(quarantine), now, tuple(ledger.holders()),
                   tuple(str(n) for n in neighbours) if isinstance(neighbours, list) else (),
-                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)), len(cleanup.pending_in(ledger)))
+                  bad_signatures(ledger.get_meta(BAD_SIGNATURES)), len(cleanup.pending_in(ledger)),
+                  unavailable=_unavailable(config, ledger.get_meta(UNAVAILABLE_META)))
+
+
+def _unavailable(config: Config, meta: Any) -> tuple[Unavailable, ...]:
+    # The daemon writes {root path: why} while a folder is unavailable, None when all are back.
+    if not isinstance(meta, dict):
+        return ()
+    places = ("input", "output", "quarantine", "archive")
+    return tuple(
+        Unavailable(str(path), str(problem), tuple(
+            f.name for f in config.folders if any(str(getattr(f, p)) == path for p in places)))
+        for path, problem in sorted(meta.items()))
 
 
 def _in_flight(entry: Entry) -> InFlight:
@@ -198,6 +219,8 @@ def as_json(status: Status) -> dict[str, Any]:
         "jobs_to_delete": status.jobs_to_delete,
         "paused": None if status.paused is None else {
             "reason": status.paused.reason, "since": iso(status.paused.since)},
+        "unavailable": [{"path": u.path, "problem": u.problem, "folders": list(u.folders)}
+                        for u in status.unavailable],
         "folders": [{
             "name": f.name, "queued": f.queued, "in_flight": f.in_flight,
             "done_24h": f.done_24h, "failed": f.failed,
@@ -225,6 +248,13 @@ def _age(seconds: float) -> str:
     return f"{seconds // 3600} h"
 
 
+def _render_unavailable(unavailable: tuple[Unavailable, ...], console: Console) -> None:
+    for u in unavailable:
+        console.print(f"[bold red]UNAVAILABLE[/] {escape(u.path)} ({escape(', '.join(u.folders))}): "
+                      f"{escape(u.problem)}; its files wait and resume when it returns",
+                      highlight=False)
+
+
 def render(status: Status, console: Console) -> None:
     """The people's view: a table per folder, then pauses and recent failures."""
     if not status.ledger_exists:
@@ -235,6 +265,7 @@ def render(status: Status, console: Console) -> None:
                       f"{escape(status.paused.reason)}", highlight=False)
     for warning in status.neighbours:
         console.print(f"[bold red]WARNING[/] {escape(warning)}", highlight=False)
+    _render_unavailable(status.unavailable, console)
     if status.bad_signatures is not None:
         bad = status.bad_signatures
         console.print(f"[bold yellow]Webhook deliveries refused for a bad signature: {bad.count}[/] "

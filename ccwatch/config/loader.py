@@ -36,7 +36,14 @@ from ccwatch.config.model import (
     Secret,
     WebhookConfig,
 )
-from ccwatch.config.parse import Table, parse_endpoint, read_secret, show, split_listen
+from ccwatch.config.parse import (
+    Table,
+    parse_endpoint,
+    read_secret,
+    refuse_pasted_secret,
+    show,
+    split_listen,
+)
 from ccwatch.config.templates import Template, check_output_name, load_template_file, parse_template
 from ccwatch.config.writer import dump_toml
 from ccwatch.errors import ConfigError
@@ -183,7 +190,10 @@ def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConv
     sync = t.string("sync_endpoint", "")
     sync = parse_endpoint(sync, key=t.sub("sync_endpoint"), named=False) if sync else ""
     api_key_env = t.string("api_key_env", "CLOUDCONVERT_API_KEY")
+    refuse_pasted_secret(api_key_env, key=t.sub("api_key_env"), what="an API key")
     api_key_file, _ = t.path("api_key_file", base_dir, required=False)
+    if api_key_file is not None:
+        refuse_pasted_secret(api_key_file.name, key=t.sub("api_key_file"), what="an API key")
     timeout_s = t.duration("timeout_s", 60.0)
     t.finish()
     key = read_secret(env=env, env_name=api_key_env, file=api_key_file,
@@ -257,6 +267,7 @@ def _webhook(t: Table, env: Mapping[str, str]) -> WebhookConfig:
         raise ConfigError(t.sub("public_url"), f"must be the http(s):// URL CloudConvert posts "
                           f"to, got {show(public_url)}")
     secret_env = t.string("secret_env", "CLOUDCONVERT_WEBHOOK_SECRET")
+    refuse_pasted_secret(secret_env, key=t.sub("secret_env"), what="a webhook secret")
     safety_poll_s = t.duration("safety_poll_s", 60.0)
     t.finish()
     secret = read_secret(env=env, env_name=secret_env, file=None,

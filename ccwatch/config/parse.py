@@ -198,6 +198,28 @@ class Table:
         return [Table(item, f"{self.sub(name)}[{i}]") for i, item in enumerate(value)]
 
 
+_JWT = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+def looks_like_secret(value: str) -> bool:
+    """A value shaped like a key rather than a variable name or a path: JWT-like (CloudConvert
+    keys: ``eyJ…``, three dot-separated parts) or a long random token (mixed case and digits)."""
+    value = value.strip()
+    if value.startswith("eyJ") or _JWT.fullmatch(value):
+        return True
+    return (len(value) >= 32 and any(c.islower() for c in value)
+            and any(c.isupper() for c in value) and any(c.isdigit() for c in value))
+
+
+def refuse_pasted_secret(value: str, *, key: str, what: str) -> None:
+    """ConfigError (never showing ``value``) when a setting meant to *name* where a secret is
+    holds the secret itself."""
+    if looks_like_secret(value):
+        raise ConfigError(key, f"holds what looks like {what} itself (not shown here); this setting "
+                          f"names where {what} is kept. Move it there, and replace the key if this "
+                          f"file has been shared")
+
+
 def read_secret(*, env: Mapping[str, str], env_name: str, file: Path | None, credential: str,
                 key: str) -> str | None:
     """A secret from the environment, else ``file``, else the systemd credential; None if absent."""

@@ -43,11 +43,11 @@ def sources(target: State) -> tuple[str, ...]:
 
 COLUMNS = (
     "id, folder, relpath, size, mtime_ns, state, rule, template, attempt, job_tag, job_id, "
-    "upload_task_id, outputs, error, first_seen, updated_at, transient_since"
+    "upload_task_id, outputs, error, first_seen, updated_at, transient_since, route"
 )
 
 UPDATABLE = frozenset({
-    "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
+    "relpath", "state", "rule", "template", "attempt", "job_tag", "job_id", "upload_task_id", "outputs",
     "error", "transient_since",
 })
 
@@ -88,6 +88,9 @@ class Entry:
     first_seen: float
     updated_at: float
     transient_since: float | None
+    # What delivery needs, as configured when the file settled (output_name, on_conflict, export
+    # tasks): a config edited across a restart does not re-route it. None in older rows.
+    route: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,7 @@ def row_to_entry(row: tuple[Any, ...]) -> Entry:
         job_id=row[10], upload_task_id=row[11], outputs=outputs,
         error=json.loads(row[13]) if row[13] else None,
         first_seen=row[14], updated_at=row[15], transient_since=row[16],
+        route=json.loads(row[17]) if row[17] else None,
     )
 
 

@@ -67,6 +67,11 @@ _MIGRATIONS = (
     CREATE INDEX files_job ON files (job_id);
     CREATE INDEX files_owner ON files (owner);
     """,
+    # What delivery needs as configured when the file settled; the lookup of a renamed file.
+    """
+    ALTER TABLE files ADD COLUMN route TEXT;
+    CREATE INDEX files_version ON files (folder, size, mtime_ns);
+    """,
 )
 _MIGRATION_LOCK = 0x63637761  # pg_advisory_xact_lock key: one host migrates at a time
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
@@ -221,15 +226,20 @@ class PostgresLedger(Ledger):
     # -- writes --------------------------------------------------------------------------------
 
     def add(self, folder: str, relpath: str, size: int, mtime_ns: int, *, rule: int,
-            template: str, now: float) -> Entry | None:
+            template: str, now: float, route: dict[str, Any] | None = None) -> Entry | None:
         with self._transaction() as conn:
             row = conn.execute(
                 "INSERT INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
-                " first_seen, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " first_seen, updated_at, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
                 (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now,
-                 now)).fetchone()
+                 now, None if route is None else json.dumps(route))).fetchone()
         return row_to_entry(row) if row else None
+
+    def rename_folder(self, old: str, new: str) -> int:
+        with self._transaction() as conn:
+            return conn.execute("UPDATE files SET folder = %s WHERE folder = %s",
+                                (new, old)).rowcount
 
     def _owned(self, conn: psycopg.Connection[tuple[Any, ...]], entry_id: int) -> State:
         """Lock the row for this transaction; its state, when the claim on it is still ours (or

@@ -63,11 +63,13 @@ CREATE TABLE IF NOT EXISTS files (
     first_seen REAL NOT NULL,
     updated_at REAL NOT NULL,
     transient_since REAL,
+    route TEXT,
     UNIQUE (folder, relpath, size, mtime_ns)
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
 CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
+CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -94,6 +96,10 @@ class Ledger:
             # NORMAL is durable across process crashes in WAL mode (only power loss can drop the tail).
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+        if "route" not in {r[1] for r in self._db.execute("PRAGMA table_info(files)")}:
+            # A ledger from before routes were kept: add the column (read-only: a view adds it).
+            self._db.execute("CREATE TEMP VIEW files AS SELECT *, NULL AS route FROM main.files"
+                             if readonly else "ALTER TABLE files ADD COLUMN route TEXT")
         self._lock = threading.Lock()
         self._installation: str | None = None
         if not readonly:
@@ -214,6 +220,15 @@ class Ledger:
         rows = self._query(sql + " ORDER BY first_seen LIMIT 1", params)
         return row_to_entry(rows[0]) if rows else None
 
+    def in_flight_like(self, folder: str, size: int, mtime_ns: int) -> list[Entry]:
+        """Active rows of a folder with this size and mtime: a file that settles under a new
+        name may be one of them, renamed (a rename keeps both)."""
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._query(
+            f"SELECT {COLUMNS} FROM files WHERE folder = ? AND size = ? AND mtime_ns = ? "
+            f"AND state IN ({marks}) ORDER BY id", (folder, size, mtime_ns, *ACTIVE))
+        return [row_to_entry(r) for r in rows]
+
     def failed_for_path(self, folder: str, relpath: str) -> Entry | None:
         rows = self._query(
             f"SELECT {COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND state = ? "
@@ -255,13 +270,14 @@ class Ledger:
     # -- writes --------------------------------------------------------------------------------
 
     def add(self, folder: str, relpath: str, size: int, mtime_ns: int, *, rule: int,
-            template: str, now: float) -> Entry | None:
+            template: str, now: float, route: dict[str, Any] | None = None) -> Entry | None:
         """Record a settled file version; None when that exact version is already known."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
-                " first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now))
+                " first_seen, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now,
+                 None if route is None else json.dumps(route)))
             if cur.rowcount == 0:
                 return None
             new_id = cur.lastrowid
@@ -321,6 +337,11 @@ class Ledger:
                 assert state is not None  # without a state change only a missing row matches nothing
                 raise IllegalTransition(entry_id, State(current[0][0]), state)
         return row_to_entry(rows[0])
+
+    def rename_folder(self, old: str, new: str) -> int:
+        """Rows of folder ``old`` belong to ``new`` (renamed in the config, same input path)."""
+        with self._tx() as db:
+            return db.execute("UPDATE files SET folder = ? WHERE folder = ?", (new, old)).rowcount
 
     def forget(self, entry_id: int) -> None:
         """Drop a row: the file vanished, or changed before its outputs were delivered."""

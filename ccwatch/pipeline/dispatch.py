@@ -63,6 +63,7 @@ class Pipeline:
         self._progressed = threading.Event()  # a file finished or the account paused
         self._by_job: dict[str, int] = {}
         self._reserved = deliver.Reservations()  # final output paths of unfinished deliveries
+        self._orphans: set[str] = set()  # folders of unfinished rows no longer in the config
         self.intake = Intake(ctx)
         self._waker = Waker(ctx.clock, self.step)
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
@@ -112,10 +113,20 @@ class Pipeline:
 
     def _adopt(self, entries: Iterable[Entry]) -> None:
         """Track entries: resumed at start, or taken over from a host whose lease expired."""
+        orphans: dict[str, int] = {}
         with self._lock:
             for entry in entries:
-                if entry.id not in self._agenda.slots:
+                if entry.folder not in self.ctx.folder_names():
+                    orphans[entry.folder] = orphans.get(entry.folder, 0) + 1
+                elif entry.id not in self._agenda.slots:
                     self._track_slot(Slot(entry))
+        for name, count in orphans.items():
+            # Left as they are in the ledger (and their jobs on the server): adding the folder
+            # back finishes them. Never tracked here, so never a loop.
+            if name not in self._orphans:
+                self._orphans.add(name)
+                logger.warning("folder {!r} is no longer in the config: its {} unfinished "
+                               "file(s) are left alone until it is added back", name, count)
 
     def _track_slot(self, slot: Slot) -> None:
         self._agenda.add(slot)
@@ -138,8 +149,13 @@ class Pipeline:
         if not self._stopping:
             for entry in self.intake.admitted(now):
                 with self._lock:
-                    if entry.id in self._agenda.slots:
-                        continue  # noted again while it waits for a submission slot
+                    slot = self._agenda.slots.get(entry.id)
+                    if slot is not None:
+                        # noted again while it waits for a submission slot, or renamed in
+                        # flight (its row now has the new name)
+                        if not slot.busy:
+                            slot.entry = entry
+                        continue
                     if entry.attempt > 1:
                         logger.bind(folder=entry.folder, file=entry.relpath).info(
                             "queued again (retry)")
@@ -282,6 +298,7 @@ class Pipeline:
         self._progress(slot, entry)
 
     def _progress(self, slot: Slot, entry: Entry) -> None:
+        self._outcomes.recorded()
         with self._lock:
             slot.entry = entry
             slot.retries = 0
@@ -383,6 +400,21 @@ class Pipeline:
     def busy_count(self) -> int:
         with self._lock:
             return sum(1 for s in self._agenda.slots.values() if s.busy)
+
+    def drain(self, grace_s: float, *, tick: Callable[[], object] = lambda: None) -> bool:
+        """Wait up to ``grace_s`` for running transfers; True when none is left."""
+        deadline = self._clock.monotonic() + grace_s
+        while self.busy_count() and self._clock.monotonic() < deadline:
+            tick()
+            self._clock.sleep(0.05)
+        left = self.busy_count()
+        if left:
+            logger.warning("{} transfer(s) still running after {} s; they resume on next start",
+                           left, grace_s)
+            return False
+        logger.info("stopped; {} file(s) left in the ledger resume on next start",
+                    self.active_count())
+        return True
 
     def stop_intake(self) -> None:
         """Finish what runs; start nothing new (SIGTERM)."""

@@ -9,6 +9,7 @@ so they never warn about each other. An input that cannot be written is only loo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,10 +17,11 @@ from pathlib import Path
 
 from loguru import logger
 
-from ccwatch import fs
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig
-from ccwatch.errors import LedgerUnavailable
+from ccwatch.errors import FolderUnavailable, LedgerUnavailable
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import Roots
 from ccwatch.ledger import Ledger
 
 PREFIX = ".ccwatch-host-"
@@ -28,8 +30,10 @@ META_KEY = "neighbours"  # the warnings, for ``ccwatch status``
 
 
 class Neighbours:
-    def __init__(self, config: Config, ledger: Ledger, clock: Clock, *, state_dir: Path) -> None:
+    def __init__(self, config: Config, ledger: Ledger, clock: Clock, *, state_dir: Path,
+                 roots: Roots) -> None:
         self._config = config
+        self._roots = roots
         self._ledger = ledger
         self._clock = clock
         self._installation = ledger.installation_id
@@ -40,13 +44,19 @@ class Neighbours:
 
     def beat(self, folder: FolderConfig) -> None:
         """Rewrite our marker in ``folder``'s input, then warn about any other installation's."""
-        if not folder.input.is_dir():
-            return  # an unmounted share: never create its mount point by writing into it
         now = self._clock.wall()
         marker = {"installation": self._installation, "host": self._host, "pid": os.getpid(),
                   "shared_ledger": self._ledger.shared, "folder": folder.name,
                   "fresh_until": now + STALE_RESCANS * folder.rescan_s}
-        _write(folder.input / self._name, marker)
+        try:
+            # Inside the root as every write (an unmounted share's mount point gets nothing).
+            with rooted.staged(self._roots(folder.input), ()) as item:
+                item.write(json.dumps(marker).encode())
+                item.commit(self._name, overwrite=True)
+        except FolderUnavailable:
+            return
+        except OSError:
+            pass  # a read-only input: we still see the others' markers
         for other in _markers(folder.input):
             if other.get("installation") != self._installation and _fresh(other, now):
                 self._warn(folder, other)
@@ -69,22 +79,12 @@ class Neighbours:
     def leave(self) -> None:
         """A clean stop: our markers go (a killed daemon's go stale instead)."""
         for folder in self._config.folders:
-            try:
-                (folder.input / self._name).unlink(missing_ok=True)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError, FolderUnavailable):
+                rooted.remove(self._roots(folder.input), self._name)
         try:
             self._ledger.set_meta(META_KEY, None)
         except LedgerUnavailable:
             pass
-
-
-def _write(path: Path, marker: dict[str, object]) -> None:
-    try:
-        temp, _ = fs.write_stream(path.parent, [json.dumps(marker).encode()])
-        os.replace(temp, path)
-    except OSError:
-        pass  # a read-only input: we still see the others' markers
 
 
 def _markers(folder: Path) -> list[dict[str, object]]:

@@ -3,18 +3,23 @@
 - the file changed or vanished before its outputs were delivered: forget that version (a new one
   is converted; its outdated job was already deleted);
 - the account cannot submit (401, 402, 403): pause every submission and probe, the file waits;
+- a folder is unavailable (an unmounted share): the file waits, quietly, until it returns;
 - transient (network, 5xx, 429): retry with backoff, the file keeps its state, until
   ``give_up_after_s`` has passed since the first of them; then quarantine;
 - the shared ledger is unreachable: back off and write nothing (nothing is done without it);
 - another host holds the file (started it first, or took it over): let it go, it finishes there;
 - any other ccwatch error: quarantine the file;
-- anything else is a bug or an unexpected OS error: logged whole, then treated as transient.
+- anything else is a bug or an unexpected OS error: logged whole, then treated as transient;
+- the ledger cannot be written (disk full, locked), even while recording one of the above: the
+  file backs off (up to 30 s), said once until a write succeeds again.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+import sqlite3
+import threading
 from collections.abc import Callable
 
 from loguru import logger
@@ -24,6 +29,7 @@ from ccwatch.errors import (
     CcwatchError,
     ClaimLost,
     FileVanished,
+    FolderUnavailable,
     LedgerUnavailable,
     RateLimited,
     TransientError,
@@ -33,6 +39,11 @@ from ccwatch.pipeline.due import Slot
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.stages.context import Context
 from ccwatch.stages.quarantine import quarantine
+
+# How often a file waiting for an unavailable folder looks again.
+UNAVAILABLE_RETRY_S = 5.0
+# The longest a file waits to try again while the ledger cannot be written.
+LEDGER_RETRY_MAX_S = 30.0
 
 
 class Verdict(enum.Enum):
@@ -50,8 +61,43 @@ class Outcomes:
         self._share_hold = share_hold  # tells the hosts sharing the ledger about a 429
         self._clock = ctx.clock
         self._rng = rng
+        self._lock = threading.Lock()
+        self._ledger_trouble: str | None = None  # said once; cleared by the next success
 
     def handle(self, slot: Slot, exc: Exception) -> Verdict:
+        """:meth:`decide`, and if deciding fails too (the ledger cannot be written: its disk is
+        full, another process holds its lock), back off instead of trying again at once."""
+        if isinstance(exc, sqlite3.Error):  # the ledger itself: nothing can be recorded
+            return self._cannot_record(slot, exc)
+        try:
+            return self.decide(slot, exc)
+        except Exception as failure:
+            return self._cannot_record(slot, failure)
+
+    def _cannot_record(self, slot: Slot, failure: Exception) -> Verdict:
+        slot.retries += 1
+        delay = min(LEDGER_RETRY_MAX_S, backoff.retry_delay(slot.retries, None, rng=self._rng))
+        slot.due = self._clock.monotonic() + delay
+        message = f"{type(failure).__name__}: {failure}"
+        with self._lock:
+            first, self._ledger_trouble = self._ledger_trouble is None, message
+        if first:  # one line for the whole trouble, not one per file and attempt
+            logger.opt(exception=failure).error(
+                "cannot record progress in the ledger ({}); files wait and are tried again with "
+                "backoff (up to {:.0f} s). Is the state dir's disk full, or another process "
+                "holding the ledger?", message, LEDGER_RETRY_MAX_S)
+        return Verdict.RETRY
+
+    def recorded(self) -> None:
+        """A stage wrote the ledger again: the trouble (if any) is over."""
+        if self._ledger_trouble is None:
+            return
+        with self._lock:
+            was, self._ledger_trouble = self._ledger_trouble, None
+        if was is not None:
+            logger.info("the ledger can be written again; files resume")
+
+    def decide(self, slot: Slot, exc: Exception) -> Verdict:
         """Decide and record what ``exc``, raised by the slot's stage work, means for its file.
 
         The caller (the pipeline) owns its bookkeeping: it retires the slot unless ``RETRY``.
@@ -66,6 +112,11 @@ class Outcomes:
             return Verdict.LOST
         if isinstance(exc, AccountError):
             slot.due = self.gate.paused(exc, now=self._clock.monotonic(), wall=self._clock.wall())
+            return Verdict.RETRY
+        if isinstance(exc, FolderUnavailable):
+            # Said once by the folder's root, not per file; not a failure of this file either,
+            # so it does not count towards give_up_after_s.
+            slot.due = self._clock.monotonic() + UNAVAILABLE_RETRY_S
             return Verdict.RETRY
         if isinstance(exc, TransientError):
             return self._transient(slot, exc)
@@ -113,6 +164,9 @@ class Outcomes:
     def _fail(self, slot: Slot, exc: CcwatchError) -> Verdict:
         try:
             slot.entry = quarantine(self.ctx, slot.entry, exc)
+        except FolderUnavailable:
+            slot.due = self._clock.monotonic() + UNAVAILABLE_RETRY_S
+            return Verdict.RETRY
         except OSError as err:
             logger.bind(folder=slot.entry.folder, file=slot.entry.relpath).error(
                 "cannot quarantine ({}); will try again: {}", exc.message, err)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -18,9 +18,11 @@ from loguru import logger
 from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import FileError, OutputGone, TransientError
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import SymlinkInPath
 from ccwatch.ledger import Entry, PlannedOutput, State
 from ccwatch.stages import hooks, quarantine, track
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
 
 
 class Reservations:
@@ -46,17 +48,24 @@ class Reservations:
         """Only with ``lock`` held (``_plan`` holds it while it chooses)."""
         self._paths.add(path)
 
-    def drop(self, paths: Iterable[Path]) -> None:
-        """Only with ``lock`` held: a plan that failed half way gives its paths back."""
-        self._paths.difference_update(paths)
-
 
 def begin(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
           reserved: Reservations) -> Entry:
     """A finished job: plan its outputs and record them with ``delivering`` before any download."""
-    planned = _plan(ctx, entry, outputs, reserved=reserved)
-    return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
-                             outputs=planned)
+    entry = ctx.ledger.get(entry.id)  # the file may have been renamed while the job ran
+    try:
+        planned = _plan(ctx, entry, outputs, reserved=reserved)
+    except SymlinkInPath as exc:
+        raise _symlinked(entry, exc) from exc
+    try:
+        return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DELIVERING,
+                                 outputs=planned)
+    except BaseException:
+        # Not recorded, so not ours: the next plan must not see its own names as taken
+        # (a ledger locked for a while would otherwise give ``x (1).jpg`` beside nothing).
+        reserved.difference_update(ctx.output_path(entry, o.final_path)
+                                   for o in planned if o.final_path)
+        raise
 
 
 def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
@@ -74,6 +83,8 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     """
     folder = ctx.folder_of(entry)
     rule = ctx.rule(entry)
+    root = ctx.root(folder.output)
+    root.check()  # an unmounted output share: wait, and choose no names in its mount point
     relpath = PurePosixPath(entry.relpath)
     dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
@@ -83,43 +94,37 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
     # stopped, so choosing is linear, not a search from "(1)" every time.
     next_n: dict[Path, int] = {}
+
+    def taken(path: Path, *, expected: bool = True) -> bool:
+        # Looked at from the output root without following a symlink (SymlinkInPath if one is
+        # on the way: nothing is delivered through it).
+        return (path in reserved or (expected and path in elders)
+                or rooted.exists(root, path.relative_to(folder.output).as_posix()))
+
     with reserved.lock:
         for n, out in enumerate(outputs, start=1):
             server_name = fs.sanitize_filename(out.filename)
             name = templates.format_output_name(rule.output_name, input_relpath=relpath,
                                                 output_filename=server_name, n=n, date=date)
             final = dest_dir / fs.sanitize_filename(name)
-            if not fs.inside(folder.output, final):
-                reserved.drop(ctx.output_path(entry, p.final_path) for p in planned
-                              if p.final_path)
-                raise FileError(f"output name {name!r} leaves the output folder",
-                                code="UNSAFE_FILENAME")
             if final in own and final not in reserved:
                 pass  # our previous version's output: replace it
-            elif rule.on_conflict == "skip" and fs.is_taken(final, reserved):
+            elif rule.on_conflict == "skip" and taken(final, expected=False):
                 logger.bind(folder=entry.folder, file=entry.relpath).info(
                     "{} exists; skipped (on_conflict = skip)", final)
                 planned.append(replace(out, final_path=None, delivered=True))
                 continue
             elif rule.on_conflict == "rename" or final == ctx.source(entry):
                 # In place, an output named like its input (jpg → jpg) never replaces the input.
-                base = final
-                final, used = fs.unique_path_from(base, _Either(reserved, elders),
-                                                  next_n.get(base, 0))
+                base, used = final, next_n.get(final, 0)
+                final = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
+                while taken(final):
+                    used += 1
+                    final = base.with_name(fs.fit_name(fs.numbered(base.name, used)))
                 next_n[base] = used + 1
             reserved.add(final)
             planned.append(replace(out, final_path=final.relative_to(folder.output).as_posix()))
     return tuple(planned)
-
-
-class _Either:
-    """Taken by a reservation, or expected by a file that settled earlier."""
-
-    def __init__(self, *sets: Container[Path]) -> None:
-        self._sets = sets
-
-    def __contains__(self, path: object) -> bool:
-        return any(path in taken for taken in self._sets)
 
 
 def _own_earlier_outputs(ctx: Context, entry: Entry) -> set[Path]:
@@ -141,6 +146,8 @@ def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
     for elder in ctx.ledger.active():
         if elder.id >= entry.id or elder.folder != entry.folder or elder.outputs:
             continue
+        if elder.relpath == entry.relpath:
+            continue  # an older version of this same input: this one supersedes it
         try:
             folder, rule, template = ctx.folder_of(elder), ctx.rule(elder), ctx.template(elder)
         except (KeyError, IndexError):  # a folder or rule no configuration has any more
@@ -186,7 +193,7 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
 def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> PlannedOutput:
     assert entry.job_id is not None
     job = ctx.api.get_job(entry.job_id, path=entry.relpath)
-    fresh = track.outputs_of(job, ctx.template(entry).export_url_tasks)
+    fresh = track.outputs_of(job, ctx.exports(entry))
     if index >= len(fresh):
         raise FileError("the job no longer lists this output", code="OUTPUT_GONE",
                         job_id=entry.job_id, path=entry.relpath)
@@ -195,40 +202,55 @@ def _refreshed(ctx: Context, entry: Entry, index: int, out: PlannedOutput) -> Pl
 
 def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
     assert out.final_path is not None and out.url is not None and entry.job_id is not None
+    output = ctx.folder_of(entry).output
     final = ctx.output_path(entry, out.final_path)
+    parent, name = rooted.split(final.relative_to(output).as_posix())
     rule = ctx.rule(entry)
-    with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks:
-        try:
-            temp, written = fs.write_stream(final.parent, chunks)
-        except OSError as exc:
-            # Disk full, permissions, a vanished share: the output is still on the server; try later.
-            raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
-                                 job_id=entry.job_id, path=entry.relpath) from exc
-    with fs.discard_on_error(temp):
-        if out.size is not None and written != out.size:
-            raise TransientError(f"download of {out.filename} was {written} of {out.size} bytes",
-                                 code="SHORT_DOWNLOAD", job_id=entry.job_id, path=entry.relpath)
-        # The path was chosen as ours (and recorded) before this rename; on resume it may
-        # already hold our own earlier copy, or an earlier version's output: only "skip"
-        # refuses to replace a file that is not ours.
-        own = final in _own_earlier_outputs(ctx, entry)
-        committed = fs.commit(temp, final, overwrite=own or rule.on_conflict != "skip")
-    ctx.metrics.delivered_bytes.inc(written)
+    log = logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id)
+    try:
+        with ctx.api.download(out.url, job_id=entry.job_id, path=entry.relpath) as chunks, \
+                rooted.staged(ctx.root(output), parent) as item:
+            for chunk in chunks:
+                item.write(chunk)
+            if out.size is not None and item.written != out.size:
+                raise TransientError(f"download of {out.filename} was {item.written} of "
+                                     f"{out.size} bytes", code="SHORT_DOWNLOAD",
+                                     job_id=entry.job_id, path=entry.relpath)
+            # The path was chosen as ours (and recorded) before this rename; on resume it may
+            # already hold our own earlier copy, or an earlier version's output: only "skip"
+            # refuses to replace a file that is not ours.
+            own = final in _own_earlier_outputs(ctx, entry)
+            committed = item.commit(name, overwrite=own or rule.on_conflict != "skip")
+    except SymlinkInPath as exc:
+        raise _symlinked(entry, exc) from exc
+    except OSError as exc:
+        # Disk full, permissions, a vanished share: the output is still on the server; try later.
+        raise TransientError(f"cannot write {final}: {exc.strerror or exc}", code="WRITE_FAILED",
+                             job_id=entry.job_id, path=entry.relpath) from exc
+    ctx.metrics.delivered_bytes.inc(item.written)
     if not committed:
-        temp.unlink(missing_ok=True)
-        logger.bind(folder=entry.folder, file=entry.relpath).info("{} appeared meanwhile; skipped", final)
+        log.info("{} appeared meanwhile; skipped", final)
         return
-    logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).info(
-        "delivered {}", final)
+    log.info("delivered {}", final)
+
+
+def _symlinked(entry: Entry, exc: SymlinkInPath) -> FileError:
+    return FileError(f"cannot deliver: a folder on the way is a symlink ({exc.strerror})",
+                     code="SYMLINK_IN_OUTPUT", job_id=entry.job_id, path=entry.relpath)
 
 
 def _originals(ctx: Context, entry: Entry) -> None:
+    """Apply the originals policy to the exact version that was converted, and only inside the
+    input (a newer version, or a symlink swapped in, is left alone)."""
     folder = ctx.folder_of(entry)
-    source = ctx.source(entry)
-    if not fs.is_version(source, entry.size, entry.mtime_ns):
-        return  # already handled before a restart, or replaced by a newer version: leave it
+    source = ctx.input_root(entry)
     if folder.originals == "delete":
-        source.unlink(missing_ok=True)
+        rooted.unlink_version(source, entry.relpath, version(entry))
     elif folder.originals == "move":
         assert folder.archive is not None
-        fs.move_no_clobber(source, folder.archive / PurePosixPath(entry.relpath))
+        try:
+            rooted.move_version(source, entry.relpath, version(entry), ctx.root(folder.archive),
+                                entry.relpath)
+        except SymlinkInPath as exc:
+            logger.bind(folder=entry.folder, file=entry.relpath).error(
+                "not archived, left in the input: {}", exc.strerror)

@@ -13,6 +13,8 @@ recorded before the output's rename, so even the first event for it is recognise
 
 from __future__ import annotations
 
+import errno
+import functools
 import queue
 import sqlite3
 from collections.abc import Iterator
@@ -21,11 +23,15 @@ from pathlib import Path, PurePosixPath
 from loguru import logger
 
 from ccwatch import fs, watch
-from ccwatch.config import FolderConfig
-from ccwatch.errors import CcwatchError
+from ccwatch.config import FolderConfig, templates
+from ccwatch.errors import CcwatchError, FolderUnavailable
+from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State
+from ccwatch.stages import quarantine
 from ccwatch.stages.context import Context
 from ccwatch.stages.settle import Settler
+
+_TYPICAL_EXT = "xxx"  # pdf, jpg, png…: a longer one (webp, docx) may still not fit at delivery
 
 # How many "ignored" verdicts are remembered so each is said once; beyond it, some may repeat.
 _SAID_MAX = 100_000
@@ -52,6 +58,20 @@ def relpath_in(folder: FolderConfig, path: Path) -> PurePosixPath | None:
         return None
 
 
+def name_problem(folder: FolderConfig, relpath: PurePosixPath, rule: int) -> str | None:
+    """Why this file cannot be converted and delivered under its name (checked before any job)."""
+    problem = fs.name_problem(str(relpath))
+    if problem is not None:
+        return problem
+    # The server names an output after the input's stem; a long stem may not fit the pattern.
+    predicted = templates.format_output_name(
+        folder.rules[rule].output_name, input_relpath=relpath,
+        output_filename=f"{relpath.stem}.{_TYPICAL_EXT}", n=1, date="0000-00-00")
+    if fs.name_bytes(predicted) > fs.NAME_MAX:
+        return f"its output name would be longer than {fs.NAME_MAX} bytes: rename it shorter"
+    return None
+
+
 class Intake:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -61,6 +81,7 @@ class Intake:
         # What each path in a settler was noted as: its relpath and the rule it matched.
         self._noted: dict[str, dict[Path, tuple[PurePosixPath, int]]] = {
             f.name: {} for f in ctx.config.folders}
+        self._unrefused: set[tuple[str, PurePosixPath]] = set()  # refused, not yet quarantined
         self._said: set[tuple[str, PurePosixPath]] = set()
 
     def note(self, folder: str, path: Path) -> None:
@@ -78,6 +99,10 @@ class Intake:
 
     def scan(self, folder: FolderConfig) -> int:
         """Note every file of a folder the ledger does not already know (startup and rescans)."""
+        try:
+            self.ctx.root(folder.input).check()
+        except FolderUnavailable:
+            return 0  # said once by the root; an unmounted share's mount point is not its files
         known = self.ctx.ledger.known_identities(folder.name)
         new = 0
         # In name order, so files found together settle (and get their ledger ids) in that order.
@@ -128,6 +153,10 @@ class Intake:
         self._drain(now)
         for folder in self.ctx.config.folders:
             for relpath, rule, st in self._settled(folder, now):
+                problem = name_problem(folder, relpath, rule)
+                if problem is not None:
+                    self._refuse(folder, relpath, st, rule, problem)
+                    continue
                 try:
                     entry = self._admit(folder, relpath, st, rule)
                 except (OSError, sqlite3.Error, CcwatchError) as exc:
@@ -170,7 +199,7 @@ class Intake:
         """The versions in ``folder`` that stopped changing, with their relpath and rule."""
         settler, noted = self._settlers[folder.name], self._noted[folder.name]
         try:
-            ready = settler.poll(now, fs.stat_regular)
+            ready = settler.poll(now, functools.partial(self._stat, folder, noted))
         except OSError as exc:
             logger.bind(folder=folder.name).error("cannot look at the folder: {}", exc)
             return []
@@ -183,6 +212,14 @@ class Intake:
                 del noted[path]
         return settled
 
+    def _stat(self, folder: FolderConfig, noted: dict[Path, tuple[PurePosixPath, int]],
+              path: Path) -> fs.FileStat | None:
+        """The file as reached from its folder without following symlinks (see fs.rooted)."""
+        try:
+            return rooted.stat_file(self.ctx.root(folder.input), noted[path][0])
+        except FolderUnavailable as exc:  # the settler looks again later
+            raise OSError(errno.ENOENT, exc.message) from exc
+
     def _admit(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat,
                rule: int) -> Entry | None:
         """Record a settled version in the ledger; the entry to work on, or None.
@@ -192,8 +229,14 @@ class Intake:
         """
         ledger = self.ctx.ledger
         log = logger.bind(folder=folder.name, file=str(relpath))
+        moved = self._renamed(folder, relpath, st)
+        if moved is not None:
+            log.info("is {} renamed while in flight: same file, same job; its output follows "
+                     "the new name", moved.relpath)
+            return ledger.update(moved.id, now=self.ctx.clock.wall(), relpath=str(relpath))
         entry = ledger.add(folder.name, str(relpath), st.size, st.mtime_ns, rule=rule,
-                           template=folder.rules[rule].template, now=self.ctx.clock.wall())
+                           template=folder.rules[rule].template, now=self.ctx.clock.wall(),
+                           route=self.ctx.route(folder, rule))
         if entry is not None:
             log.info("settled ({} bytes)", st.size)
             return entry
@@ -207,6 +250,29 @@ class Intake:
         """When a settling file is next due for a look (None: none is settling)."""
         times = [t for s in self._settlers.values() if (t := s.next_due()) is not None]
         return min(times, default=None)
+
+    def _renamed(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat
+                 ) -> Entry | None:
+        """The in-flight entry this file is, renamed (or moved within the folder) while its job
+        runs: same size and mtime, and nothing of that version left at the old name."""
+        root = self.ctx.root(folder.input)
+        for entry in self.ctx.ledger.in_flight_like(folder.name, st.size, st.mtime_ns):
+            if entry.relpath != str(relpath) and rooted.stat_file(root, entry.relpath) != st:
+                return entry
+        return None
+
+    def _refuse(self, folder: FolderConfig, relpath: PurePosixPath, st: fs.FileStat, rule: int,
+                problem: str) -> None:
+        try:
+            quarantine.refuse(self.ctx, folder, relpath, st, rule, problem)
+        except (OSError, FolderUnavailable) as exc:
+            # Noted again at the next rescan: say it once, not at every rescan.
+            if (folder.name, relpath) not in self._unrefused:
+                self._unrefused.add((folder.name, relpath))
+                logger.bind(folder=folder.name, file=str(relpath)).error(
+                    "not converted ({}), and cannot be quarantined: {}", problem, exc)
+        else:
+            self._unrefused.discard((folder.name, relpath))
 
     def idle(self) -> bool:
         """Nothing queued and nothing settling (empty files, which wait forever, do not count)."""

@@ -14,9 +14,13 @@ from ccwatch import __version__, fs
 from ccwatch.clock import iso
 from ccwatch.config import FolderConfig
 from ccwatch.errors import CcwatchError
+from ccwatch.fs import FileStat, rooted
+from ccwatch.fs.roots import Root
 from ccwatch.ledger import Entry, State
 from ccwatch.stages import hooks
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
+
+ERROR_SUFFIX = ".error.json"
 
 
 def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:
@@ -49,10 +53,14 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
     folder = ctx.folder_of(entry)
     source = ctx.source(entry)
     log = logger.bind(folder=entry.folder, file=entry.relpath, job=record["job_id"])
+    qroot = ctx.root(folder.quarantine)
+    # The name is shortened if need be so that NAME.error.json fits the filesystem's name limit.
+    moved = rooted.move_version(ctx.input_root(entry), entry.relpath, version(entry), qroot,
+                                entry.relpath, reserve=fs.name_bytes(ERROR_SUFFIX))
     target: Path | None = None
-    if fs.is_version(source, entry.size, entry.mtime_ns):
-        target = fs.move_no_clobber(source, folder.quarantine / PurePosixPath(entry.relpath))
-        fs.write_json(error_file_for(target), record)
+    if moved is not None:
+        write_error_file(qroot, moved, record)
+        target = folder.quarantine / moved
         log.error("quarantined as {}: {}", target, error.message)
     else:
         log.error("failed ({}); the original is no longer in the input folder", error.message)
@@ -61,9 +69,6 @@ def quarantine(ctx: Context, entry: Entry, error: CcwatchError) -> Entry:
         ctx.cleanup.add(entry.job_id)
     hooks.after_failed(ctx.hooks, ctx.hook(entry, "failed"), entry, source, record, target)
     return entry
-
-
-ERROR_SUFFIX = ".error.json"
 
 
 def drop_superseded(ctx: Context, entry: Entry) -> None:
@@ -84,6 +89,38 @@ def drop_superseded(ctx: Context, entry: Entry) -> None:
     error_file.unlink(missing_ok=True)
     logger.bind(folder=entry.folder, file=entry.relpath).info(
         "a newer version converted; removed the failed older one from quarantine ({})", stale)
+
+
+def refuse(ctx: Context, folder: FolderConfig, relpath: PurePosixPath, st: FileStat, rule: int,
+           problem: str) -> None:
+    """Quarantine a settled file whose name cannot be converted and delivered, before any job or
+    ledger row exists (no credits spent)."""
+    template = folder.rules[rule].template
+    record = {
+        "file": str(relpath), "folder": folder.name, "rule": rule, "template": template,
+        "job_id": None, "task": None, "code": "UNSAFE_NAME", "message": problem,
+        "http_status": None, "attempts": 0, "first_seen": iso(ctx.clock.wall()),
+        "failed_at": iso(ctx.clock.wall()), "ccwatch_version": __version__,
+    }
+    qroot = ctx.root(folder.quarantine)
+    target = rooted.move_version(ctx.root(folder.input), relpath, st, qroot, relpath,
+                                 reserve=fs.name_bytes(ERROR_SUFFIX))
+    if target is not None:
+        write_error_file(qroot, target, record)
+        logger.bind(folder=folder.name, file=str(relpath)).error(
+            "not converted, quarantined as {}: {}", folder.quarantine / target, problem)
+
+
+def write_error_file(root: Root, quarantined: PurePosixPath, record: dict[str, Any]) -> None:
+    """``NAME.error.json`` beside the quarantined file, written atomically inside ``root``."""
+    # Readable UTF-8; bytes of a name that is not UTF-8 are kept as \udcXX escapes (retry reads
+    # them back into the same name).
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    body = text.encode("utf-8", "backslashreplace")
+    parent, name = rooted.split(quarantined)
+    with rooted.staged(root, parent) as item:
+        item.write(body)
+        item.commit(name + ERROR_SUFFIX, overwrite=True)
 
 
 def error_file_for(quarantined: Path) -> Path:

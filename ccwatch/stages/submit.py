@@ -15,15 +15,16 @@ without a second upload:
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 from loguru import logger
 
 from ccwatch import fs
 from ccwatch.config import templates
 from ccwatch.errors import CcwatchError, FileError, FileVanished, FormRefused, TransientError
+from ccwatch.fs import rooted
 from ccwatch.ledger import Entry, State, job_tag
-from ccwatch.stages.context import Context
+from ccwatch.stages.context import Context, version
 
 
 def advance(ctx: Context, entry: Entry, *, renew: bool = True) -> Entry:
@@ -56,20 +57,19 @@ def advance(ctx: Context, entry: Entry, *, renew: bool = True) -> Entry:
 
 
 def _check_source(ctx: Context, entry: Entry) -> None:
-    path = ctx.source(entry)
-    if not fs.is_version(path, entry.size, entry.mtime_ns):
-        raise FileVanished("changed or removed before upload; this version is dropped "
-                           "(a newer one is converted)", path=str(path))
+    root = ctx.input_root(entry)
+    try:
+        with rooted.open_version(root, entry.relpath, version(entry)) as fh:
+            if fh is None:
+                raise FileVanished("changed or removed before upload; this version is dropped "
+                                   "(a newer one is converted)", path=entry.relpath)
+    except PermissionError as exc:
+        raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
+                        path=entry.relpath) from exc
     limit = ctx.folder_of(entry).max_file_size
     if entry.size > limit:
         raise FileError(f"file is {entry.size} bytes, larger than max_file_size ({limit})",
                         code="FILE_TOO_LARGE", path=entry.relpath)
-    try:
-        with path.open("rb") as fh:
-            fh.read(1)
-    except PermissionError as exc:
-        raise FileError(f"cannot read the file: {exc.strerror}", code="UNREADABLE",
-                        path=str(path)) from exc
 
 
 def _payload(ctx: Context, entry: Entry) -> dict[str, Any]:
@@ -138,13 +138,19 @@ def _upload(ctx: Context, entry: Entry, job: dict[str, Any] | None) -> None:
 def _send(ctx: Context, entry: Entry, form: dict[str, Any], task_name: str) -> None:
     """Upload this version of the file, unless it changed or went away (then drop the job)."""
     assert entry.job_id is not None
-    path = ctx.source(entry)
-    drop_if_outdated(ctx, entry)
-    try:
-        ctx.api.upload(form, path, path.name, job_id=entry.job_id, task=task_name)
-    except CcwatchError:
-        drop_if_outdated(ctx, entry)  # a file still being written breaks its own upload
-        raise
+    root = ctx.input_root(entry)
+    with rooted.open_version(root, entry.relpath, version(entry)) as fh:
+        if fh is None:
+            _outdated(ctx, entry)
+        # Sent from the handle that was checked: a symlink swapped in meanwhile is not followed.
+        try:
+            ctx.api.upload(form, fh, PurePosixPath(entry.relpath).name, job_id=entry.job_id,
+                           task=task_name)
+        finally:
+            # Rewritten during the upload (or breaking it): the job may hold a mix of old and
+            # new bytes, so it goes, and the new version is converted as a file of its own.
+            if not rooted.unchanged(fh, root, entry.relpath, version(entry)):
+                _outdated(ctx, entry)
     ctx.metrics.uploaded_bytes.inc(entry.size)
 
 
@@ -170,6 +176,13 @@ def _new_attempt(ctx: Context, entry: Entry, refused: FormRefused) -> Entry:
     tag = job_tag(ctx.ledger.installation_id, entry.id, attempt)
     return ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.SUBMITTING,
                              attempt=attempt, job_tag=tag, job_id=None, upload_task_id=None)
+
+
+def _outdated(ctx: Context, entry: Entry) -> NoReturn:
+    """The file read for this upload is not (or no longer) the version that settled."""
+    _delete_unused_job(ctx, entry)
+    raise FileVanished("changed or removed during the upload; its job was deleted and the newest "
+                       "version is converted instead", job_id=entry.job_id, path=entry.relpath)
 
 
 def drop_if_outdated(ctx: Context, entry: Entry, *, vanished_too: bool = True) -> None:

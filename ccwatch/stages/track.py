@@ -93,5 +93,4 @@ def check(ctx: Context, entry: Entry, job: dict[str, Any] | None = None
     if status != "finished":
         raise FileError(f"the job ended in an unknown status {status!r}", code="BAD_STATUS",
                         job_id=entry.job_id)
-    template = ctx.template(entry)
-    return outputs_of(job, template.export_url_tasks)
+    return outputs_of(job, ctx.exports(entry))

@@ -40,8 +40,9 @@ def _task(job: dict[str, Any], name: str) -> dict[str, Any]:
 def _converted(api: CloudConvertClient, tmp_path: Path) -> tuple[str, str]:
     """(job id, export URL) of a finished PNG → JPG job."""
     job = api.create_job(TO_JPG, path="a.png")
-    source = make_image(tmp_path / "a.png")
-    api.upload(_task(job, "in")["result"]["form"], source, "a.png", job_id=job["id"], task="in")
+    with make_image(tmp_path / "a.png").open("rb") as source:
+        api.upload(_task(job, "in")["result"]["form"], source, "a.png", job_id=job["id"],
+                   task="in")
     done = wait_for(lambda: (j := api.get_job(job["id"], path="a"))["status"] == "finished" and j,
                     timeout=20, message="the job to finish")
     return job["id"], _task(done, "out")["result"]["files"][0]["url"]
@@ -111,8 +112,8 @@ def test_an_expired_form_is_refused_as_the_forms_problem(api: CloudConvertClient
     job = api.create_job(TO_JPG, path="a.png")
     form = _task(job, "in")["result"]["form"]
     emulator.faults.expire_forms()
-    with pytest.raises(FormRefused) as err:
-        api.upload(form, make_image(tmp_path / "a.png"), "a.png", job_id=job["id"], task="in")
+    with pytest.raises(FormRefused) as err, make_image(tmp_path / "a.png").open("rb") as source:
+        api.upload(form, source, "a.png", job_id=job["id"], task="in")
     assert err.value.http_status == 403 and err.value.form == form
     assert emulator.jobs()[0]["tasks"][0]["status"] == "waiting"
 
@@ -132,9 +133,8 @@ def test_forms_expire_after_their_lifetime(tmp_path: Path) -> None:
             form = _task(job, "in")["result"]["form"]
             assert form["url"] == f"{emu.storage_url}/tasks"
             clock.advance(12 * 3600 + 1)
-            with pytest.raises(FormRefused):
-                client.upload(form, make_image(tmp_path / "a.png"), "a.png", job_id=job["id"],
-                              task="in")
+            with pytest.raises(FormRefused), make_image(tmp_path / "a.png").open("rb") as source:
+                client.upload(form, source, "a.png", job_id=job["id"], task="in")
         finally:
             client.close()
 

@@ -29,7 +29,7 @@ def test_schema_is_created_once_and_hosts_share_one_installation_id(pg_url: str)
     first = PostgresLedger(pg_url, host="a")
     second = PostgresLedger(pg_url, host="b")  # migrates nothing: the schema is there
     assert first.installation_id == second.installation_id
-    assert first.get_meta("schema_version") == 1
+    assert first.get_meta("schema_version") == 2  # files; then routes and the version index
     reader = PostgresLedger(pg_url, host="c", readonly=True)
     assert reader.exists() and reader.installation_id == first.installation_id
     for ledger in (first, second, reader):
@@ -154,3 +154,17 @@ def test_a_host_queues_and_takes_over_only_the_folders_it_watches(pg_url: str) -
     assert sorted(e.id for e in everyone.renew()) == [queued.id, started.id]
     office.close()
     everyone.close()
+
+
+def test_routes_renamed_files_and_renamed_folders(hosts: tuple[PostgresLedger, PostgresLedger]) -> None:
+    """What issue 11 keeps in the ledger works on the shared store too: a row's route, a file
+    renamed in flight (its relpath follows), a folder renamed in the config (its rows follow)."""
+    a, b = hosts
+    route = {"output_name": "{stem}.{ext}", "on_conflict": "rename", "exports": ["out"]}
+    entry = a.add("inbox", "a.png", 10, 7, rule=0, template="t", now=1.0, route=route)
+    assert entry is not None and entry.route == route
+    assert [e.id for e in b.in_flight_like("inbox", 10, 7)] == [entry.id]
+    moved = a.update(entry.id, now=2.0, relpath="sub/b.png")
+    assert moved.relpath == "sub/b.png" and moved.route == route
+    assert a.rename_folder("inbox", "office") == 1
+    assert b.get(entry.id).folder == "office" and b.in_flight_like("inbox", 10, 7) == []

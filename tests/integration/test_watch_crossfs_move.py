@@ -1,7 +1,7 @@
 """Moves between two real filesystems (tmpfs /dev/shm and the disk under pytest's tmp_path).
 
-If both are one filesystem on this machine, the cross-filesystem strategy is still covered by the
-unit tests of ``copy_then_delete``, which this path calls.
+``fs.rooted.move_version`` copies, fsyncs, commits without clobbering, and only then deletes the
+source when a rename fails with EXDEV.
 """
 
 from __future__ import annotations
@@ -13,19 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from ccwatch.fs import is_own_temp, move_no_clobber
+from ccwatch.fs import FileStat, is_own_temp, rooted
+from ccwatch.fs.roots import Root
 
 SHM = Path("/dev/shm")
+
+
+def _move(src_root: Path, src: Path, dst_root: Path, dst: Path) -> Path | None:
+    st = src.stat()
+    moved = rooted.move_version(Root(src_root), src.relative_to(src_root).as_posix(),
+                                FileStat(st.st_size, st.st_mtime_ns), Root(dst_root),
+                                dst.relative_to(dst_root).as_posix())
+    return None if moved is None else dst_root / moved
 
 
 @pytest.fixture
 def other_fs(tmp_path: Path) -> Iterator[Path]:
     """A folder on a different filesystem from ``tmp_path``."""
     if not SHM.is_dir():
-        pytest.skip("no /dev/shm here; copy_then_delete is covered by tests/unit/test_fs.py")
+        pytest.skip("no /dev/shm here: no second filesystem to move across")
     with tempfile.TemporaryDirectory(dir=SHM) as folder:
         if os.stat(folder).st_dev == os.stat(tmp_path).st_dev:
-            pytest.skip("/dev/shm and tmp_path share a filesystem; see the copy_then_delete unit tests")
+            pytest.skip("/dev/shm and tmp_path share a filesystem here")
         yield Path(folder)
 
 
@@ -36,7 +45,7 @@ def test_move_across_filesystems_copies_then_deletes(other_fs: Path, tmp_path: P
     src.write_bytes(payload)
     os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
     dst = tmp_path / "failed" / "2024" / "scan.pdf"
-    final = move_no_clobber(src, dst)
+    final = _move(other_fs, src, tmp_path, dst)
     assert final == dst
     assert final.read_bytes() == payload
     assert final.stat().st_mtime_ns == 1_600_000_000_000_000_000
@@ -49,7 +58,7 @@ def test_move_across_filesystems_never_clobbers(other_fs: Path, tmp_path: Path) 
     (tmp_path / "a (1).pdf").write_bytes(b"also here")
     src = other_fs / "a.pdf"
     src.write_bytes(b"incoming")
-    final = move_no_clobber(src, tmp_path / "a.pdf")
+    final = _move(other_fs, src, tmp_path, tmp_path / "a.pdf")
     assert final == tmp_path / "a (2).pdf"
     assert final.read_bytes() == b"incoming"
     assert (tmp_path / "a.pdf").read_bytes() == b"already here"
@@ -63,5 +72,5 @@ def test_failed_cross_filesystem_move_keeps_the_source(other_fs: Path, tmp_path:
     src.write_bytes(b"precious")
     (tmp_path / "blocked").write_bytes(b"")
     with pytest.raises(OSError):
-        move_no_clobber(src, tmp_path / "blocked" / "sub" / "a.pdf")
+        _move(other_fs, src, tmp_path, tmp_path / "blocked" / "sub" / "a.pdf")
     assert src.read_bytes() == b"precious"

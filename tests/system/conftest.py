@@ -78,6 +78,46 @@ def bindfs_mirror(source: Path, mount_dir: Path, *options: str) -> Iterator[Path
         _unmount(mount_dir)
 
 
+class Tmpfs:
+    """``mount -t tmpfs`` on folders (root only: fails in CI, skips elsewhere otherwise); every
+    mount still there is undone after the test."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def mount(self, mount_dir: Path, size: str = "8m") -> Path:
+        if os.geteuid() != 0:
+            why = "mounting a tmpfs needs root (CI runs as root)"
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        mount_dir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                               str(mount_dir)], capture_output=True, text=True, check=False,
+                              timeout=30)
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs at {mount_dir}: {done.stderr.strip()}")
+        self.mounted.append(mount_dir)
+        return mount_dir
+
+    def unmount(self, mount_dir: Path) -> None:
+        _unmount(mount_dir)
+
+    def cleanup(self) -> None:
+        for mount_dir in reversed(self.mounted):
+            while os.path.ismount(mount_dir):
+                subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Tmpfs]:
+    mounts = Tmpfs()
+    try:
+        yield mounts
+    finally:
+        mounts.cleanup()
+
+
 @pytest.fixture
 def bindfs_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """(underlying_dir, mount_dir): a FUSE mirror of a fresh folder; write in the first, watch the

@@ -15,7 +15,7 @@ import pytest
 import tomli_w
 
 from ccwatch import config
-from ccwatch.config.parse import parse_size
+from ccwatch.config.parse import looks_like_secret, parse_size
 from ccwatch.errors import ConfigError, ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -634,3 +634,15 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "cloudconvert.endpoint", "daemon.max_in_flight", "templates.to-pdf.tasks.out.input",
         "folders[0].rules[1].template"]
     assert "no template 'zz' (known: 'to-pdf')" in lines[4]
+
+
+@pytest.mark.parametrize(("value", "pasted"), [
+    ("CLOUDCONVERT_API_KEY", False),
+    ("CC_KEY_PROD_2", False),
+    ("api-key", False),
+    ("cloudconvert-api-key", False),
+    ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl", True),
+    ("abcDEF0123456789abcdef0123456789XYZ", True),
+])
+def test_a_key_shaped_value_is_recognised(value: str, pasted: bool) -> None:
+    assert looks_like_secret(value) is pasted
