@@ -1,9 +1,10 @@
 """Transfers: one big file up and down through the emulator, ccwatch's client against curl.
 
 Each contender runs as its own process against the same served emulator, one after the other:
-ccwatch's API client (``CloudConvertClient.upload``, then ``download`` into ``fs.write_stream``, the
-code the submit and deliver stages run) and curl posting the same form, then fetching the same URL
-to a file that is fsynced once. Upload and download + fsync are timed inside each process.
+ccwatch's API client (``CloudConvertClient.upload`` from an open file, then ``download`` into
+``fs.rooted.staged``, the code the submit and deliver stages run) and curl posting the same form,
+then fetching the same URL to a file that is fsynced once. Upload and download + fsync are timed
+inside each process.
 """
 
 from __future__ import annotations
@@ -27,22 +28,27 @@ JOB = {"tasks": {"in": {"operation": "import/upload"},
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from ccwatch import fs
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import SystemClock
+from ccwatch.fs import rooted
+from ccwatch.fs.roots import Root
 base, key, form, src, url, out = sys.argv[1:7]
 api = CloudConvertClient(base, base + "/sync", key, timeout_s=600, clock=SystemClock())
 result = {}
 if form != "-":
     t = time.monotonic()
-    api.upload(json.loads(form), Path(src), "big.bin", job_id="bench", task="in")
+    with open(src, "rb") as source:
+        api.upload(json.loads(form), source, "big.bin", job_id="bench", task="in")
     result["upload_s"] = time.monotonic() - t
 if url != "-":
     t = time.monotonic()
-    with api.download(url, job_id="bench", path="big.bin") as chunks:
-        temp, _ = fs.write_stream(Path(out), chunks)
+    with api.download(url, job_id="bench", path="big.bin") as chunks, \
+            rooted.staged(Root(Path(out)), ()) as item:
+        for chunk in chunks:
+            item.write(chunk)
+        item.commit("big.out", overwrite=True)  # fsync + rename, as the deliver stage does
     result["download_s"] = time.monotonic() - t
-    temp.unlink()
+    (Path(out) / "big.out").unlink()
 print(json.dumps(result))
 """
 

@@ -104,8 +104,8 @@ def test_a_wait_past_its_deadline_hands_the_job_back_as_running(emulator: Any,
                              path="x")
         upload = next(t for t in job["tasks"] if t["name"] == "in")
         make_image(tmp_path / "x.png")
-        api.upload(upload["result"]["form"], tmp_path / "x.png", "x.png", job_id=job["id"],
-                   task="in")
+        with (tmp_path / "x.png").open("rb") as source:
+            api.upload(upload["result"]["form"], source, "x.png", job_id=job["id"], task="in")
         assert waiter.wait(1, job["id"])
         wait_for(lambda: len(results) == 1, timeout=5, message="the first wait's end")
         assert results[0] == (1, "running")
