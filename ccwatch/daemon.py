@@ -29,10 +29,8 @@ from ccwatch.errors import (
     AccountError,
     ConfigError,
     ExitCode,
-    FolderUnavailable,
     LedgerUnavailable,
 )
-from ccwatch.fs import rooted
 from ccwatch.http import app as http
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
@@ -124,18 +122,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                    if config.daemon.delete_jobs else None)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
                       metrics=metrics, hooks=hooks, cleanup=cleanup)
-        for folder in config.folders:
-            for place in (folder.output, folder.quarantine):
-                with contextlib.suppress(FolderUnavailable):
-                    removed = rooted.remove_temps(ctx.root(place))
-                    if removed:
-                        logger.bind(folder=folder.name).info(
-                            "removed {} unfinished temp file(s) from {}", removed, place)
-            # Each root's device is recorded now: a different one later means it was unmounted.
-            for root in (folder.input, folder.output, folder.quarantine, folder.archive):
-                if root is not None:
-                    with contextlib.suppress(FolderUnavailable):
-                        ctx.root(root).check()
+        ctx.check_roots()
         ctx.record_availability()  # not what a previous run left
         waiter = None
         if config.webhook is None and config.daemon.tracking == "wait":

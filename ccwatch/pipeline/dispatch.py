@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
 
 from loguru import logger
 
@@ -29,23 +28,22 @@ from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
 from ccwatch.pipeline.claims import ClaimKeeper
-from ccwatch.pipeline.due import SUBMIT_STATES, Agenda, Slot, Work
+from ccwatch.pipeline.due import Agenda, Slot, Work
 from ccwatch.pipeline.gate import SubmissionGate
+from ccwatch.pipeline.handoff import JobHandoff
 from ccwatch.pipeline.outcomes import Outcomes, Verdict
 from ccwatch.pipeline.pacing import CreatePacer
 from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
-from ccwatch.syncwait import Done, JobWaiter, Waited
+from ccwatch.syncwait import Done, JobWaiter
 
 # The shortest wait the pipeline asks the waker for when the gate holds submissions back.
 MIN_WAIT_S = 0.01
-# What a webhook delivery came to: tracked now, not ours, or nothing left to do for it.
-Pushed = Literal["accepted", "unknown", "done"]
 
 
-class Pipeline:
+class Pipeline(JobHandoff):
     def __init__(self, ctx: Context, *, rng: random.Random | None = None,
                  waiter: Callable[[Done], JobWaiter] | None = None,
                  pacer: CreatePacer | None = None) -> None:
@@ -212,37 +210,6 @@ class Pipeline:
         elif wake is not None:
             self._kicked = True  # due while this turn ran: go round once more
 
-    def _wait(self, slot: Slot) -> bool:
-        """Hand a processing job to the waiter; False: read it on the tracking pool instead."""
-        job_id = slot.entry.job_id
-        if (self._waiter is None or self._stopping or slot.poll_only or not job_id
-                or slot.pushed_job is not None):
-            return False
-        # Never past the job's job_timeout_s: the read at a wait's deadline is what checks it.
-        left = self.ctx.config.daemon.job_timeout_s - (self._clock.wall() - slot.entry.updated_at)
-        return self._waiter.wait(slot.entry.id, job_id, deadline_s=left)
-
-    def _waited(self, entry_id: int, job: Waited) -> None:
-        """A wait ended (on the waiter's loop): read the job at once (then, still running, wait
-        again), or poll it from now on."""
-        with self._lock:
-            slot = self._agenda.slots.get(entry_id)
-        if slot is None:
-            return
-        work: Callable[[Slot], None] = self._track
-        if job is None:
-            slot.poll_only = True
-            slot.due = self._clock.monotonic() + self.ctx.config.daemon.poll_interval_s
-            work = _nothing
-        elif job != "running" and isinstance(job.get("tasks"), list):
-            slot.pushed_job = job
-        # (An ended job without its tasks is read again with them; so is one still running at the
-        # wait's deadline, which also checks on it.)
-        try:
-            self._trackers.submit(self._guarded, slot, work)
-        except RuntimeError:
-            pass  # stopping: the file resumes from the ledger on the next start
-
     def _start(self, slot: Slot, pool: ThreadPoolExecutor, work: Callable[[Slot], None]) -> None:
         try:
             pool.submit(self._guarded, slot, work)
@@ -354,31 +321,7 @@ class Pipeline:
         except LedgerUnavailable:
             slot.stale = True  # read it before the next try: the lost write may have landed
 
-    # -- webhooks, queries, shutdown ------------------------------------------------------------
-
-    def job_pushed(self, job: dict[str, Any]) -> Pushed:
-        """A verified webhook delivery: "accepted" (tracked now), "unknown" or "done" (handled)."""
-        job_id = str(job.get("id"))
-        with self._lock:
-            entry_id = self._by_job.get(job_id)
-        if entry_id is None:
-            # The delivery can overtake our own bookkeeping right after the upload: ask the ledger.
-            entry = self.ctx.ledger.by_job_id(job_id)
-            if entry is None:
-                return "unknown"
-            entry_id = entry.id
-        with self._lock:
-            slot = self._agenda.slots.get(entry_id)
-            # SETTLED too: a fresh slot's entry is only refreshed when its submit returns, and a
-            # fast job's webhook can arrive before that.
-            if slot is None or slot.entry.state not in (*SUBMIT_STATES, State.PROCESSING):
-                return "done"
-            if slot.pushed_job is not None:
-                return "done"
-            slot.pushed_job = job
-            self._agenda.wake(slot)  # a processing job's delivery is read at once
-        self.kick()
-        return "accepted"
+    # -- queries, shutdown ------------------------------------------------------------------
 
     def idle(self) -> bool:
         """Nothing in flight, nothing settling (empty files that wait forever do not count)."""
@@ -430,6 +373,3 @@ class Pipeline:
         for pool in (self._uploads, self._trackers, self._downloads):
             pool.shutdown(wait=wait, cancel_futures=True)
 
-
-def _nothing(slot: Slot) -> None:
-    """The work of a job handed back by the waiter: none now, its next poll is set."""

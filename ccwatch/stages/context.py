@@ -10,6 +10,7 @@ same holds through the route kept in its ledger row (output_name, on_conflict, h
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -23,7 +24,8 @@ from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig, Rule
 from ccwatch.config.templates import Template
-from ccwatch.errors import FileError, LedgerUnavailable
+from ccwatch.errors import FileError, FolderUnavailable, LedgerUnavailable
+from ccwatch.fs import rooted
 from ccwatch.fs.rooted import Version
 from ccwatch.fs.roots import Root, Roots
 from ccwatch.http.metrics import Metrics
@@ -60,6 +62,22 @@ class Context:
             self.ledger.set_meta(UNAVAILABLE_META, self.roots.unavailable() or None)
         except (sqlite3.Error, LedgerUnavailable) as exc:
             logger.warning("cannot record folder availability in the ledger: {}", exc)
+
+    def check_roots(self) -> None:
+        """At start: remove unfinished temps left in outputs and quarantines, and record each
+        root's device (a different one later means it was unmounted)."""
+        for folder in self.config.folders:
+            for place in (folder.output, folder.quarantine):
+                with contextlib.suppress(FolderUnavailable):
+                    removed = rooted.remove_temps(self.root(place))
+                    if removed:
+                        logger.bind(folder=folder.name).info(
+                            "removed {} unfinished temp file(s) from {}", removed, place)
+            # Each root's device is recorded now: a different one later means it was unmounted.
+            for root in (folder.input, folder.output, folder.quarantine, folder.archive):
+                if root is not None:
+                    with contextlib.suppress(FolderUnavailable):
+                        self.root(root).check()
 
     def reload(self, config: Config, *, in_flight: Iterable[int]) -> None:
         """New files follow ``config`` from now on; the entries ``in_flight`` keep theirs."""
