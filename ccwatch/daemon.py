@@ -37,6 +37,7 @@ from ccwatch.ledger import Ledger
 from ccwatch.pipeline import Pipeline, credits, report
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.pipeline.pacing import CreatePacer
+from ccwatch.pipeline.waker import Waker
 from ccwatch.process import install_signal_handlers, sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context, follow_renamed_folders
@@ -44,7 +45,6 @@ from ccwatch.stages.hooks import Hooks
 from ccwatch.syncwait import JobWaiter
 
 WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
-CLEANUP_S = 1.0  # finished jobs are deleted within about this long
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
@@ -118,8 +118,11 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
                       hide=hide)
         stack.callback(hooks.close, config.daemon.hook_timeout_s)
         cleanup = (JobCleanup(ledger, api, clock, retry_s=config.daemon.poll_max_s,
-                              on_deleted=metrics.jobs_deleted.inc)
+                              on_deleted=metrics.jobs_deleted.inc,
+                              timer=functools.partial(Waker, clock))
                    if config.daemon.delete_jobs else None)
+        if cleanup is not None:
+            stack.callback(cleanup.stop)
         ctx = Context(config=config, ledger=ledger, api=api, clock=clock, webhook_url=webhook_url,
                       metrics=metrics, hooks=hooks, cleanup=cleanup)
         ctx.check_roots()
@@ -315,9 +318,6 @@ class Daemon:
                 scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
                                   seconds=self.runtime.ctx.config.daemon.credits_check_s,
                                   next_run_time=dt.datetime.now(dt.UTC))
-            if self.runtime.ctx.cleanup is not None:
-                scheduler.add_job(self.runtime.ctx.cleanup.sweep, "interval", seconds=CLEANUP_S,
-                                  id="cleanup", max_instances=1, coalesce=True)
             scheduler.start()
             sd_notify("READY=1\nSTATUS=" + self.status_line())
             keepalive = watchdog_interval_s()
@@ -379,7 +379,8 @@ def run_once(runtime: Runtime, *, on_progress: Callable[[int, int], None] | None
         # The waker turns the crank; this thread only waits for files to finish.
         pipeline.wait_progress(IDLE_CHECK_S)
     if runtime.ctx.cleanup is not None:
-        runtime.ctx.cleanup.sweep()  # one try now; what fails is deleted by the next run
+        runtime.ctx.cleanup.stop()
+        runtime.ctx.cleanup.sweep(final=True)  # one try now; what fails is deleted by the next run
     return ExitCode.FILES_FAILED if pipeline.failed else ExitCode.OK
 
 

@@ -72,6 +72,10 @@ _MIGRATIONS = (
     ALTER TABLE files ADD COLUMN route TEXT;
     CREATE INDEX files_version ON files (folder, size, mtime_ns);
     """,
+    # The files of a folder settled before another and not planned yet (delivery's name choice).
+    """
+    CREATE INDEX files_queue ON files (folder, state, id);
+    """,
 )
 _MIGRATION_LOCK = 0x63637761  # pg_advisory_xact_lock key: one host migrates at a time
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
@@ -283,9 +287,17 @@ class PostgresLedger(Ledger):
             self._owned(conn, entry_id)
             conn.execute("DELETE FROM files WHERE id = %s", (entry_id,))
 
+    def meta_under(self, prefix: str) -> dict[str, Any]:
+        # starts_with, not a range: the database's collation need not order keys by code point.
+        rows = self._query("SELECT key, value FROM meta WHERE starts_with(key, ?)", (prefix,))
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as conn:
-            self._put_meta(conn, key, value)
+            if value is None:
+                conn.execute("DELETE FROM meta WHERE key = %s", (key,))
+            else:
+                self._put_meta(conn, key, value)
 
     @staticmethod
     def _put_meta(conn: psycopg.Connection[tuple[Any, ...]], key: str, value: Any) -> None:

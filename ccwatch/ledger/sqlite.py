@@ -70,6 +70,7 @@ CREATE INDEX IF NOT EXISTS files_state ON files (state);
 CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
+CREATE INDEX IF NOT EXISTS files_queue ON files (folder, state, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -182,6 +183,15 @@ class Ledger:
             f"SELECT {COLUMNS} FROM files WHERE state IN ({marks}) ORDER BY id", ACTIVE)
         return [row_to_entry(r) for r in rows]
 
+    def unplanned_before(self, folder: str, before_id: int) -> list[Entry]:
+        """Active rows of ``folder`` older than ``before_id`` whose outputs are not chosen yet: a
+        range per state on an index, so a backlog of later files costs nothing here."""
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._query(
+            f"SELECT {COLUMNS} FROM files WHERE folder = ? AND state IN ({marks}) AND id < ? "
+            "AND outputs IS NULL ORDER BY id", (folder, *ACTIVE, before_id))
+        return [row_to_entry(r) for r in rows]
+
     def is_output(self, folder: str, *paths: str) -> bool:
         """One of ``paths`` is an output a delivery of ``folder`` chose (recorded before its
         rename), so an in-place folder never takes it for a new input."""
@@ -252,6 +262,12 @@ class Ledger:
     def get_meta(self, key: str) -> Any:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else None
+
+    def meta_under(self, prefix: str) -> dict[str, Any]:
+        """Every meta key that starts with ``prefix`` and its value (a range on the primary key)."""
+        rows = self._query("SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+                           (prefix, prefix + "\U0010ffff"))
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     # -- claims: one host owns everything here; the shared store overrides these ----------------
 
@@ -349,6 +365,10 @@ class Ledger:
             db.execute("DELETE FROM files WHERE id = ?", (entry_id,))
 
     def set_meta(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``; None removes the key (a reader sees None either way)."""
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                       (key, json.dumps(value)))
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           (key, json.dumps(value)))

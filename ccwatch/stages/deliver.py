@@ -143,9 +143,7 @@ def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
     """The output paths that files of this folder settled before ``entry`` and not yet planned
     are expected to take (predicted from their templates)."""
     expected: set[Path] = set()
-    for elder in ctx.ledger.active():
-        if elder.id >= entry.id or elder.folder != entry.folder or elder.outputs:
-            continue
+    for elder in ctx.ledger.unplanned_before(entry.folder, entry.id):
         if elder.relpath == entry.relpath:
             continue  # an older version of this same input: this one supersedes it
         try:

@@ -29,11 +29,33 @@ def test_schema_is_created_once_and_hosts_share_one_installation_id(pg_url: str)
     first = PostgresLedger(pg_url, host="a")
     second = PostgresLedger(pg_url, host="b")  # migrates nothing: the schema is there
     assert first.installation_id == second.installation_id
-    assert first.get_meta("schema_version") == 2  # files; then routes and the version index
+    assert first.get_meta("schema_version") == 3  # files; routes and the version index; queue index
     reader = PostgresLedger(pg_url, host="c", readonly=True)
     assert reader.exists() and reader.installation_id == first.installation_id
     for ledger in (first, second, reader):
         ledger.close()
+
+
+def test_meta_rows_under_a_prefix_and_none_removes_a_key(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url, host="a")
+    for key in ("jobs@a/1", "jobs@a/2", "jobs@b/3", "jobs@a"):
+        ledger.set_meta(key, True)
+    ledger.set_meta("jobs@a/2", None)
+    assert ledger.meta_under("jobs@a/") == {"jobs@a/1": True}
+    assert ledger.get_meta("jobs@a/2") is None
+    ledger.close()
+
+
+def test_the_unplanned_files_before_one_are_found_on_the_index(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url, host="a")
+    ids = []
+    for name in ("a", "b", "c"):
+        entry = ledger.add("inbox", f"{name}.png", 10, 1, rule=0, template="t", now=1.0)
+        assert entry is not None
+        ids.append(entry.id)
+    assert [e.relpath for e in ledger.unplanned_before("inbox", ids[2])] == ["a.png", "b.png"]
+    assert ledger.unplanned_before("other", ids[2]) == []
+    ledger.close()
 
 
 def test_a_database_from_a_newer_ccwatch_is_refused(pg_url: str) -> None:

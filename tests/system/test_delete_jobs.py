@@ -9,6 +9,8 @@ from typing import Any
 from cli_helpers import cli_env, run_cli, status_json, write_setup
 from proc_harness import daemon, make_setup
 
+from ccwatch.ledger import LEDGER_NAME, Ledger
+from ccwatch.stages.cleanup import META_KEY
 from ccwatch.testing import make_image, wait_for
 
 
@@ -55,3 +57,42 @@ def test_delete_jobs_false_keeps_them(tmp_path: Path, emulator: Any) -> None:
     assert run_cli("run", "--once", "-c", str(s.config), cwd=tmp_path, env=env).returncode == 0
     assert len(emulator.jobs()) == 1
     assert emulator.count("DELETE", "/v2/jobs/*") == 0
+
+
+def test_the_list_an_older_version_kept_is_deleted_and_moved_to_rows(tmp_path: Path,
+                                                                     emulator: Any) -> None:
+    """Older versions kept the jobs to delete as one list (rewritten per file: O(n) each); it is
+    still honoured, and moved to one row per job."""
+    s = write_setup(tmp_path, endpoint=emulator.base_url or "", delete_jobs=False)
+    env = cli_env(tmp_path, CLOUDCONVERT_API_KEY=emulator.api_key)
+    make_image(s.input / "a.png")
+    assert run_cli("run", "--once", "-c", str(s.config), cwd=tmp_path, env=env).returncode == 0
+    [job] = emulator.jobs()
+    ledger = Ledger(s.state / LEDGER_NAME)
+    ledger.set_meta(META_KEY, [job["id"]])
+    ledger.close()
+    assert status_json(s.config, cwd=tmp_path, env=env)["jobs_to_delete"] == 1
+
+    s = write_setup(tmp_path, endpoint=emulator.base_url or "", delete_jobs=True)
+    again = run_cli("run", "--once", "-c", str(s.config), cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert emulator.jobs() == []
+    assert status_json(s.config, cwd=tmp_path, env=env)["jobs_to_delete"] == 0
+    ledger = Ledger(s.state / LEDGER_NAME, readonly=True)
+    assert ledger.get_meta(META_KEY) is None
+    assert ledger.meta_under(META_KEY) == {}
+
+
+def test_each_finished_job_is_one_row_until_deleted(tmp_path: Path, emulator: Any) -> None:
+    """Recording a job to delete writes one row (not the whole list again); deleting removes it."""
+    s = write_setup(tmp_path, endpoint=emulator.base_url or "", delete_jobs=True)
+    env = cli_env(tmp_path, CLOUDCONVERT_API_KEY=emulator.api_key)
+    emulator.faults.http_error("DELETE", "/v2/jobs/*", status=503, times=None)
+    for name in ("a", "b", "c"):
+        make_image(s.input / f"{name}.png")
+    assert run_cli("run", "--once", "-c", str(s.config), cwd=tmp_path, env=env).returncode == 0
+    ledger = Ledger(s.state / LEDGER_NAME, readonly=True)
+    rows = ledger.meta_under(META_KEY + "/")
+    assert sorted(k.rpartition("/")[2] for k in rows) == sorted(j["id"] for j in emulator.jobs())
+    assert len(rows) == 3 and ledger.get_meta(META_KEY) is None
+    ledger.close()
