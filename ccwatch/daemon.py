@@ -1,13 +1,12 @@
 """The daemon's lifecycle: open the ledger and the API, watch, crank the pipeline, drain on stop.
 
-Effects live here: threads (APScheduler, watchdog), signals (SIGTERM drains, SIGHUP reloads), the
+Effects live here: threads (the waker's repeats, watchdog), signals (SIGTERM drains, SIGHUP reloads), the
 embedded engine; what systemd is told comes from :mod:`ccwatch.process`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -15,11 +14,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from ccwatch import logs, watch, webhook
+from ccwatch import logs, watch
 from ccwatch.api import CloudConvertClient
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
@@ -31,20 +28,21 @@ from ccwatch.errors import (
     ExitCode,
     LedgerUnavailable,
 )
-from ccwatch.http import app as http
 from ccwatch.http.metrics import Metrics
 from ccwatch.ledger import Ledger
-from ccwatch.pipeline import Pipeline, credits, report
+from ccwatch.pipeline import Pipeline, credits
 from ccwatch.pipeline.neighbours import Neighbours
 from ccwatch.pipeline.pacing import CreatePacer
-from ccwatch.pipeline.waker import Waker
-from ccwatch.process import install_signal_handlers, sd_notify, single_instance, watchdog_interval_s
+from ccwatch.pipeline.waker import Every, Waker
+from ccwatch.process import Alert, install_signal_handlers, sd_notify, single_instance, watchdog_interval_s
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context, follow_renamed_folders
 from ccwatch.stages.hooks import Hooks
 from ccwatch.syncwait import JobWaiter
 
-WAKE_S = 0.2  # how soon the main loop notices a stop or a reload request
+# How often the main loop looks at the watchers and the pipeline's health (and tells systemd's
+# watchdog, at least this often); stops and reloads wake it at once.
+BEAT_S = 5.0
 # A pipeline that has not turned for this long is hung: stop telling systemd we are alive.
 STALL_S = 60.0
 EMBEDDED_KEY = "embedded-engine"
@@ -161,6 +159,8 @@ def _open_ledger(config: Config, state_dir: Path, clock: Clock) -> Ledger:
 @contextmanager
 def _status_endpoint(runtime: Runtime) -> Iterator[str]:
     """``[http] listen``: the status page, /metrics and /healthz of this runtime."""
+    from ccwatch.http import app as http  # werkzeug and waitress only when configured
+    from ccwatch.pipeline import report
     listen = runtime.ctx.config.http.listen
     address = runtime.ctx.config.http.host_port()
     assert address is not None
@@ -176,6 +176,7 @@ def _status_endpoint(runtime: Runtime) -> Iterator[str]:
 
 @contextmanager
 def _receiver(config: Config, pipeline: Pipeline) -> Iterator[str]:
+    from ccwatch import webhook  # werkzeug and waitress only when configured
     assert config.webhook is not None
     hook = config.webhook
     secret = hook.secret.reveal() if hook.secret else ""
@@ -209,8 +210,10 @@ class Daemon:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.stop_event = threading.Event()
-        self.reload_event = threading.Event()  # SIGHUP: re-read the config file
+        # Setting either wakes the main loop at once: it sleeps on ``_attention``, not on a tick.
+        self._attention = threading.Event()
+        self.stop_event = Alert(self._attention)
+        self.reload_event = Alert(self._attention)  # SIGHUP: re-read the config file
         self._watchers: dict[str, watch.FolderWatcher] = {}
 
     def watchers(self) -> tuple[watch.FolderWatcher, ...]:
@@ -248,12 +251,11 @@ class Daemon:
         self.runtime.pipeline.nudge()
         return self.runtime.pipeline.seconds_since_step() < STALL_S
 
-    def _schedule_rescan(self, scheduler: BackgroundScheduler, folder: FolderConfig) -> None:
-        scheduler.add_job(self.runtime.scan, "interval", args=[folder],
-                          seconds=folder.rescan_s, id=f"rescan-{folder.name}", max_instances=1,
-                          coalesce=True, replace_existing=True)
+    def _schedule_rescan(self, scheduler: Every, folder: FolderConfig) -> None:
+        scheduler.add(f"rescan-{folder.name}", folder.rescan_s,
+                      functools.partial(self.runtime.scan, folder))
 
-    def reload(self, scheduler: BackgroundScheduler) -> bool:
+    def reload(self, scheduler: Every) -> bool:
         """Re-read the config file: new folders and rules apply to new files, files in flight keep
         their settings; a config that does not load is refused and the running one stays."""
         ctx = self.runtime.ctx
@@ -279,8 +281,7 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     self._watchers.pop(name).stop()
                 self.runtime.watch_modes.pop(name, None)
-                with contextlib.suppress(JobLookupError):
-                    scheduler.remove_job(f"rescan-{name}")
+                scheduler.remove(f"rescan-{name}")
         for folder in merged.folders:
             if folder.name not in self._watchers:
                 self._start_watcher(folder)
@@ -305,7 +306,7 @@ class Daemon:
         """Run until ``stop_event``; True when the drain finished within the grace period."""
         pipeline = self.runtime.pipeline
         clock = self.runtime.ctx.clock
-        scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
+        scheduler = Every(clock)
         try:
             for folder in self.runtime.ctx.config.folders:
                 self._start_watcher(folder)
@@ -315,21 +316,23 @@ class Daemon:
                 self._schedule_rescan(scheduler, folder)
             guard = credits.guard(self.runtime.ctx, self.runtime.pipeline.gate)
             if guard is not None:
-                scheduler.add_job(guard.check, "interval", id="credits", max_instances=1,
-                                  seconds=self.runtime.ctx.config.daemon.credits_check_s,
-                                  next_run_time=dt.datetime.now(dt.UTC))
-            scheduler.start()
+                scheduler.add("credits", self.runtime.ctx.config.daemon.credits_check_s,
+                              guard.check, now=True)
             sd_notify("READY=1\nSTATUS=" + self.status_line())
             keepalive = watchdog_interval_s()
-            tick = min(keepalive, 5.0) if keepalive else 5.0
-            beat = clock.monotonic() + tick
-            while not self.stop_event.wait(WAKE_S):
+            beat_s = min(keepalive, BEAT_S) if keepalive else BEAT_S
+            beat = clock.monotonic() + beat_s
+            while not self.stop_event.is_set():
+                self._attention.wait(max(0.0, beat - clock.monotonic()))
+                self._attention.clear()  # the events themselves stay set: nothing is missed
+                if self.stop_event.is_set():
+                    break
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     self.reload(scheduler)
                 if clock.monotonic() < beat:
                     continue
-                beat = clock.monotonic() + tick
+                beat = clock.monotonic() + beat_s
                 if self._healthy():
                     sd_notify("WATCHDOG=1\nSTATUS=" + self.status_line())
                 else:
@@ -342,7 +345,7 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     watcher.stop()
         drained = self._drain(self.runtime.ctx.config.daemon.shutdown_grace_s)
-        scheduler.shutdown(wait=False)
+        scheduler.stop()
         return drained
 
     def _drain(self, grace_s: float) -> bool:

@@ -106,6 +106,18 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+class Alert(threading.Event):
+    """An event that also wakes whoever sleeps on ``attention`` (the daemon's main loop)."""
+
+    def __init__(self, attention: threading.Event) -> None:
+        super().__init__()
+        self._attention = attention
+
+    def set(self) -> None:
+        super().set()
+        self._attention.set()
+
+
 def install_signal_handlers(stop: threading.Event, *, reload: threading.Event | None = None
                             ) -> None:
     """SIGTERM and SIGINT (Ctrl-C) set ``stop``: intake stops and running transfers drain.

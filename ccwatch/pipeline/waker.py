@@ -67,3 +67,64 @@ class Waker:
                 self._action()
             except Exception:  # never let this thread die: it is the pipeline's only timer
                 logger.exception("wake-up action failed")
+
+
+class Every:
+    """Named actions repeated at fixed intervals (the rescans, the credits check) on one waker.
+
+    Each call runs on a thread of its own, so a rescan stuck on a dead share holds up nothing
+    else; an action still running when it falls due again is not started twice, and runs missed
+    meanwhile fold into the next one.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._jobs: dict[str, tuple[float, Callable[[], object]]] = {}  # name → (interval, action)
+        self._next: dict[str, float] = {}
+        self._running: set[str] = set()
+        self._waker = Waker(clock, self._start_due)
+
+    def add(self, name: str, interval_s: float, action: Callable[[], object], *,
+            now: bool = False) -> None:
+        """Run ``action`` every ``interval_s`` (``now``: the first run at once), replacing the
+        action of that name if there was one."""
+        when = self._clock.monotonic() + (0.0 if now else interval_s)
+        with self._lock:
+            self._jobs[name] = (interval_s, action)
+            self._next[name] = when
+        self._waker.at(when)
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._jobs.pop(name, None)
+            self._next.pop(name, None)
+
+    def stop(self) -> None:
+        self._waker.stop()
+
+    def _start_due(self) -> None:
+        now = self._clock.monotonic()
+        starts: list[tuple[str, Callable[[], object]]] = []
+        with self._lock:
+            for name, when in list(self._next.items()):
+                if when > now:
+                    continue
+                interval, action = self._jobs[name]
+                self._next[name] = now + interval
+                self._waker.at(now + interval)
+                if name not in self._running:
+                    self._running.add(name)
+                    starts.append((name, action))
+        for name, action in starts:
+            threading.Thread(target=self._call, args=(name, action), name=f"ccwatch-{name}",
+                             daemon=True).start()
+
+    def _call(self, name: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            logger.exception("{} failed", name)
+        finally:
+            with self._lock:
+                self._running.discard(name)
