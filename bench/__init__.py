@@ -3,7 +3,7 @@
 ::
 
     __main__.py    command line: runs the benchmarks, prints their tables, updates docs/benchmarks.md
-    common.py      workspaces, configs, the served emulator, child processes measured with wait4
+    common.py      workspaces, configs, the served emulator, child processes (CPU: wait4; peak RSS: VmHWM)
     report.py      machine facts, text/markdown tables, docs/benchmarks.md sections
     tree.py        large trees of files already "done" in the ledger (restart, idle)
     sdk_client.py  script run with PYTHONPATH=.sdk: the official SDK, as a loop or a naive watcher

@@ -6,6 +6,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import resource
 import shutil
 import signal
@@ -197,6 +198,26 @@ class Child:
         self.proc = subprocess.Popen(list(args), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=child_env, cwd=cwd)
         self.usage: Usage | None = None
+        self._hwm_kib = 0
+        threading.Thread(target=self._sample_hwm, name="bench-hwm", daemon=True).start()
+
+    def _sample_hwm(self) -> None:
+        """The child's own peak RSS (VmHWM of its address space), read until it exits.
+
+        ``wait4``'s ru_maxrss cannot be used for it: Linux counts the address space the child
+        was spawned from (the bench process, vfork) before its exec, so it reports the bench's
+        size whenever that is larger."""
+        status = Path(f"/proc/{self.proc.pid}/status")
+        while self.usage is None:
+            try:
+                text = status.read_text()
+            except OSError:
+                return
+            found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+            if found is None:  # a zombie: its memory is gone, the last reading stands
+                return
+            self._hwm_kib = max(self._hwm_kib, int(found.group(1)))
+            time.sleep(0.01)
 
     @property
     def pid(self) -> int:
@@ -236,9 +257,10 @@ class Child:
         code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = code  # already reaped: keep Popen from waiting again
         self._log.close()
-        # Linux reports ru_maxrss in KiB.
+        # Linux reports KiB; where there is no /proc, ru_maxrss (an upper bound) is what there is.
+        peak_kib = self._hwm_kib or rusage.ru_maxrss
         self.usage = Usage(code, time.monotonic() - self.started,
-                           rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024)
+                           rusage.ru_utime + rusage.ru_stime, peak_kib / 1024)
         return self.usage
 
     def __enter__(self) -> Child:

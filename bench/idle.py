@@ -26,7 +26,7 @@ from bench.report import Result, Target
 from bench.tree import build_done_tree
 
 POLL_S = 5.0  # the default poll interval
-TARGET_PCT = 1.0
+TARGET_PCT = 0.2
 
 
 @dataclass(frozen=True)

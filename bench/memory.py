@@ -82,8 +82,9 @@ def run(size: Size) -> Result:
         settings=[f"one sparse {size_mb:.0f} MiB file, template import/upload -> export/url "
                   "(no conversion), downloaded to the output folder",
                   f"ccwatch: {SETTINGS.describe()}, max_file_size {SETTINGS.max_file_size}"],
-        notes=["Peak RSS is ru_maxrss of the contender's own process (wait4), in MiB. The SDK's "
-               "Task.upload hands the open file to requests, which builds the whole multipart body "
-               "in memory; ccwatch streams the upload from disk and the download to a temp file."],
+        notes=["Peak RSS is the VmHWM of the contender's own process (read from /proc while it "
+               "runs), in MiB. The SDK's Task.upload hands the open file to requests, which "
+               "builds the whole multipart body in memory; ccwatch streams the upload from disk "
+               "and the download to a temp file."],
         targets=[Target(f"ccwatch <= {TARGET_MB:.0f} MB peak RSS ({rss:.0f} MB)", rss <= TARGET_MB)],
     )

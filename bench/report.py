@@ -28,9 +28,10 @@ writes.
 
 Every contender runs against a fresh emulator (`ccwatch.emulator`) served in the bench process on a
 loopback port; ccwatch and the SDK scripts run as child processes, and their CPU time and peak RSS
-are their own (`wait4`), never the bench's or the emulator's. The figures come from a shared 2-core
-machine where other work (test suites) may run at the same time: read them as orders of magnitude
-and ratios, not as exact timings.
+are their own (CPU from `wait4`; peak RSS the child's VmHWM read from /proc while it runs, since
+wait4's ru_maxrss also counts the bench process it was spawned from), never the bench's or the
+emulator's. The figures come from a shared 2-core machine where other work (test suites) may run at
+the same time: read them as orders of magnitude and ratios, not as exact timings.
 """
 
 

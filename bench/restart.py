@@ -28,7 +28,8 @@ from bench.report import Result, Target
 from bench.tree import build_done_tree, ledger_bytes
 
 SETTINGS = Settings(settle_s=0.5, watch="events")
-TARGET_S = 10.0
+TARGET_S = 2.0
+TARGET_RSS_MB = 80.0
 
 
 def run(size: Size) -> Result:
@@ -71,5 +72,7 @@ def run(size: Size) -> Result:
                "\"startup scan: 0 new file(s)\"; watchers are running before that scan. "
                f"Ledger size before the run: {ledger_before / 2**20:.1f} MB."],
         targets=[Target(f"<= {TARGET_S:.0f} s to idle ({to_idle_s:.2f} s)", to_idle_s <= TARGET_S),
+                 Target(f"<= {TARGET_RSS_MB:.0f} MB peak RSS ({usage.maxrss_mb:.0f} MB)",
+                        usage.maxrss_mb <= TARGET_RSS_MB),
                  Target(f"0 API calls ({calls})", calls == 0 and new_files == 0)],
     )

@@ -160,6 +160,10 @@ class PostgresLedger(Ledger):
         with self._lock, self._guard():
             return self._connection().execute(_pg(sql), tuple(params)).fetchall()
 
+    def _set_of(self, sql: str, params: tuple[Any, ...]) -> set[tuple[Any, ...]]:
+        with self._lock, self._guard():
+            return set(self._connection().execute(_pg(sql), params))
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -173,9 +173,13 @@ class Ledger:
 
         Rows queued again (``settled``, e.g. by ``ccwatch retry``) are left out so a scan notes them.
         """
-        rows = self._query("SELECT relpath, size, mtime_ns FROM files WHERE folder = ? AND state != ?",
-                           (folder, str(State.SETTLED)))
-        return {(r[0], r[1], r[2]) for r in rows}
+        return self._set_of("SELECT relpath, size, mtime_ns FROM files WHERE folder = ? AND state != ?",
+                            (folder, str(State.SETTLED)))
+
+    def _set_of(self, sql: str, params: tuple[Any, ...]) -> set[tuple[Any, ...]]:
+        # Straight from the cursor: a list of every row first would double a big scan's memory.
+        with self._lock:
+            return set(self._db.execute(sql, params))
 
     def active(self) -> list[Entry]:
         marks = ",".join("?" * len(ACTIVE))

@@ -17,6 +17,7 @@ import errno
 import functools
 import queue
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -104,13 +105,20 @@ class Intake:
         except FolderUnavailable:
             return 0  # said once by the root; an unmounted share's mount point is not its files
         known = self.ctx.ledger.known_identities(folder.name)
+        unknown: list[tuple[str, str]] = []
+        for rel, entry in watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:  # gone since it was listed
+                continue
+            if stat.S_ISREG(st.st_mode) and (rel, st.st_size, st.st_mtime_ns) not in known:
+                unknown.append((rel, entry.path))
+        del known
         new = 0
         # In name order, so files found together settle (and get their ledger ids) in that order.
-        found = sorted(watch.scan(folder.input, recursive=folder.recursive, ignore=folder.ignore))
-        for relpath, path in found:
-            st = fs.stat_regular(path)
-            if st is None or (str(relpath), st.size, st.mtime_ns) in known:
-                continue
+        unknown.sort(key=lambda found: found[0].split("/"))
+        for rel, abspath in unknown:
+            relpath, path = PurePosixPath(rel), Path(abspath)
             rule = watch.match_rule(relpath, folder.rules)
             if self._own_output(folder, path):
                 continue

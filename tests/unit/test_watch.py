@@ -156,10 +156,10 @@ def test_scan_skips_junk_symlinks_and_ignored(tmp_path: Path) -> None:
         (tmp_path / rel).write_bytes(b"x")
     (tmp_path / "link.pdf").symlink_to(tmp_path / "a.pdf")
     (tmp_path / "linkdir").symlink_to(tmp_path / "sub")
-    found = {rel.as_posix(): path for rel, path in scan(tmp_path, recursive=True, ignore=["*.bak"])}
+    found = {rel: entry.path for rel, entry in scan(tmp_path, recursive=True, ignore=["*.bak"])}
     assert sorted(found) == ["a.pdf", "sub/b.docx", "sub/deep/c.png"]
-    assert found["sub/deep/c.png"] == tmp_path / "sub" / "deep" / "c.png"
-    top = [rel.as_posix() for rel, _ in scan(tmp_path, recursive=False, ignore=[])]
+    assert found["sub/deep/c.png"] == str(tmp_path / "sub" / "deep" / "c.png")
+    top = [rel for rel, _ in scan(tmp_path, recursive=False, ignore=[])]
     assert sorted(top) == ["a.pdf", "e.BAK"]
 
 
@@ -172,7 +172,7 @@ def test_scan_goes_on_past_an_unreadable_folder(tmp_path: Path) -> None:
     (tmp_path / "a.pdf").write_bytes(b"x")
     (tmp_path / "locked").chmod(0)
     code = ("import sys, pathlib\nfrom ccwatch.watch import scan\n"
-            "print([r.as_posix() for r, _ in scan(pathlib.Path(sys.argv[1]), recursive=True, ignore=[])])")
+            "print([r for r, _ in scan(pathlib.Path(sys.argv[1]), recursive=True, ignore=[])])")
     try:
         found = run_unprivileged(code, str(tmp_path))
     finally:
