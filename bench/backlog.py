@@ -54,7 +54,7 @@ def _sdk(n: int) -> tuple[float, float]:
 
 def run(size: Size) -> Result:
     small = by_size(size, full=500, quick=100, smoke=3)
-    large = by_size(size, full=5000, quick=1000, smoke=6)
+    large = by_size(size, full=20_000, quick=1000, smoke=6)
     sdk_n = by_size(size, full=100, quick=20, smoke=1)
     (s_cpu, s_wall), (l_cpu, l_wall), (k_cpu, k_wall) = measure_all(
         size, lambda: _once(small), lambda: _once(large), lambda: _sdk(sdk_n))
