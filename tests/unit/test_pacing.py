@@ -92,7 +92,26 @@ def test_answers_out_of_order_are_not_a_new_window() -> None:
         pacer.sent(10.3)
         pacer.answered(10.4, 58 - i)
     assert not pacer.admit(10.5)
-    assert abs(pacer.delay(10.5) - (20.1 + MARGIN_S - 10.5)) < 1e-9  # 10.1 + the 10 s learnt
+    # From the first answer (10.2) + the 10 s learnt.
+    assert abs(pacer.delay(10.5) - (20.2 + MARGIN_S - 10.5)) < 1e-9
+
+
+def test_a_window_is_predicted_from_its_first_answer_so_a_slow_request_is_no_429() -> None:
+    """The server starts a window when the first create arrives, somewhere between its sending and
+    its answer: predicted from the answer, the end is never before the server's, however long
+    that request took; the length was learnt from a sending, so it is never too short either."""
+    pacer = CreatePacer()
+    assert create(pacer, 0.0, 0)
+    assert pacer.admit(0.5)
+    pacer.sent(0.5)
+    pacer.refused(0.5, 9.5)  # the window from 0.0 ends at 10.0: 10 s long
+    t = 10.0 + MARGIN_S
+    assert pacer.admit(t)
+    pacer.sent(t)
+    pacer.answered(t + 0.8, 0)  # a slow answer: the server's window began at t + 0.8 at the latest
+    assert not pacer.admit(t + 10.0 + MARGIN_S)  # sent-based: would be early by up to 0.8 s
+    assert abs(pacer.delay(t + 1.0) - (t + 0.8 + 10.0 + MARGIN_S - (t + 1.0))) < 1e-9
+    assert pacer.admit(t + 0.8 + 10.0 + MARGIN_S)
 
 
 def test_a_new_window_starts_from_the_limit_not_unbounded() -> None:
@@ -104,5 +123,45 @@ def test_a_new_window_starts_from_the_limit_not_unbounded() -> None:
     pacer.admit(0.1)
     pacer.sent(0.1)
     pacer.refused(0.1, 4.9)  # ends at 5.0
-    admitted = sum(pacer.admit(5.0 + MARGIN_S) for _ in range(16))
-    assert admitted == 10
+    t = 5.0 + MARGIN_S
+    assert sum(pacer.admit(t) for _ in range(16)) == 1  # one opens the window; the rest wait
+    pacer.sent(t)
+    pacer.answered(t + 0.01, 9, 10)
+    assert sum(pacer.admit(t + 0.02) for _ in range(16)) == 9  # then the rest of the ten
+
+
+def test_an_early_prediction_costs_one_429_and_teaches_a_longer_window() -> None:
+    """The length learnt was short (the server's window began before our first create): the
+    next window's opening create is refused, alone; the length grows to cover the true one."""
+    pacer = CreatePacer()
+    assert create(pacer, 0.0, 0)  # the server's window really began at -1.0: it ends at 9.0
+    assert pacer.admit(0.5)
+    pacer.sent(0.5)
+    pacer.refused(0.5, 8.5)  # ends at 9.0: learnt 9 s (the true window is 10 s)
+    t = 9.0 + MARGIN_S
+    assert create(pacer, t, 9)  # server: a new window, 9.05 → 19.05
+    for i in range(9):
+        assert create(pacer, t + 0.1, 8 - i)
+    opening = t + 9.0 + MARGIN_S  # predicted from the answer at t: 18.1, early
+    assert sum(pacer.admit(opening) for _ in range(4)) == 1
+    pacer.sent(opening)
+    pacer.refused(opening, 0.95)  # still the old window: it ends at 19.05
+    assert not pacer.admit(19.0)
+    assert create(pacer, 19.05 + MARGIN_S, 9)  # the next window
+    for i in range(9):
+        assert create(pacer, 19.2, 8 - i)
+    # Learnt now: at least 19.05 - 9.05 = 10 s from the last window's first sending.
+    assert not pacer.admit(19.1 + 9.0 + MARGIN_S)
+    assert pacer.delay(29.0) > 0
+
+
+def test_a_late_answer_with_more_left_does_not_open_a_place() -> None:
+    """Two creates answered 0 then (late) 1 left: nothing is left, whatever came last."""
+    pacer = CreatePacer()
+    assert create(pacer, 0.0, 5)
+    for _ in range(2):
+        assert pacer.admit(0.1)
+        pacer.sent(0.1)
+    pacer.answered(0.2, 3)
+    pacer.answered(0.2, 4)  # the earlier create's answer, arriving last
+    assert sum(pacer.admit(0.3) for _ in range(8)) == 4  # the 3 left, then one probe (not 4 + 1)
