@@ -17,7 +17,7 @@ from pathlib import Path
 from loguru import logger
 
 from ccwatch import logs, watch
-from ccwatch.api import CloudConvertClient
+from ccwatch.api import CloudConvertClient, tls_context
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.config import load as load_config
@@ -127,7 +127,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         ctx.record_availability()  # not what a previous run left
         waiter = None
         if config.webhook is None and config.daemon.tracking == "wait":
-            waiter = functools.partial(JobWaiter, sync_base, key)
+            waiter = functools.partial(JobWaiter, sync_base, key, tls=tls_context())
         pipeline = Pipeline(ctx, waiter=waiter, pacer=pacer)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir, roots=ctx.roots)

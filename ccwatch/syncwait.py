@@ -11,6 +11,7 @@ back with no result: the pipeline then polls it.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -37,8 +38,10 @@ Done = Callable[[int, Waited], None]
 
 class JobWaiter:
     def __init__(self, sync_base_url: str, api_key: str | None, on_done: Done, *,
-                 deadline_s: float = DEADLINE_S, max_waits: int = MAX_WAITS) -> None:
+                 deadline_s: float = DEADLINE_S, max_waits: int = MAX_WAITS,
+                 tls: ssl.SSLContext | bool = True) -> None:
         self.base_url = sync_base_url.rstrip("/")
+        self._tls = tls  # the API client's context when given: the CA bundle is loaded once
         self._on_done = on_done
         self._deadline_s = deadline_s
         self._max_waits = max_waits
@@ -106,7 +109,7 @@ class JobWaiter:
             limits = httpx.Limits(max_connections=self._max_waits,
                                   max_keepalive_connections=KEEP_ALIVE)
             self._client = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
-                                             timeout=timeout, limits=limits)
+                                             timeout=timeout, limits=limits, verify=self._tls)
         return self._client
 
     async def _wait(self, key: int, job_id: str, deadline_s: float) -> None:
