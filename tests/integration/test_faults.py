@@ -177,9 +177,11 @@ def test_write_error_on_delivery_is_retried_until_the_disk_has_room(
 
 def test_401_while_only_tracking_resumes_once_the_key_works(dirs: Dirs, make_config: MakeConfig,
                                                             emulator: Any) -> None:
-    """A key refused while jobs are only polled: paused, then resumed by the next good poll."""
+    """A key refused while jobs are only polled: paused, then resumed by the next good poll.
+
+    Polled, not waited on: a wait sent before the key was refused would see the job end."""
     emulator.faults.latency(seconds=1.5)
-    with running(make_config()) as daemon:
+    with running(make_config(daemon_extra='tracking = "poll"')) as daemon:
         make_image(dirs.input / "a.png")
         pipeline = daemon.runtime.pipeline
         ledger = daemon.runtime.ctx.ledger
