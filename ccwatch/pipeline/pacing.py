@@ -52,7 +52,6 @@ class CreatePacer:
         with self._lock:
             if self._began is None:
                 self._began = now
-                self._anchored = False
                 self._end = now + self._window if self._window is not None else None
 
     def answered(self, now: float, remaining: int | None, limit: int | None = None) -> None:
@@ -70,8 +69,7 @@ class CreatePacer:
                           and remaining > self._left + len(self._outstanding) + 1)
             if new_window:
                 self._began = now
-                self._anchored = False
-            if not self._anchored and self._window is not None:
+            if (new_window or not self._anchored) and self._window is not None:
                 self._end = now + self._window
             self._anchored = True
             self._opening = False
@@ -100,7 +98,7 @@ class CreatePacer:
 
     def _opening_refused(self) -> bool:
         return (not self._anchored and self._window is not None and self._last_began is not None
-                and self._began is not None and self._began > self._last_began)
+                and self._began is not None)
 
     def failed(self) -> None:
         """A create got no answer (network error): it may or may not have counted."""
@@ -133,7 +131,8 @@ class CreatePacer:
     def _wait(self, now: float) -> float:
         if self._end is not None and now >= self._end + MARGIN_S:
             # The window is over: the next create begins a new one with the whole limit.
-            self._last_began = self._began
+            if self._began is not None:  # (None: its opening create was refused; keep the last)
+                self._last_began = self._began
             self._left, self._began, self._end = self._limit, None, None
             self._anchored = False
             self._opening = True

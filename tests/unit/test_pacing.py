@@ -165,3 +165,27 @@ def test_a_late_answer_with_more_left_does_not_open_a_place() -> None:
     pacer.answered(0.2, 3)
     pacer.answered(0.2, 4)  # the earlier create's answer, arriving last
     assert sum(pacer.admit(0.3) for _ in range(8)) == 4  # the 3 left, then one probe (not 4 + 1)
+
+
+def test_a_second_refused_opening_still_learns_from_the_window_that_ran() -> None:
+    """Two early predictions in a row: the second refusal lengthens the window from the same
+    window's first sending, never shortens it to the refused create's."""
+    pacer = CreatePacer()
+    assert create(pacer, 0.0, 0)
+    assert pacer.admit(0.5)
+    pacer.sent(0.5)
+    pacer.refused(0.5, 8.5)  # learnt 9 s
+    t = 9.0 + MARGIN_S
+    assert create(pacer, t, 0)  # the server's window: t → t + 12 (longer than learnt)
+    opening = t + 9.0 + MARGIN_S
+    assert pacer.admit(opening)
+    pacer.sent(opening)
+    pacer.refused(opening, 1.0)  # ends at opening + 1.0 (still early)
+    second = opening + 1.0 + MARGIN_S
+    assert pacer.admit(second)
+    pacer.sent(second)
+    pacer.refused(second, t + 12.0 - second)  # the window from t really ends at t + 12
+    assert not pacer.admit(t + 11.9)
+    assert create(pacer, t + 12.0 + MARGIN_S, 0)  # the next window
+    # Learnt at least 12 s (from t), not the ~2 s a refused opening create would give.
+    assert not pacer.admit(t + 12.0 + MARGIN_S + 11.0)
