@@ -1,10 +1,10 @@
-"""CloudConvert API v2 client over ``httpx.Client``: the one boundary that maps HTTP into ``errors``.
+"""CloudConvert API v2 client over ``ccwatch.wire``: the one boundary that maps HTTP into ``errors``.
 
-Every httpx exception and every non-2xx answer becomes a ``ccwatch.errors`` class here, with the job,
-task and path it concerned; nothing outside this module sees httpx. No retries happen here: the
-pipeline decides when to try again, so a waiting file never holds a thread.
+Every network exception and every non-2xx answer becomes a ``ccwatch.errors`` class here, with the
+job, task and path it concerned; nothing outside this module sees the wire. No retries happen here:
+the pipeline decides when to try again, so a waiting file never holds a thread.
 
-Every exchange runs against a total deadline (``timeout_s``), not httpx's per-read timeout: a server
+Every exchange runs against a total deadline (``timeout_s``), not a per-read timeout: a server
 that trickles a byte every few seconds would otherwise hold a worker for ever. File transfers get
 ``timeout_s`` plus the time their bytes take at ``MIN_RATE``, so big files still finish and a stall
 does not. Answers that are not files are read up to ``MAX_BODY`` bytes, never more.
@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import http.client
 import json as jsonlib
+import mimetypes
+import os
+import re
 import ssl
 import time
+import urllib.parse
+import uuid
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol
 
-import httpcore
-import httpx
-
 from ccwatch import __version__
 from ccwatch.clock import Clock
-from ccwatch.deadline import Budget, bounded, deadline
+from ccwatch.deadline import Budget, deadline
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
@@ -34,25 +38,28 @@ from ccwatch.errors import (
     FormRefused,
     OutputGone,
     RateLimited,
+    TooManyRedirects,
     TransientError,
 )
+from ccwatch.wire import CHUNK, Answer, Client
 
 USER_AGENT = f"ccwatch/{__version__}"
 MAX_BODY = 32 << 20  # an API answer larger than this is refused (a job with 10,000s of files fits)
 ERROR_BODY = 64 << 10  # what is read of a refused transfer to tell why
 MIN_RATE = 16 << 10  # bytes/s a transfer must average, after its first timeout_s, to go on
 MAX_REDIRECTS = 5
-_CHUNK = 1 << 20
-# httpcore reads a response 64 KiB per call; 1 MiB reads cut the per-chunk Python work of a big
-# download by 16 (recv returns what has arrived, so small answers are not delayed).
-httpcore._sync.http11.HTTP11Connection.READ_NUM_BYTES = _CHUNK
+CONNECT_S = 15.0
 
 
 # -- answers → errors ----------------------------------------------------------------------------
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+class Headers(Protocol):
+    def get(self, name: str) -> str | None: ...
+
+
+def _body(content: bytes) -> dict[str, Any]:
     try:
-        data = response.json()
+        data = jsonlib.loads(content)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -76,19 +83,19 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_for(response: httpx.Response, **context: Any) -> CcwatchError:
-    """The error class for a non-2xx API answer whose body has been read."""
-    status = response.status_code
-    body = _body(response)
+def error_for(status: int, headers: Headers, content: bytes, reason: str = "",
+              **context: Any) -> CcwatchError:
+    """The error class for a non-2xx API answer and its body."""
+    body = _body(content)
     code = body.get("code") if isinstance(body.get("code"), str) else None
-    message = str(body.get("message") or response.reason_phrase or f"HTTP {status}")
+    message = str(body.get("message") or reason or f"HTTP {status}")
     errors = body.get("errors")
     if isinstance(errors, dict) and errors:
         details = "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
                             for k, v in errors.items())
         message = f"{message} ({details})"
     kw = {"code": code, "http_status": status, **context}
-    wait = retry_after_s(response.headers.get("Retry-After"))
+    wait = retry_after_s(headers.get("Retry-After"))
     if status == 429:
         return RateLimited(f"rate limited: {message}", retry_after_s=wait, **kw)
     if status >= 500 or status in (408, 409, 425):
@@ -102,7 +109,7 @@ def error_for(response: httpx.Response, **context: Any) -> CcwatchError:
     return FileError(f"request refused ({status}): {message}", **kw)
 
 
-def _storage_error(response: httpx.Response, what: str, **context: Any) -> CcwatchError:
+def _storage_error(response: Answer, what: str, **context: Any) -> CcwatchError:
     """The storage host answers like S3 (XML, no API codes): 429/5xx wait, the rest is refused."""
     status = response.status_code
     wait = retry_after_s(response.headers.get("Retry-After"))
@@ -114,14 +121,14 @@ def _storage_error(response: httpx.Response, what: str, **context: Any) -> Ccwat
     return FileError(f"{what}: refused by the storage host ({status})", **kw)
 
 
-def _read_capped(response: httpx.Response, limit: int, what: str, **context: Any) -> bytes:
+def _read_capped(response: Answer, limit: int, what: str, **context: Any) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TransientError(f"{what}: a {int(declared)}-byte answer is over the {limit}-byte limit",
                              code="RESPONSE_TOO_LARGE", **context)
     parts: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.chunks():
         size += len(chunk)
         if size > limit:
             raise TransientError(f"{what}: the answer passed the {limit}-byte limit; refused",
@@ -130,10 +137,14 @@ def _read_capped(response: httpx.Response, limit: int, what: str, **context: Any
     return b"".join(parts)
 
 
-def _network(exc: httpx.HTTPError, what: str, **context: Any) -> TransientError:
-    if isinstance(exc, httpx.TimeoutException):
+# What the wire raises: the network (OSError: refused, reset, timed out) or a broken answer.
+NETWORK_ERRORS = (OSError, http.client.HTTPException, zlib.error)
+
+
+def _network(exc: Exception, what: str, **context: Any) -> TransientError:
+    if isinstance(exc, TimeoutError):
         return TransientError(f"{what} timed out", code="TIMEOUT", **context)
-    if isinstance(exc, httpx.TooManyRedirects):
+    if isinstance(exc, TooManyRedirects):
         return TransientError(f"{what}: more than {MAX_REDIRECTS} redirects", code="REDIRECTS",
                               **context)
     return TransientError(f"network error on {what}: {exc}", code="NETWORK", **context)
@@ -155,7 +166,12 @@ class CreatePacing(Protocol):
 def tls_context() -> ssl.SSLContext:
     """The one TLS context every client of this process shares: each new one loads the CA bundle
     again (about 50 ms of CPU), and start-up made three. Honours SSL_CERT_FILE / SSL_CERT_DIR."""
-    return httpx.create_ssl_context()
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
+                                          capath=os.environ.get("SSL_CERT_DIR") or None)
+    import certifi  # Mozilla's bundle, as before: not every platform's Python has a CA store
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class CloudConvertClient:
@@ -167,17 +183,15 @@ class CloudConvertClient:
         self.sync_base_url = sync_base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._clock = clock
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._api = bounded(httpx.Client(base_url=self.base_url, headers=headers,
-                                         timeout=timeout, limits=limits, verify=tls_context()))
+        connect_s = min(timeout_s, CONNECT_S)
+        self._api = Client(headers=headers, timeout_s=timeout_s, connect_s=connect_s,
+                           tls=tls_context())
         # Upload forms and export URLs are pre-signed: they must never see the Authorization header.
-        self._storage = bounded(httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout,
-                                             limits=limits, follow_redirects=False,
-                                             max_redirects=MAX_REDIRECTS, verify=tls_context()))
+        self._storage = Client(headers={"User-Agent": USER_AGENT}, timeout_s=timeout_s,
+                               connect_s=connect_s, tls=tls_context())
         self._pacing = pacing
 
     def close(self) -> None:
@@ -192,20 +206,25 @@ class CloudConvertClient:
         pacing = self._pacing if note_rate else None
         if pacing:
             pacing.sent(self._clock.monotonic())
+        url = self.base_url + route
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        body, headers = (None, None) if json is None else (
+            jsonlib.dumps(json).encode(), {"Content-Type": "application/json"})
         try:
             with deadline(Budget(self.timeout_s)), \
-                    self._api.stream(method, route, params=params, json=json) as response:
+                    self._api.stream(method, url, body=body, headers=headers) as response:
                 limit = MAX_BODY if response.is_success else ERROR_BODY
                 content = _read_capped(response, limit, what, **context)
-        except httpx.HTTPError as exc:
+        except NETWORK_ERRORS as exc:
             if pacing:
                 pacing.failed()
             raise _network(exc, what, **context) from exc
         if pacing:
             self._note_rate(pacing, response)
         if not response.is_success:
-            raise error_for(httpx.Response(response.status_code, headers=response.headers,
-                                           content=content), **context)
+            raise error_for(response.status_code, response.headers, content,
+                            response.reason_phrase, **context)
         try:
             data = jsonlib.loads(content) if content.strip() else {}
         except ValueError:
@@ -213,12 +232,12 @@ class CloudConvertClient:
                                  **context) from None
         return data if isinstance(data, dict) else {}
 
-    def _note_rate(self, pacing: CreatePacing, response: httpx.Response) -> None:
+    def _note_rate(self, pacing: CreatePacing, response: Answer) -> None:
         now = self._clock.monotonic()
         if response.status_code == 429:
             pacing.refused(now, retry_after_s(response.headers.get("Retry-After")))
             return
-        remaining, limit = (response.headers.get(f"X-RateLimit-{name}", "").strip()
+        remaining, limit = ((response.headers.get(f"X-RateLimit-{name}") or "").strip()
                             for name in ("Remaining", "Limit"))
         pacing.answered(now, int(remaining) if remaining.lstrip("-").isdigit() else None,
                         int(limit) if limit.isdigit() else None)
@@ -265,17 +284,18 @@ class CloudConvertClient:
         if not isinstance(url, str) or not isinstance(params, dict):
             raise FileError("upload task has no usable form", code="NO_UPLOAD_FORM",
                             job_id=job_id, task=task, path=filename)
-        data = {str(k): str(v) for k, v in params.items()}
+        fields = {str(k): str(v) for k, v in params.items()}
         ctx: dict[str, Any] = {"job_id": job_id, "task": task, "path": filename}
         try:
+            body, headers = _multipart(fields, filename, file)
             with deadline(Budget(self.timeout_s, MIN_RATE)), \
-                    self._storage.stream("POST", url, data=data,
-                                         files={"file": (filename, file)}) as response:
+                    self._storage.stream("POST", url, body=body, headers=headers) as response:
                 # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
                 if response.status_code in (200, 201, 204) or response.is_redirect:
+                    _drain(response)  # S3's little XML: read, so the socket can carry the next
                     return
                 _read_capped(response, ERROR_BODY, "upload", **ctx)
-        except httpx.HTTPError as exc:
+        except NETWORK_ERRORS as exc:
             raise _network(exc, "upload", **ctx) from exc
         if response.status_code == 403:
             raise FormRefused("the storage host refused the upload form (403: expired or invalid)",
@@ -292,7 +312,7 @@ class CloudConvertClient:
         ctx: dict[str, Any] = {"job_id": job_id, "path": path}
         try:
             with deadline(Budget(self.timeout_s, MIN_RATE)), \
-                    self._storage.stream("GET", url, follow_redirects=True) as response:
+                    self._storage.stream("GET", url, max_redirects=MAX_REDIRECTS) as response:
                 if not response.is_success:
                     _read_capped(response, ERROR_BODY, "download", **ctx)
                     status = response.status_code
@@ -300,18 +320,24 @@ class CloudConvertClient:
                         raise OutputGone(f"output no longer available ({status})",
                                          code="OUTPUT_GONE", http_status=status, **ctx)
                     raise _storage_error(response, "download", **ctx)
-                # Not encoded (export files are stored bytes): the chunks as they were read.
-                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
-                yield _guarded(response.iter_bytes() if encoded else response.iter_raw(), ctx)
-        except httpx.HTTPError as exc:
+                yield _guarded(response.chunks(), ctx)
+        except NETWORK_ERRORS as exc:
             raise _network(exc, "download", **ctx) from exc
 
 
+def _drain(response: Answer) -> None:
+    size = 0
+    for chunk in response.chunks():
+        size += len(chunk)
+        if size > ERROR_BODY:
+            return
+
+
 def _guarded(chunks: Iterator[bytes], ctx: dict[str, Any]) -> Iterator[bytes]:
-    """Re-raise transport errors met while the body streams (httpx raises them lazily)."""
+    """Re-raise transport errors met while the body streams (they arise lazily)."""
     try:
         yield from chunks
-    except httpx.HTTPError as exc:
+    except NETWORK_ERRORS as exc:
         raise _network(exc, "download", **ctx) from exc
 
 
@@ -321,3 +347,42 @@ def _data(body: dict[str, Any], what: str, **context: Any) -> dict[str, Any]:
         raise TransientError(f"malformed {what} response from the API", code="BAD_RESPONSE",
                              **context)
     return data
+
+
+# HTML5 form encoding of a field's name or filename (as browsers and httpx send them).
+_FORM_ESCAPES = {'"': "%22", "\\": "\\\\",
+                 **{chr(c): f"%{c:02X}" for c in range(0x20) if c != 0x1B}}
+_FORM_ESCAPE = re.compile("|".join(map(re.escape, _FORM_ESCAPES)))
+
+
+def _form_param(name: str, value: str) -> str:
+    return f'{name}="{_FORM_ESCAPE.sub(lambda m: _FORM_ESCAPES[m.group(0)], value)}"'
+
+
+def _multipart(fields: Mapping[str, str], filename: str,
+               file: BinaryIO) -> tuple[Iterator[bytes], dict[str, str]]:
+    """A multipart/form-data body, fields first and the file last, streamed from the file's
+    start in CHUNK pieces; its length is known (the storage host refuses chunked uploads)."""
+    boundary = uuid.uuid4().hex
+    head = "".join(f"--{boundary}\r\nContent-Disposition: form-data; {_form_param('name', k)}"
+                   f"\r\n\r\n{v}\r\n" for k, v in fields.items())
+    kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    head += (f"--{boundary}\r\nContent-Disposition: form-data; {_form_param('name', 'file')}; "
+             f"{_form_param('filename', filename)}\r\nContent-Type: {kind}\r\n\r\n")
+    start, tail = head.encode(), f"\r\n--{boundary}--\r\n".encode()
+    size = os.fstat(file.fileno()).st_size
+    file.seek(0)
+
+    def pieces() -> Iterator[bytes]:
+        yield start
+        left = size
+        while left > 0 and (chunk := file.read(min(CHUNK, left))):
+            left -= len(chunk)
+            yield chunk
+        if left:  # the file shrank while it was sent: the length said cannot be kept
+            raise OSError(f"{filename} shrank by {left} bytes during its upload")
+        yield tail
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
+               "Content-Length": str(len(start) + size + len(tail))}
+    return pieces(), headers

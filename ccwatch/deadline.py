@@ -1,21 +1,22 @@
 """A total deadline per HTTP exchange, enforced at the socket.
 
-httpx's timeouts apply to each read and write: a server that sends a byte every few seconds keeps
+A socket timeout applies to each read and write: a server that sends a byte every few seconds keeps
 an exchange alive for ever. Here every socket operation of the exchange running on this thread
 waits at most until its ``Budget`` runs out, so headers and body together end in time. Used by
-``ccwatch.api`` only.
+``ccwatch.wire`` and ``ccwatch.api`` only.
 """
 
 from __future__ import annotations
 
+import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpcore
-import httpx
+_PIECE = 1 << 20
 
 
 class Budget:
@@ -52,65 +53,67 @@ def _moved(size: int) -> None:
         budget.moved += size
 
 
-class _BoundedStream(httpcore.NetworkStream):
-    """Each socket operation waits at most until the running exchange's deadline."""
+class _BoundedSocket:
+    """A connected socket whose reads and writes wait at most until the running exchange's
+    deadline (and at most the socket's own timeout): what ``http.client`` is given to use."""
 
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = self._set = sock.gettimeout()
+        self._files = 0
+        self._closed = False
 
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-        _moved(len(data))
-        return data
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
 
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
-        _moved(len(buffer))
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def _arm(self, expired: type[Exception]) -> None:
+        timeout = _bounded(self._timeout, expired)
+        if timeout != self._set:
+            self._sock.settimeout(timeout)
+            self._set = timeout
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        self._arm(TimeoutError)
+        size = self._sock.recv_into(buffer, nbytes)
+        _moved(size)
+        return size
+
+    def sendall(self, data: Any) -> None:
+        view = memoryview(data)
+        while view:  # a piece at a time, so a slow reader cannot hold one call past the deadline
+            self._arm(TimeoutError)
+            sent = self._sock.send(view[:_PIECE])
+            _moved(sent)
+            view = view[sent:]
+
+    def makefile(self, mode: str = "rb", buffering: int | None = None) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"unsupported mode {mode!r}")
+        self._files += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"),  # type: ignore[arg-type]
+                                 buffering or io.DEFAULT_BUFFER_SIZE)
+
+    # As a socket does: an answer being read keeps it open after its connection let go of it.
+    def _decref_socketios(self) -> None:
+        self._files -= 1
+        if self._closed and self._files <= 0:
+            self._sock.close()
 
     def close(self) -> None:
-        self._inner.close()
+        self._closed = True
+        if self._files <= 0:
+            self._sock.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.start_tls(
-            ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+    def __getattr__(self, name: str) -> Any:  # fileno, setsockopt, shutdown, ...
+        return getattr(self._sock, name)
 
 
-class _BoundedBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None, socket_options: Any = None
-                    ) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.connect_tcp(
-            host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address,
-            socket_options))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._inner.connect_unix_socket(
-            path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def bounded(client: httpx.Client) -> httpx.Client:
-    """Put the deadline under every connection ``client`` makes (direct or through the proxies
-    httpx took from the environment)."""
-    backend = _BoundedBackend()
-    for transport in (client._transport, *client._mounts.values()):
-        # httpx offers no network_backend option; its httpcore pool takes the backend from this
-        # attribute for every new connection.
-        pool = getattr(transport, "_pool", None)
-        if pool is None or not hasattr(pool, "_network_backend"):
-            raise RuntimeError(f"unexpected httpx transport {transport!r}: cannot bound it")
-        pool._network_backend = backend
-    return client
+def bounded_socket(sock: socket.socket) -> Any:
+    """``sock`` under the running exchange's deadline (see ``deadline``)."""
+    return _BoundedSocket(sock)
 
 
 @contextmanager

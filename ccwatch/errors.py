@@ -126,6 +126,10 @@ class FileVanished(CcwatchError):
     quietly (one INFO line, its message); a newer version is converted as a file of its own."""
 
 
+class TooManyRedirects(OSError):
+    """Raised by ``ccwatch.wire`` when an answer redirects past its limit (a network error)."""
+
+
 class IllegalTransition(RuntimeError):
     """A ledger state write the transition table forbids (``done → uploading``): a bug."""
 

@@ -188,5 +188,5 @@ def test_a_1_gb_json_answer_is_refused_without_holding_it(api: CloudConvertClien
     finally:
         done.set()
         sampler.join()
-    assert err.value.code == "RESPONSE_TOO_LARGE" and str(MAX_BODY) in err.value.message
+    assert err.value.code == "RESPONSE_TOO_LARGE" and str(MAX_BODY) in err.value.message, err.value.message
     assert peak[0] - before < 3 * MAX_BODY  # tens of MB, never the gigabyte

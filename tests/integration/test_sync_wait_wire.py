@@ -4,68 +4,14 @@ and answers that are not HTTP — each read correctly or handed back for polling
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from scripted_server import ENDED, ScriptedServer, length_answer
 
 from ccwatch.syncwait import JobWaiter, Waited
 from ccwatch.testing import wait_for
-
-ENDED = json.dumps({"data": {"id": "j1", "status": "finished", "tasks": []}}).encode()
-
-# Each script answers one connection: it reads requests and returns what to send for each, or None
-# to close the socket without an answer.
-Answer = Callable[[int], bytes | None]
-
-
-class ScriptedServer:
-    def __init__(self, answer: Answer, *, keep: bool = True) -> None:
-        self.answer = answer
-        self.keep = keep
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                request, _, buffer = buffer.partition(b"\r\n\r\n")
-                self.requests.append(request)
-                reply = self.answer(len(self.requests))
-                if reply is None:
-                    return
-                conn.sendall(reply)
-                if not self.keep:
-                    return
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def length_answer(body: bytes = ENDED, status: str = "200 OK", extra: str = "") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 @pytest.fixture
@@ -93,11 +39,11 @@ def is_ended(job: Waited) -> bool:
 
 
 def test_a_kept_socket_carries_the_next_wait(waits: Any) -> None:
-    server = ScriptedServer(lambda n: length_answer())
+    server = ScriptedServer(lambda n, _: length_answer())
     results = waits(server, 3)
     assert all(map(is_ended, results))
     assert server.connections == 1
-    first = server.requests[0].decode()
+    first = server.requests[0].head
     assert first.startswith("GET /sync/v2/jobs/j0 HTTP/1.1\r\n")
     assert "Authorization: Bearer k" in first and "Host: 127.0.0.1:" in first
 
@@ -107,11 +53,11 @@ def test_chunked_and_close_delimited_answers_are_read(waits: Any) -> None:
                + b"".join(f"{len(part):x};ext=1\r\n".encode() + part + b"\r\n"
                           for part in (ENDED[:10], ENDED[10:]))
                + b"0\r\nX-Trailer: y\r\n\r\n")
-    server = ScriptedServer(lambda n: chunked)
+    server = ScriptedServer(lambda n, _: chunked)
     assert all(map(is_ended, waits(server, 2)))
     assert server.connections == 1  # a chunked answer leaves the socket usable
 
-    closing = ScriptedServer(lambda n: b"HTTP/1.0 200 OK\r\n\r\n" + ENDED, keep=False)
+    closing = ScriptedServer(lambda n, _: b"HTTP/1.0 200 OK\r\n\r\n" + ENDED, keep=False)
     assert all(map(is_ended, waits(closing, 2)))
     assert closing.connections == 2  # no length: the socket ends with the answer
 
@@ -119,7 +65,7 @@ def test_chunked_and_close_delimited_answers_are_read(waits: Any) -> None:
 def test_a_kept_socket_the_server_closed_is_replaced_not_reported(waits: Any) -> None:
     """The server drops the socket after one answer without saying so (an idle timeout): the
     next wait is asked again on a new socket, not handed to polling."""
-    server = ScriptedServer(lambda n: length_answer() if n % 2 else None)
+    server = ScriptedServer(lambda n, _: length_answer() if n % 2 else None)
     results = waits(server, 2)
     assert all(map(is_ended, results))
     assert server.connections == 2 and len(server.requests) == 3
@@ -134,26 +80,26 @@ def test_a_kept_socket_the_server_closed_is_replaced_not_reported(waits: Any) ->
     length_answer(b'{"message": "gateway"}', status="502 Bad Gateway"),
 ])
 def test_an_answer_that_cannot_be_used_hands_the_job_to_polling(waits: Any, reply: bytes) -> None:
-    server = ScriptedServer(lambda n: reply, keep=False)
+    server = ScriptedServer(lambda n, _: reply, keep=False)
     assert waits(server, 1) == [None]
 
 
 def test_a_silent_server_is_a_wait_past_its_deadline() -> None:
-    server = ScriptedServer(lambda n: b"")  # reads the request, never answers
+    server = ScriptedServer(lambda n, _: b"")  # reads the request, never answers
     results: list[Waited] = []
     waiter = JobWaiter(f"http://127.0.0.1:{server.port}", None, lambda _, job: results.append(job),
                        deadline_s=1.0)
     try:
         assert waiter.wait(1, "j")
         wait_for(lambda: results == ["running"], timeout=5, message="the deadline to pass")
-        assert "Authorization" not in server.requests[0].decode()
+        assert server.requests[0].header("Authorization") is None
     finally:
         waiter.close()
 
 
 def test_behind_a_proxy_jobs_are_polled(monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxy in the environment applies to the API client; the waiter does not go around it."""
-    server = ScriptedServer(lambda n: length_answer())
+    server = ScriptedServer(lambda n, _: length_answer())
     monkeypatch.setenv("HTTP_PROXY", "http://user:secret@proxy.invalid:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+from typing import Any
 
-import httpx
 import pytest
 
 from ccwatch.api import error_for
@@ -13,8 +14,9 @@ from ccwatch.pipeline.backoff import poll_delay, retry_delay
 from ccwatch.stages.track import outputs_of, root_failure
 
 
-def _resp(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers)
+def _resp(status: int, body: object = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """error_for's arguments for an answer with a JSON body."""
+    return {"status": status, "headers": headers or {}, "content": json.dumps(body).encode()}
 
 
 @pytest.mark.parametrize(("status", "cls"), [
@@ -24,20 +26,20 @@ def _resp(status: int, body: object = None, headers: dict[str, str] | None = Non
 ])
 def test_error_classes(status: int, cls: type[Exception]) -> None:
     """Each status maps to the class the pipeline branches on."""
-    err = error_for(_resp(status, {"message": "m", "code": "C"}))
+    err = error_for(**_resp(status, {"message": "m", "code": "C"}))
     assert type(err) is cls
     assert err.http_status == status and err.code == "C"
 
 
 def test_retry_after_and_validation_details() -> None:
     """429 carries Retry-After; 422 messages include the field errors."""
-    err = error_for(_resp(429, {"message": "Too Many Requests", "code": "TOO_MANY_REQUESTS"},
+    err = error_for(**_resp(429, {"message": "Too Many Requests", "code": "TOO_MANY_REQUESTS"},
                           {"Retry-After": "7"}))
     assert isinstance(err, RateLimited) and err.retry_after_s == 7.0
-    err422 = error_for(_resp(422, {"message": "The given data was invalid.", "code": "INVALID_DATA",
+    err422 = error_for(**_resp(422, {"message": "The given data was invalid.", "code": "INVALID_DATA",
                                    "errors": {"tasks.convert": ["bad format"]}}))
     assert "tasks.convert: bad format" in err422.message
-    html = error_for(httpx.Response(503, text="<html>down</html>"))
+    html = error_for(503, {}, b"<html>down</html>", "Service Unavailable")
     assert isinstance(html, TransientError) and html.code is None
 
 

@@ -1,0 +1,124 @@
+"""The API client's own HTTP/1.1 (``ccwatch.wire``) against a scripted server on a real loopback
+socket: kept connections (and one the server dropped while idle), compressed answers, an
+environment proxy with its credentials, and the multipart body the storage host is sent."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scripted_server import ScriptedServer, Seen, length_answer
+
+from ccwatch.api import CloudConvertClient
+from ccwatch.clock import SystemClock
+from ccwatch.errors import TransientError
+
+JOB = json.dumps({"data": {"id": "j1", "status": "waiting", "tasks": []}}).encode()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def client(url: str) -> CloudConvertClient:
+    return CloudConvertClient(url, url + "/sync", "key", timeout_s=5, clock=SystemClock())
+
+
+@pytest.fixture
+def clients() -> Iterator[list[CloudConvertClient]]:
+    made: list[CloudConvertClient] = []
+    yield made
+    for api in made:
+        api.close()
+
+
+def test_requests_share_a_kept_connection(clients: list[CloudConvertClient]) -> None:
+    server = ScriptedServer(lambda n, _: length_answer(JOB))
+    clients.append(api := client(server.url))
+    for _ in range(3):
+        assert api.get_job("j1", path="a")["id"] == "j1"
+    assert server.connections == 1
+    seen = server.requests[0]
+    assert seen.request_line == "GET /v2/jobs/j1?include=tasks HTTP/1.1"
+    assert seen.header("Authorization") == "Bearer key"
+
+
+def test_a_connection_the_server_dropped_while_idle_is_not_an_error(
+        clients: list[CloudConvertClient]) -> None:
+    server = ScriptedServer(lambda n, _: length_answer(JOB, extra="Keep-Alive: timeout=0\r\n"),
+                            keep=False)  # answers, then closes without "Connection: close"
+    clients.append(api := client(server.url))
+    for _ in range(3):
+        assert api.get_job("j1", path="a")["id"] == "j1"
+    assert server.connections == 3
+
+
+def test_a_gzip_answer_is_read_although_none_was_asked_for(
+        clients: list[CloudConvertClient]) -> None:
+    server = ScriptedServer(lambda n, _: length_answer(gzip.compress(JOB),
+                                                       extra="Content-Encoding: gzip\r\n"))
+    clients.append(api := client(server.url))
+    assert api.get_job("j1", path="a")["status"] == "waiting"
+    assert server.requests[0].header("Accept-Encoding") in (None, "identity")
+
+
+def test_an_environment_proxy_carries_every_request(monkeypatch: pytest.MonkeyPatch,
+                                                    clients: list[CloudConvertClient]) -> None:
+    proxy = ScriptedServer(lambda n, _: length_answer(JOB))
+    monkeypatch.setenv("HTTP_PROXY", f"http://me:p%40ss@127.0.0.1:{proxy.port}")
+    clients.append(api := client("http://api.invalid"))
+    assert api.get_job("j1", path="a")["id"] == "j1"
+    seen = proxy.requests[0]
+    assert seen.request_line == "GET http://api.invalid/v2/jobs/j1?include=tasks HTTP/1.1"
+    assert seen.header("Proxy-Authorization") == "Basic bWU6cEBzcw=="  # me:p@ss
+    assert seen.header("Host") == "api.invalid"
+
+
+def test_the_upload_is_one_multipart_body_of_the_length_announced(
+        clients: list[CloudConvertClient], tmp_path: Path) -> None:
+    server = ScriptedServer(lambda n, _: b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\n<ok/>")
+    clients.append(api := client(server.url))
+    data = bytes(range(256)) * 5000  # over one 1 MiB piece
+    form = {"url": server.url + "/tasks", "parameters": {"key": "a/b", "acl": "private"}}
+    name = 'r\u00e9sum\u00e9 "q"\n.pdf'
+    (tmp_path / "f").write_bytes(data)
+    for _ in range(2):
+        with (tmp_path / "f").open("rb") as source:
+            source.read(7)  # the upload sends the whole file wherever it was left
+            api.upload(form, source, name, job_id="j", task="in")
+    assert server.connections == 1  # the answer was read, the socket kept
+    seen: Seen = server.requests[0]
+    assert int(seen.header("Content-Length") or 0) == len(seen.body)
+    assert seen.header("Authorization") is None  # a pre-signed form never sees the key
+    boundary = (seen.header("Content-Type") or "").split("boundary=")[1].encode()
+    parts = seen.body.split(b"--" + boundary)
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    assert b'name="key"\r\n\r\na/b\r\n' in parts[1] and b'name="acl"\r\n\r\nprivate\r\n' in parts[2]
+    head, _, rest = parts[3].partition(b"\r\n\r\n")
+    assert 'filename="r\u00e9sum\u00e9 %22q%22%0A.pdf"'.encode() in head
+    assert b"Content-Type: application/pdf" in head
+    assert rest == data + b"\r\n"
+
+
+def test_a_file_that_shrinks_during_its_upload_is_a_network_error(
+        clients: list[CloudConvertClient], tmp_path: Path) -> None:
+    """The length was announced from the file's size: fewer bytes cannot be sent as that."""
+    server = ScriptedServer(lambda n, _: b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    clients.append(api := client(server.url))
+    (tmp_path / "f").write_bytes(b"x" * 100)
+
+    class Truncated(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            return b""  # as if another program truncated the file after its size was read
+
+    form = {"url": server.url + "/tasks", "parameters": {}}
+    with Truncated(tmp_path / "f") as source, pytest.raises(TransientError) as err:
+        api.upload(form, source, "a.png", job_id="j", task="in")
+    assert err.value.code == "NETWORK" and "shrank" in err.value.message
