@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ Script = Callable[[int, Seen], bytes | None]
 
 
 class ScriptedServer:
-    def __init__(self, answer: Script, *, keep: bool = True) -> None:
+    def __init__(self, answer: Script, *, keep: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.keep = keep
+        self.tls = tls
         self.requests: list[Seen] = []
         self.connections = 0
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -58,6 +61,12 @@ class ScriptedServer:
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         with conn:
             buffer = b""
             while True:

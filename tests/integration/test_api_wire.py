@@ -4,16 +4,23 @@ environment proxy with its credentials, and the multipart body the storage host 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scripted_server import ScriptedServer, Seen, length_answer
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.api import CloudConvertClient, tls_context
 from ccwatch.clock import SystemClock
 from ccwatch.errors import TransientError
 
@@ -122,3 +129,61 @@ def test_a_file_that_shrinks_during_its_upload_is_a_network_error(
     with Truncated(tmp_path / "f") as source, pytest.raises(TransientError) as err:
         api.upload(form, source, "a.png", job_id="j", task="in")
     assert err.value.code == "NETWORK" and "shrank" in err.value.message
+
+
+def test_https_goes_through_the_proxy_in_a_connect_tunnel(
+        monkeypatch: pytest.MonkeyPatch, clients: list[CloudConvertClient], tmp_path: Path) -> None:
+    """An HTTPS API behind HTTPS_PROXY: one CONNECT to the proxy (with the credentials the URL
+    names), then TLS to the API host itself, its certificate checked against SSL_CERT_FILE."""
+    if shutil.which("openssl") is None:
+        assert not os.environ.get("CI"), "CI installs openssl (.ci/run)"
+        pytest.skip("no openssl to make a certificate with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=api.test", "-addext", "subjectAltName=DNS:api.test",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    api_host = ScriptedServer(lambda n, _: length_answer(JOB), tls=server_tls)
+    tunnels: list[str] = []
+    proxy = socket.create_server(("127.0.0.1", 0))
+
+    def tunnel() -> None:  # a CONNECT proxy that sends every tunnel to the scripted API host
+        while True:
+            try:
+                client_side, _ = proxy.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client_side.recv(4096)
+            tunnels.append(head.decode("latin-1"))
+            upstream = socket.create_connection(("127.0.0.1", api_host.port))
+            client_side.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client_side, upstream), (upstream, client_side)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=tunnel, daemon=True).start()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://me:pw@127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls_context.cache_clear()  # the process's one context, made again with the test's CA
+    try:
+        clients.append(api := client("https://api.test"))
+        for _ in range(2):
+            assert api.get_job("j1", path="a")["id"] == "j1"
+    finally:
+        tls_context.cache_clear()
+        proxy.close()
+    assert len(tunnels) == 1  # the tunnel was kept for the second request
+    assert tunnels[0].startswith("CONNECT api.test:443 HTTP/1.")
+    assert "Proxy-Authorization: Basic bWU6cHc=" in tunnels[0]  # me:pw
+    assert api_host.requests[0].request_line == "GET /v2/jobs/j1?include=tasks HTTP/1.1"
+    assert api_host.requests[0].header("Authorization") == "Bearer key"
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
