@@ -164,8 +164,8 @@ class CreatePacing(Protocol):
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The one TLS context every client of this process shares: each new one loads the CA bundle
-    again (about 50 ms of CPU), and start-up made three. Honours SSL_CERT_FILE / SSL_CERT_DIR."""
+    """The one TLS context every client of this process shares, made at the first https
+    connection: each loads the CA bundle (about 50 ms of CPU). Honours SSL_CERT_FILE / _DIR."""
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
                                           capath=os.environ.get("SSL_CERT_DIR") or None)
@@ -188,10 +188,10 @@ class CloudConvertClient:
             headers["Authorization"] = f"Bearer {api_key}"
         connect_s = min(timeout_s, CONNECT_S)
         self._api = Client(headers=headers, timeout_s=timeout_s, connect_s=connect_s,
-                           tls=tls_context())
+                           tls=tls_context)
         # Upload forms and export URLs are pre-signed: they must never see the Authorization header.
         self._storage = Client(headers={"User-Agent": USER_AGENT}, timeout_s=timeout_s,
-                               connect_s=connect_s, tls=tls_context())
+                               connect_s=connect_s, tls=tls_context)
         self._pacing = pacing
 
     def close(self) -> None:
@@ -292,7 +292,7 @@ class CloudConvertClient:
                     self._storage.stream("POST", url, body=body, headers=headers) as response:
                 # S3 answers 201; legacy hosts 200/204 or a redirect to /v2/upload/redirect/…
                 if response.status_code in (200, 201, 204) or response.is_redirect:
-                    _drain(response)  # S3's little XML: read, so the socket can carry the next
+                    response.skim(ERROR_BODY)  # S3's little XML: read, so the socket is kept
                     return
                 _read_capped(response, ERROR_BODY, "upload", **ctx)
         except NETWORK_ERRORS as exc:
@@ -323,14 +323,6 @@ class CloudConvertClient:
                 yield _guarded(response.chunks(), ctx)
         except NETWORK_ERRORS as exc:
             raise _network(exc, "download", **ctx) from exc
-
-
-def _drain(response: Answer) -> None:
-    size = 0
-    for chunk in response.chunks():
-        size += len(chunk)
-        if size > ERROR_BODY:
-            return
 
 
 def _guarded(chunks: Iterator[bytes], ctx: dict[str, Any]) -> Iterator[bytes]:

@@ -127,7 +127,7 @@ def open_runtime(config: Config, *, clock: Clock | None = None) -> Iterator[Runt
         ctx.record_availability()  # not what a previous run left
         waiter = None
         if config.webhook is None and config.daemon.tracking == "wait":
-            waiter = functools.partial(JobWaiter, sync_base, key, tls=tls_context())
+            waiter = functools.partial(JobWaiter, sync_base, key, tls=tls_context)
         pipeline = Pipeline(ctx, waiter=waiter, pacer=pacer)
         stack.callback(pipeline.close, wait=False)
         neighbours = Neighbours(config, ledger, clock, state_dir=state_dir, roots=ctx.roots)

@@ -56,14 +56,14 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class JobWaiter:
     def __init__(self, sync_base_url: str, api_key: str | None, on_done: Done, *,
                  deadline_s: float = DEADLINE_S, max_waits: int = MAX_WAITS,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> None:
         self.base_url = sync_base_url.rstrip("/")
         url = urllib.parse.urlsplit(self.base_url)
         self._https = url.scheme == "https"
         self._host = url.hostname or ""
         self._port = url.port or (443 if self._https else 80)
         self._path = url.path
-        self._tls = tls  # the API client's context when given: the CA bundle is loaded once
+        self._tls = tls  # the API client's context maker: the CA bundle is loaded once, if at all
         self._on_done = on_done
         self._deadline_s = deadline_s
         self._max_waits = max_waits
@@ -203,11 +203,7 @@ class JobWaiter:
                 writer.close()
 
     async def _connect(self) -> Stream:
-        context: ssl.SSLContext | None = None
-        if self._https:
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            context = self._tls
+        context = self._tls() if self._https else None
         try:
             async with asyncio.timeout(CONNECT_S):
                 return await asyncio.open_connection(

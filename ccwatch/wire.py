@@ -19,7 +19,7 @@ import threading
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,6 +66,14 @@ class Answer:
     def close(self) -> None:
         self._raw.close()
 
+    def skim(self, limit: int = 64 << 10) -> None:
+        """Read a body nobody needs, up to ``limit`` bytes (then the socket is not kept)."""
+        size = 0
+        for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                return
+
     @property
     def done(self) -> bool:
         """The whole body was read, and the server keeps the connection open."""
@@ -95,11 +103,11 @@ class Client:
     """Safe to share between threads: each exchange has a connection of its own."""
 
     def __init__(self, *, headers: Mapping[str, str], timeout_s: float, connect_s: float,
-                 tls: ssl.SSLContext, max_idle: int = 32) -> None:
+                 tls: Callable[[], ssl.SSLContext], max_idle: int = 32) -> None:
         self._headers = dict(headers)
         self._timeout_s = timeout_s
         self._connect_s = connect_s
-        self._tls = tls
+        self._tls = tls  # called for the first https connection: a CA bundle takes ~50 ms to load
         self._max_idle = max_idle
         self._idle: dict[_Key, list[_Connection]] = {}
         self._lock = threading.Lock()
@@ -135,8 +143,7 @@ class Client:
                     answer = self._send(conn, method, url, body, headers)
                 if max_redirects is not None and answer.is_redirect:
                     url = urllib.parse.urljoin(url, answer.headers["Location"])
-                    for _ in answer.chunks():  # read the little body, so the socket can be kept
-                        pass
+                    answer.skim()
                     continue
                 yield answer
                 return
@@ -147,7 +154,7 @@ class Client:
     # -- connections ---------------------------------------------------------------------------
 
     def _target(self, url: str) -> tuple[_Key, str, str | None]:
-        """(pool key, proxy URL or None, request target) for ``url``."""
+        """(pool key, request target without a proxy, proxy URL or None) for ``url``."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise http.client.InvalidURL(f"not an http(s) URL: {url[:200]!r}")
@@ -175,14 +182,15 @@ class Client:
         scheme, host, port = key
         if proxy is None:
             if scheme == "https":
-                return _Tls(host, port, timeout=self._connect_s, context=self._tls)
+                return _Tls(host, port, timeout=self._connect_s, context=self._tls())
             return _Plain(host, port, timeout=self._connect_s)
         where = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if where.scheme != "http" or not where.hostname:
             raise http.client.InvalidURL(f"unsupported proxy {where.scheme}://{where.hostname}")
         if scheme == "http":  # absolute-form requests to the proxy itself
             return _Plain(where.hostname, where.port or 80, timeout=self._connect_s)
-        tunnel = _Tls(where.hostname, where.port or 80, timeout=self._connect_s, context=self._tls)
+        tunnel = _Tls(where.hostname, where.port or 80, timeout=self._connect_s,
+                      context=self._tls())
         tunnel.set_tunnel(host, port, headers=_proxy_auth(where))
         return tunnel
 

@@ -57,6 +57,16 @@ def test_requests_share_a_kept_connection(clients: list[CloudConvertClient]) -> 
     assert seen.header("Authorization") == "Bearer key"
 
 
+def test_plain_http_never_loads_the_ca_bundle(clients: list[CloudConvertClient]) -> None:
+    """The TLS context (~50 ms of CPU to load the CA bundle) is made at the first https
+    connection, not at start: a run against an http:// endpoint never pays it."""
+    server = ScriptedServer(lambda n, _: length_answer(JOB))
+    tls_context.cache_clear()
+    clients.append(api := client(server.url))
+    api.get_job("j1", path="a")
+    assert tls_context.cache_info().currsize == 0
+
+
 def test_a_connection_the_server_dropped_while_idle_is_not_an_error(
         clients: list[CloudConvertClient]) -> None:
     server = ScriptedServer(lambda n, _: length_answer(JOB, extra="Keep-Alive: timeout=0\r\n"),
