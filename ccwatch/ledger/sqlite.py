@@ -67,7 +67,10 @@ CREATE TABLE IF NOT EXISTS files (
     UNIQUE (folder, relpath, size, mtime_ns)
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
-CREATE INDEX IF NOT EXISTS files_path ON files (folder, relpath);
+-- One input's versions by state: without it the planner took files_queue for the earlier
+-- outputs of a path and read every done row of the folder, per delivery (O(n²) over a backlog).
+DROP INDEX IF EXISTS files_path;
+CREATE INDEX IF NOT EXISTS files_history ON files (folder, relpath, state, id);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
 CREATE INDEX IF NOT EXISTS files_queue ON files (folder, state, id);

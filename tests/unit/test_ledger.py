@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -245,3 +246,45 @@ def test_an_old_ledger_gets_an_installation_id_and_keeps_its_old_tags(tmp_path: 
     assert reopened.installation_id
     [active] = reopened.active()
     assert active.job_tag == f"ccwatch-{e.id}-1"
+
+
+def _steps(ledger: Ledger, call: Callable[[], object]) -> int:
+    """SQLite virtual-machine steps (in thousands) ``call`` takes: a cost that does not depend on
+    the machine's speed or load."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    db = ledger._db  # white box: the store's own connection
+    db.set_progress_handler(count, 1000)
+    try:
+        call()
+    finally:
+        db.set_progress_handler(None, 0)
+    return steps[0]
+
+
+def test_a_deliverys_lookups_cost_the_same_at_any_backlog(ledger: Ledger) -> None:
+    """What each delivery asks the ledger (earlier outputs of its path, failed versions, unplanned
+    elders) reads an index range, not every done row of the folder: the same number of steps
+    with 100 done rows as with 5,000."""
+    def lookups(n: int) -> int:
+        return _steps(ledger, lambda: (ledger.earlier_outputs("f", f"x{n}.png", 10**9),
+                                       ledger.failed_for_path("f", f"x{n}.png"),
+                                       ledger.unplanned_before("f", 10**9)))
+
+    def fill(upto: int) -> None:
+        start = ledger.count_by_state("f").get("done", 0)
+        with ledger._tx() as db:
+            db.executemany(
+                "INSERT INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
+                " outputs, first_seen, updated_at) VALUES ('f', ?, 1, 1, 'done', 0, 't', ?, 1, 1)",
+                ((f"d{i}.png", '[{"final_path": "out/d.jpg", "size": 1}]')
+                 for i in range(start, upto)))
+
+    fill(100)
+    small = lookups(100)
+    fill(5000)
+    assert lookups(5000) <= small + 1
