@@ -16,7 +16,7 @@ from bench.common import REPO
 
 DOC = REPO / "docs" / "benchmarks.md"
 ORDER = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "ratelimit", "memory",
-         "latency", "restart", "idle", "hosts")
+         "latency", "webhooks", "restart", "idle", "hosts")
 
 DOC_HEADER = """# Benchmarks
 

@@ -1,45 +1,41 @@
-"""Webhooks vs polling: completion latency (file close → output in place) and job GETs per file.
+"""Webhooks vs waiting vs polling: latency (file close → output in place) and job GETs per file.
 
-``python -m bench.webhooks [--files N] [--latency-s S] [--write]``
-
-The same run twice against a fresh emulator (0.5 s per job by default): ``ccwatch run`` as a child
-process polling with the default backoff (poll_interval_s 2, poll_max_s 30), then with a
+The same run three times against a fresh emulator (0.5 s per job): ``ccwatch run`` as a child
+process polling with the default backoff, waiting on the sync host (the default), then with a
 ``[webhook]`` table, the emulator posting signed ``job.finished`` deliveries to the daemon's
-receiver on a loopback port. Files are dropped one at a time at random gaps, so they overlap a little
-as they would in a shared inbox; each file's latency is from its close to its output's final name
-appearing. ``--write`` replaces the "Webhooks vs polling" section of docs/benchmarks.md.
+receiver on a loopback port. Files are dropped one at a time at random gaps, so they overlap a
+little as they would in a shared inbox; each file's latency is from its close to its output's
+final name appearing.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import random
-import re
 import socket
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.common import (
     BenchError,
     Child,
     Settings,
+    Size,
+    by_size,
     ccwatch_args,
     ccwatch_env,
     daemon_ready,
     emulator,
+    measure_all,
     percentile,
     stage_images,
     wait_until,
     workspace,
     write_config,
 )
-from bench.report import DOC, DOC_HEADER, machine, markdown_table, text_table
+from bench.report import Result, Target
 
 WEBHOOK_SECRET = "bench-secret"  # what bench.common.emulator signs with
-START, END = "<!-- bench:webhooks -->", "<!-- /bench:webhooks -->"
+LATENCY_S = 0.5
 SETTLE_S = 0.5
 GAP_S = (0.1, 0.6)  # random pause between drops
 TICK_S = 0.01  # how often the output folder is looked at: the latency's resolution
@@ -82,7 +78,8 @@ def webhook_table(port: int) -> str:
 
 
 def measure(mode: str, files: int, latency_s: float, rng: random.Random) -> ModeResult:
-    settings = Settings(settle_s=SETTLE_S, poll_interval_s=2.0, poll_max_s=30.0)
+    settings = Settings(settle_s=SETTLE_S, poll_interval_s=2.0, poll_max_s=30.0,
+                        tracking="poll" if mode == "poll" else "wait")
     with workspace(f"webhooks-{mode}") as ws, emulator(latency_s=latency_s) as emu:
         assert emu.base_url
         config = write_config(ws, emu.base_url, settings)
@@ -122,61 +119,32 @@ def measure(mode: str, files: int, latency_s: float, rng: random.Random) -> Mode
     return ModeResult(mode, [done[i] - closed[i] for i in range(files)], gets, accepted)
 
 
-def section(results: list[ModeResult], files: int, latency_s: float, command: str) -> str:
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    polling, hooked = results
-    return "\n".join([
-        "## Webhooks vs polling", "",
-        f"Measured {now} on {machine()}.  ",
-        f"Command: `{command}`", "",
-        f"- {files} PNG → JPG files dropped one at a time ({GAP_S[0]} to {GAP_S[1]} s apart), "
-        f"emulator latency {latency_s} s per job, settle_s {SETTLE_S}",
-        "- polling: poll_interval_s 2, poll_max_s 30 (the defaults); webhooks: the same plus a "
-        "`[webhook]` table (safety_poll_s 60, the default)",
-        "- latency = the file's close → its output under its final name; "
-        f"output folder looked at every {TICK_S * 1000:.0f} ms", "",
-        markdown_table(HEADERS, [r.row() for r in results]), "",
-        f"Result: webhooks p50 {hooked.p50:.2f} s vs polling {polling.p50:.2f} s "
-        f"(p95 {hooked.p95:.2f} vs {polling.p95:.2f}); job GETs per file "
-        f"{hooked.job_gets / files:.2f} vs {polling.job_gets / files:.2f}. Polling pays the first "
-        "poll interval on every file (a job that outlives it waits for the next, 1.5 times longer, "
-        "interval); a webhook delivery is tracked the moment it arrives, and the safety poll "
-        "never fires for jobs this short.",
-    ]) + "\n"
-
-
-def write_doc(text: str, doc: Path = DOC) -> None:
-    """Replace only our section (between our markers); create the file or append when missing."""
-    current = doc.read_text() if doc.exists() else DOC_HEADER
-    body = f"{START}\n{text}{END}"
-    if START in current and END in current:
-        current = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: body, current,
-                         flags=re.S)
-    else:
-        current = current.rstrip() + f"\n\n{body}\n"
-    doc.write_text(current)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.webhooks",
-                                     description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--files", type=int, default=30)
-    parser.add_argument("--latency-s", type=float, default=0.5, help="emulator seconds per job")
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
-    results = [measure(mode, args.files, args.latency_s, rng) for mode in ("polling", "webhooks")]
-    print(text_table(HEADERS, [r.row() for r in results]))
-    polling, hooked = results
-    print(f"RESULT webhooks: p50 {hooked.p50:.2f} s vs polling {polling.p50:.2f} s; job GETs/file "
-          f"{hooked.job_gets / args.files:.2f} vs {polling.job_gets / args.files:.2f}", flush=True)
-    if args.write:
-        command = " ".join(["python -m bench.webhooks", *argv])
-        write_doc(section(results, args.files, args.latency_s, command))
-        print(f"wrote the webhooks section of {DOC}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def run(size: Size) -> Result:
+    files = by_size(size, full=30, quick=6, smoke=1)
+    rng = random.Random(5)
+    results = measure_all(size, lambda: measure("poll", files, LATENCY_S, rng),
+                          lambda: measure("wait", files, LATENCY_S, rng),
+                          lambda: measure("webhooks", files, LATENCY_S, rng))
+    poll, wait, hooked = results
+    summary = (f"webhooks p50 {hooked.p50:.2f} s, wait {wait.p50:.2f} s, poll {poll.p50:.2f} s; "
+               f"job GETs per file {hooked.job_gets / files:.2f} / {wait.job_gets / files:.2f} / "
+               f"{poll.job_gets / files:.2f}")
+    return Result(
+        name="webhooks", title="Webhooks vs waiting vs polling", summary=summary, headers=HEADERS,
+        rows=[r.row() for r in results],
+        settings=[f"{files} PNG → JPG files dropped one at a time ({GAP_S[0]} to {GAP_S[1]} s "
+                  f"apart), emulator latency {LATENCY_S} s per job, settle_s {SETTLE_S}",
+                  "poll: tracking = \"poll\", poll_interval_s 2 (the default), growing by 1.5; "
+                  "wait: tracking = \"wait\" (the default); webhooks: a `[webhook]` table "
+                  "(safety_poll_s 60, the default)",
+                  "latency = the file's close → its output under its final name; output folder "
+                  f"looked at every {TICK_S * 1000:.0f} ms; job GETs = GET /v2/jobs/{{id}} on the "
+                  "API host (waits go to the sync host and are not counted)"],
+        notes=["Polling pays the first poll interval on every file; a wait or a webhook delivery "
+               "is seen the moment the job ends, and the safety poll never fires for jobs this "
+               "short."],
+        targets=[Target(f"webhooks: fewer job GETs per file than polling ({hooked.job_gets / files:.2f}"
+                        f" vs {poll.job_gets / files:.2f})", hooked.job_gets < poll.job_gets),
+                 Target(f"webhooks: lower p50 than polling ({hooked.p50:.2f} vs {poll.p50:.2f} s)",
+                        hooked.p50 < poll.p50)],
+    )

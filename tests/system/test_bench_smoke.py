@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = ("throughput", "tracking", "overhead", "backlog", "transfer", "inflight", "ratelimit",
-              "memory", "latency", "restart", "idle", "hosts")
+              "memory", "latency", "webhooks", "restart", "idle", "hosts")
 
 
 @pytest.mark.timeout(120)
