@@ -160,7 +160,7 @@ class Client:
             raise http.client.InvalidURL(f"not an http(s) URL: {url[:200]!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         key: _Key = (parts.scheme, parts.hostname, port)
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        path = urllib.parse.urlunsplit(("", "", _quoted(parts.path) or "/", _quoted(parts.query), ""))
         proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
         if proxy and not urllib.request.proxy_bypass(parts.hostname):
             return key, path, proxy
@@ -219,6 +219,16 @@ class Client:
         conn.sock.settimeout(self._timeout_s)
         conn.request(method, target, body=body, headers={**self._headers, **(headers or {})})
         return Answer(conn.getresponse(), url)
+
+
+# What may stand in a request target as it is (RFC 3986 pchar and query, and "%" of an escape).
+_TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
+def _quoted(text: str) -> str:
+    """``text`` with what cannot go on the request line (spaces, non-ASCII, controls)
+    percent-encoded as UTF-8; escapes already there are kept, as browsers and httpx do."""
+    return urllib.parse.quote(text, safe=_TARGET_SAFE)
 
 
 def _readable(sock: Any) -> bool:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ccwatch import __version__, config, logs
 from ccwatch.config import Config
@@ -20,6 +19,8 @@ from ccwatch.errors import CcwatchError, ConfigError, ExitCode
 NOT_A_TERMINAL_WIDTH = 1000
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ccwatch.commands.units import Platform
     from ccwatch.daemon import Runtime
 
@@ -106,6 +107,8 @@ def run(config_path: Path | None, once: bool, log_file: Path | None, verbose: bo
 def _console(*, stderr: bool = False) -> Console:
     """Rich output that wraps only on a terminal: in the journal, a pipe or a file, a long path
     or message stays on one line (Rich would break it at 80 columns)."""
+    from rich.console import Console  # imported when used: ~40 ms of every start otherwise
+
     console = Console(highlight=False, stderr=stderr, soft_wrap=True)
     if not console.is_terminal:
         console.width = NOT_A_TERMINAL_WIDTH
@@ -114,6 +117,19 @@ def _console(*, stderr: bool = False) -> Console:
 
 def _run_once_with_progress(runtime: Runtime, stop: threading.Event) -> ExitCode:
     from ccwatch.daemon import run_once
+
+    if sys.stderr.isatty():
+        code = _with_bar(lambda on_progress: run_once(runtime, on_progress=on_progress, stop=stop))
+    else:  # no bar to draw (a service, a pipe, a log file): no Rich either
+        code = run_once(runtime, on_progress=lambda done, total: None, stop=stop)
+    p = runtime.pipeline
+    click.echo(f"{p.delivered} converted, {p.failed} failed", err=True)
+    return code
+
+
+def _with_bar(run: Callable[[Callable[[int, int], None]], ExitCode]) -> ExitCode:
+    """``run(on_progress)`` under a progress bar on stderr (a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = _console(stderr=True)
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -124,10 +140,7 @@ def _run_once_with_progress(runtime: Runtime, stop: threading.Event) -> ExitCode
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=max(total, done) or None)
 
-        code = run_once(runtime, on_progress=on_progress, stop=stop)
-    p = runtime.pipeline
-    click.echo(f"{p.delivered} converted, {p.failed} failed", err=True)
-    return code
+        return run(on_progress)
 
 
 _CONFIG_OPTION = click.option(

@@ -198,6 +198,11 @@ def _cloudconvert(t: Table, base_dir: Path, env: Mapping[str, str]) -> CloudConv
     t.finish()
     key = read_secret(env=env, env_name=api_key_env, file=api_key_file,
                       credential=API_KEY_CREDENTIAL, key=t.sub("api_key_file"))
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
+        where = api_key_env if env.get(api_key_env, "").strip() else "the key file"
+        raise ConfigError(t.sub("api_key_env" if where == api_key_env else "api_key_file"),
+                          f"the API key in {where} has a space, a line break or a non-ASCII "
+                          "character, which an HTTP header cannot carry: paste it again")
     return CloudConvertConfig(
         endpoint=endpoint, region=region, sync_endpoint=sync, api_key_env=api_key_env,
         api_key_file=api_key_file, timeout_s=timeout_s,

@@ -197,3 +197,16 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_url_with_spaces_or_non_ascii_is_sent_percent_encoded(
+        clients: list[CloudConvertClient], tmp_path: Path) -> None:
+    """An export URL as a storage host might hand it out (a file name with a space, an accent
+    or a control character in it, or already escaped): the request line carries it escaped."""
+    server = ScriptedServer(lambda n, _: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    clients.append(api := client(server.url))
+    url = server.url + "/tasks/r\u00e9sum\u00e9 final\x01%20v2.pdf?sig=a b&x=%2F"
+    with api.download(url, job_id="j", path="a") as chunks:
+        assert b"".join(chunks) == b"ok"
+    assert server.requests[0].request_line == (
+        "GET /tasks/r%C3%A9sum%C3%A9%20final%01%20v2.pdf?sig=a%20b&x=%2F HTTP/1.1")

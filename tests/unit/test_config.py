@@ -646,3 +646,18 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 ])
 def test_a_key_shaped_value_is_recognised(value: str, pasted: bool) -> None:
     assert looks_like_secret(value) is pasted
+
+
+@pytest.mark.parametrize("pasted", ["abc def", "abc\u00a0def", "ab\u200bcd", "abc\tdef"])
+def test_an_api_key_an_http_header_cannot_carry_is_refused(tmp_path: Path, pasted: str) -> None:
+    """A key pasted with a space, a non-breaking space or a zero-width character inside would be
+    refused by the client on every request; it is refused at start instead, without being shown."""
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, minimal()), env={"CLOUDCONVERT_API_KEY": pasted})
+    assert info.value.key == "cloudconvert.api_key_env"
+    assert "cannot carry" in str(info.value) and pasted not in str(info.value)
+    (tmp_path / "key.txt").write_text(pasted + "\n")
+    data = minimal() | {"cloudconvert": {"api_key_file": "key.txt"}}
+    with pytest.raises(ConfigError) as from_file:
+        config.load(write(tmp_path, data), env={})
+    assert from_file.value.key == "cloudconvert.api_key_file"
