@@ -48,6 +48,7 @@ if url != "-":
             item.write(chunk)
         item.commit("big.out", overwrite=True)  # fsync + rename, as the deliver stage does
     result["download_s"] = time.monotonic() - t
+    result["download_bytes"] = (Path(out) / "big.out").stat().st_size
     (Path(out) / "big.out").unlink()
 print(json.dumps(result))
 """
@@ -126,7 +127,11 @@ def _measure(size_mb: int) -> tuple[float, float, float, float]:
             subprocess.run(["curl", "-sS", "-o", os.devnull, "--fail", url], check=True,
                            timeout=900)
             os.sync()
-            down = _ccwatch(emu.base_url, None, src, url, ws.output)["download_s"]
+            got = _ccwatch(emu.base_url, None, src, url, ws.output)
+            if got["download_bytes"] != src.stat().st_size:  # a fast but short download is no win
+                raise BenchError(f"ccwatch downloaded {got['download_bytes']:.0f} of "
+                                 f"{src.stat().st_size} bytes")
+            down = got["download_s"]
             os.sync()
             curl_down = _curl_download(url, ws.output)
         finally:
