@@ -77,6 +77,19 @@ def test_a_connection_the_server_dropped_while_idle_is_not_an_error(
     assert server.connections == 3
 
 
+def test_a_create_on_a_kept_connection_the_server_drops_is_not_sent_twice(
+        clients: list[CloudConvertClient]) -> None:
+    """A POST may have been acted on before the server dropped the socket: it is not repeated
+    (the submit stage finds or re-creates the job by its tag), it is a network error."""
+    server = ScriptedServer(lambda n, _: length_answer(JOB) if n == 1 else None)
+    clients.append(api := client(server.url))
+    api.create_job({"tasks": {}}, path="a")
+    with pytest.raises(TransientError) as dropped:
+        api.create_job({"tasks": {}}, path="a")
+    assert dropped.value.code == "NETWORK"
+    assert len(server.requests) == 2 and server.connections == 1
+
+
 def test_a_gzip_answer_is_read_although_none_was_asked_for(
         clients: list[CloudConvertClient]) -> None:
     server = ScriptedServer(lambda n, _: length_answer(gzip.compress(JOB),
