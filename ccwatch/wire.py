@@ -58,7 +58,11 @@ class Answer:
                    "deflate": zlib.decompressobj}.get(encoding)
         inflate = decoder() if decoder else None
         while chunk := self._raw.read1(CHUNK):
-            yield inflate.decompress(chunk) if inflate else chunk
+            if inflate is None:
+                yield chunk
+            while inflate is not None and chunk:  # CHUNK at a time: a small answer can inflate to GBs
+                yield inflate.decompress(chunk, CHUNK)
+                chunk = inflate.unconsumed_tail
         self._raw.read()  # nothing left, but read1 (3.11) never marks a sized answer finished
         if inflate:
             yield inflate.flush()

@@ -14,13 +14,14 @@ import socket
 import ssl
 import subprocess
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scripted_server import ScriptedServer, Seen, length_answer
 
-from ccwatch.api import CloudConvertClient, tls_context
+from ccwatch.api import MAX_BODY, CloudConvertClient, tls_context
 from ccwatch.clock import SystemClock
 from ccwatch.errors import TransientError
 
@@ -97,6 +98,24 @@ def test_a_gzip_answer_is_read_although_none_was_asked_for(
     clients.append(api := client(server.url))
     assert api.get_job("j1", path="a")["status"] == "waiting"
     assert server.requests[0].header("Accept-Encoding") in (None, "identity")
+
+
+def test_a_compressed_answer_is_refused_as_it_inflates_not_after(
+        clients: list[CloudConvertClient]) -> None:
+    """200 MB of JSON whitespace gzipped to a few hundred KB: the client stops at MAX_BODY,
+    inflating a piece at a time, and never holds the 200 MB."""
+    bomb = gzip.compress(b"{" + b" " * (200 << 20) + b"}", compresslevel=9)
+    server = ScriptedServer(lambda n, _: length_answer(bomb, extra="Content-Encoding: gzip\r\n"))
+    clients.append(api := client(server.url))
+    tracemalloc.start()
+    try:
+        with pytest.raises(TransientError) as refused:
+            api.get_job("j1", path="a")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.code == "RESPONSE_TOO_LARGE"
+    assert peak < 3 * MAX_BODY
 
 
 def test_an_environment_proxy_carries_every_request(monkeypatch: pytest.MonkeyPatch,
