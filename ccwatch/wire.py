@@ -238,6 +238,10 @@ def _quoted(text: str) -> str:
 def _readable(sock: Any) -> bool:
     """An idle keep-alive socket with something to read was closed by the server."""
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors past 1023 (many waits open)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True

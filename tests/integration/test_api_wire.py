@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -66,6 +67,28 @@ def test_plain_http_never_loads_the_ca_bundle(clients: list[CloudConvertClient])
     clients.append(api := client(server.url))
     api.get_job("j1", path="a")
     assert tls_context.cache_info().currsize == 0
+
+
+def test_a_kept_connection_is_reused_whatever_its_descriptor_number(
+        clients: list[CloudConvertClient]) -> None:
+    """With many waits open, sockets get descriptors past 1023, which select() refuses: the
+    check that a kept connection is still open must not take that for a closed one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        assert not os.environ.get("CI"), f"the hard descriptor limit ({hard}) is below 1200"
+        pytest.skip(f"the hard descriptor limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = ScriptedServer(lambda n, _: length_answer(JOB))
+        clients.append(api := client(server.url))
+        for _ in range(3):
+            api.get_job("j1", path="a")
+        assert server.connections == 1
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_connection_the_server_dropped_while_idle_is_not_an_error(
