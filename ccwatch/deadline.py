@@ -36,14 +36,14 @@ class Budget:
 _current = threading.local()  # the Budget of the exchange this thread is running, if any
 
 
-def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+def _bounded(timeout: float | None) -> float | None:
     """The socket timeout to use now: the caller's, cut to what is left of the exchange's budget."""
     budget: Budget | None = getattr(_current, "budget", None)
     if budget is None:
         return timeout
     left = budget.left()
     if left <= 0:
-        raise expired("the exchange's total deadline has passed")
+        raise TimeoutError("the exchange's total deadline has passed")
     return left if timeout is None else min(timeout, left)
 
 
@@ -53,7 +53,7 @@ def _moved(size: int) -> None:
         budget.moved += size
 
 
-class _BoundedSocket:
+class BoundedSocket:
     """A connected socket whose reads and writes wait at most until the running exchange's
     deadline (and at most the socket's own timeout): what ``http.client`` is given to use."""
 
@@ -69,14 +69,14 @@ class _BoundedSocket:
     def gettimeout(self) -> float | None:
         return self._timeout
 
-    def _arm(self, expired: type[Exception]) -> None:
-        timeout = _bounded(self._timeout, expired)
+    def _arm(self) -> None:
+        timeout = _bounded(self._timeout)
         if timeout != self._set:
             self._sock.settimeout(timeout)
             self._set = timeout
 
     def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
-        self._arm(TimeoutError)
+        self._arm()
         size = self._sock.recv_into(buffer, nbytes)
         _moved(size)
         return size
@@ -84,7 +84,7 @@ class _BoundedSocket:
     def sendall(self, data: Any) -> None:
         view = memoryview(data)
         while view:  # a piece at a time, so a slow reader cannot hold one call past the deadline
-            self._arm(TimeoutError)
+            self._arm()
             sent = self._sock.send(view[:_PIECE])
             _moved(sent)
             view = view[sent:]
@@ -109,11 +109,6 @@ class _BoundedSocket:
 
     def __getattr__(self, name: str) -> Any:  # fileno, setsockopt, shutdown, ...
         return getattr(self._sock, name)
-
-
-def bounded_socket(sock: socket.socket) -> Any:
-    """``sock`` under the running exchange's deadline (see ``deadline``)."""
-    return _BoundedSocket(sock)
 
 
 @contextmanager

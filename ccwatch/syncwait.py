@@ -28,6 +28,7 @@ from typing import Any, Literal
 from loguru import logger
 
 from ccwatch import __version__
+from ccwatch.wire import proxy_for
 
 ENDED = ("finished", "error")
 # Below the idle timeout of most proxies and load balancers (60 s), so a healthy wait is not cut.
@@ -67,9 +68,9 @@ class JobWaiter:
         self._on_done = on_done
         self._deadline_s = deadline_s
         self._max_waits = max_waits
-        host = self._host if url.port is None else f"{self._host}:{url.port}"
-        if ":" in self._host:
-            host = f"[{self._host}]" if url.port is None else f"[{self._host}]:{url.port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 literal
+        if url.port is not None:
+            host += f":{url.port}"
         head = [f"Host: {host}", f"User-Agent: ccwatch/{__version__}", "Accept: application/json"]
         if api_key:
             head.append(f"Authorization: Bearer {api_key}")
@@ -259,10 +260,8 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 def _proxy_for(url: urllib.parse.SplitResult) -> str | None:
-    """The proxy the environment names for ``url`` (as the API client would use), if any."""
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(url.hostname or ""):
+    """host:port of the proxy the environment names for ``url`` (never its password), if any."""
+    where = proxy_for(url, urllib.request.getproxies())
+    if where is None:
         return None
-    where = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    return f"{where.hostname}:{where.port}" if where.port else str(where.hostname)  # no password
+    return f"{where.hostname}:{where.port}" if where.port else str(where.hostname)

@@ -21,9 +21,10 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from ccwatch.deadline import bounded_socket
+from ccwatch.deadline import BoundedSocket
 from ccwatch.errors import TooManyRedirects
 
 CHUNK = 1 << 20
@@ -36,9 +37,8 @@ _Key = tuple[str, str, int]
 class Answer:
     """A response whose body is streamed with ``chunks()``."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str) -> None:
+    def __init__(self, raw: http.client.HTTPResponse) -> None:
         self._raw = raw
-        self.url = url
         self.status_code = raw.status
         self.reason_phrase = raw.reason
         self.headers = raw.headers  # case-insensitive .get()
@@ -89,7 +89,7 @@ class _Plain(http.client.HTTPConnection):
 
     def connect(self) -> None:
         super().connect()
-        self.sock = bounded_socket(self.sock)
+        self.sock = BoundedSocket(self.sock)
 
 
 class _Tls(http.client.HTTPSConnection):
@@ -97,10 +97,21 @@ class _Tls(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()
-        self.sock = bounded_socket(self.sock)
+        self.sock = BoundedSocket(self.sock)
 
 
 _Connection = _Plain | _Tls
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one request goes: its URL, the pool it draws from, its target without a proxy,
+    and the proxy the environment names for it."""
+
+    url: str
+    key: _Key
+    path: str
+    proxy: urllib.parse.SplitResult | None
 
 
 class Client:
@@ -132,19 +143,20 @@ class Client:
         redirects (GET only) when given. The connection goes back to the pool if the body was
         read to its end."""
         for _ in range((max_redirects or 0) + 1):
-            conn, key = self._connection(url)
+            route = self._route(url)
+            conn = self._connection(route)
             answer: Answer | None = None
             try:
                 try:
-                    answer = self._send(conn, method, url, body, headers)
+                    answer = self._send(conn, route, method, body, headers)
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     if not (conn.kept and method in IDEMPOTENT and isinstance(body, bytes | None)):
                         raise
                     # The server closed the kept socket as it was reused (its idle timeout):
                     # nothing was done, so ask once more on a new one.
                     conn.close()
-                    conn = self._fresh(key, url)
-                    answer = self._send(conn, method, url, body, headers)
+                    conn = self._fresh(route)
+                    answer = self._send(conn, route, method, body, headers)
                 if max_redirects is not None and answer.is_redirect:
                     url = urllib.parse.urljoin(url, answer.headers["Location"])
                     answer.skim()
@@ -152,43 +164,38 @@ class Client:
                 yield answer
                 return
             finally:
-                self._release(key, conn, answer)
+                self._release(route.key, conn, answer)
         raise TooManyRedirects(f"more than {max_redirects} redirects")
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _target(self, url: str) -> tuple[_Key, str, str | None]:
-        """(pool key, request target without a proxy, proxy URL or None) for ``url``."""
+    def _route(self, url: str) -> _Route:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise http.client.InvalidURL(f"not an http(s) URL: {url[:200]!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        key: _Key = (parts.scheme, parts.hostname, port)
-        path = urllib.parse.urlunsplit(("", "", _quoted(parts.path) or "/", _quoted(parts.query), ""))
-        proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
-        if proxy and not urllib.request.proxy_bypass(parts.hostname):
-            return key, path, proxy
-        return key, path, None
+        path = urllib.parse.urlunsplit(("", "", _quoted(parts.path) or "/", _quoted(parts.query),
+                                        ""))
+        return _Route(url, (parts.scheme, parts.hostname, port), path,
+                      proxy_for(parts, self._proxies))
 
-    def _connection(self, url: str) -> tuple[_Connection, _Key]:
-        key, _, _ = self._target(url)
+    def _connection(self, route: _Route) -> _Connection:
         with self._lock:
-            idle = self._idle.get(key, [])
+            idle = self._idle.get(route.key, [])
             while idle:
                 conn = idle.pop()
                 if conn.sock is not None and not _readable(conn.sock):
-                    return conn, key
+                    return conn
                 conn.close()  # closed by the server while idle (or it sent what nobody asked)
-        return self._fresh(key, url), key
+        return self._fresh(route)
 
-    def _fresh(self, key: _Key, url: str) -> _Connection:
-        _, _, proxy = self._target(url)
-        scheme, host, port = key
-        if proxy is None:
+    def _fresh(self, route: _Route) -> _Connection:
+        scheme, host, port = route.key
+        where = route.proxy
+        if where is None:
             if scheme == "https":
                 return _Tls(host, port, timeout=self._connect_s, context=self._tls())
             return _Plain(host, port, timeout=self._connect_s)
-        where = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if where.scheme != "http" or not where.hostname:
             raise http.client.InvalidURL(f"unsupported proxy {where.scheme}://{where.hostname}")
         if scheme == "http":  # absolute-form requests to the proxy itself
@@ -210,19 +217,16 @@ class Client:
             answer.close()  # an answer left unread holds the socket (its connection may not)
         conn.close()
 
-    def _send(self, conn: _Connection, method: str, url: str, body: Body,
+    def _send(self, conn: _Connection, route: _Route, method: str, body: Body,
               headers: Mapping[str, str] | None) -> Answer:
-        key, path, proxy = self._target(url)
-        scheme, _, _ = key
-        target = url if proxy and scheme == "http" else path
-        if proxy and scheme == "http":
-            where = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-            headers = {**_proxy_auth(where), **(headers or {})}
+        target, extra = route.path, dict(headers or {})
+        if route.proxy is not None and route.key[0] == "http":  # the proxy is asked for the URL
+            target, extra = route.url, {**_proxy_auth(route.proxy), **extra}
         if conn.sock is None:
             conn.connect()
         conn.sock.settimeout(self._timeout_s)
-        conn.request(method, target, body=body, headers={**self._headers, **(headers or {})})
-        return Answer(conn.getresponse(), url)
+        conn.request(method, target, body=body, headers={**self._headers, **extra})
+        return Answer(conn.getresponse())
 
 
 # What may stand in a request target as it is (RFC 3986 pchar and query, and "%" of an escape).
@@ -245,6 +249,16 @@ def _readable(sock: Any) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
+
+
+def proxy_for(url: urllib.parse.SplitResult,
+              proxies: Mapping[str, str]) -> urllib.parse.SplitResult | None:
+    """The proxy ``proxies`` (``urllib.request.getproxies()``) name for ``url``, parsed; None
+    when there is none or ``NO_PROXY`` exempts the host."""
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    return urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
 
 
 def _proxy_auth(where: urllib.parse.SplitResult) -> dict[str, str]:
