@@ -122,7 +122,7 @@ def _storage_error(response: Answer, what: str, **context: Any) -> CcwatchError:
 
 
 def _read_capped(response: Answer, limit: int, what: str, **context: Any) -> bytes:
-    declared = response.headers.get("Content-Length", "")
+    declared = response.headers.get("Content-Length") or ""
     if declared.isdigit() and int(declared) > limit:
         raise TransientError(f"{what}: a {int(declared)}-byte answer is over the {limit}-byte limit",
                              code="RESPONSE_TOO_LARGE", **context)

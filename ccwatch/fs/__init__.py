@@ -48,8 +48,7 @@ def is_own_temp(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
-def _control(ch: str) -> bool:
-    return ord(ch) < 32 or 127 <= ord(ch) < 160
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 def name_problem(relpath: str) -> str | None:
@@ -61,7 +60,7 @@ def name_problem(relpath: str) -> str | None:
         relpath.encode("utf-8")
     except UnicodeEncodeError:
         return "its name is not valid UTF-8, which CloudConvert cannot take: rename it"
-    if any(_control(ch) for ch in relpath):
+    if _CONTROL.search(relpath):
         return "its name contains control characters (a newline, a tab…): rename it"
     return None
 
@@ -72,7 +71,7 @@ def sanitize_filename(name: str) -> str:
     def refuse(why: str) -> FileError:
         return FileError(f"unsafe file name {name!r}: {why}", code="UNSAFE_FILENAME")
 
-    if any(_control(ch) for ch in name):
+    if _CONTROL.search(name):
         raise refuse("control character")
     # Windows separators count too: a name like "..\\x.pdf" is a path on the server's side.
     base = name.replace("\\", "/").rsplit("/", 1)[-1]

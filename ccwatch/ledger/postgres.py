@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -262,7 +262,7 @@ class PostgresLedger(Ledger):
 
     def _write(self, entry_id: int, assignments: list[str], values: list[Any], *, now: float,
                state: State | None, allowed: tuple[str, ...] | None = None,
-               claimed: bool = True) -> Entry:
+               claimed: bool = True, meta: Mapping[str, Any] | None = None) -> Entry:
         """As the SQLite store's, plus the claim: a claimed write checks that the row is still
         ours and renews its lease; ``ccwatch retry``'s writes leave the row to any host."""
         owner: list[Any] = [self.host] if claimed else []
@@ -283,6 +283,7 @@ class PostgresLedger(Ledger):
             row = conn.execute(_pg(
                 f"UPDATE files SET {', '.join(assignments)}, updated_at = ?, {owner_sql} "
                 f"WHERE id = ? RETURNING {COLUMNS}"), (*values, now, *owner, entry_id)).fetchone()
+            self._put_metas(conn, meta or {})
         assert row is not None  # locked above
         return row_to_entry(row)
 
@@ -296,12 +297,17 @@ class PostgresLedger(Ledger):
         rows = self._query("SELECT key, value FROM meta WHERE starts_with(key, ?)", (prefix,))
         return {r[0]: json.loads(r[1]) for r in rows}
 
-    def set_meta(self, key: str, value: Any) -> None:
+    def set_metas(self, items: Mapping[str, Any]) -> None:
         with self._transaction() as conn:
+            self._put_metas(conn, items)
+
+    @classmethod
+    def _put_metas(cls, conn: psycopg.Connection[tuple[Any, ...]], items: Mapping[str, Any]) -> None:
+        for key, value in items.items():
             if value is None:
                 conn.execute("DELETE FROM meta WHERE key = %s", (key,))
             else:
-                self._put_meta(conn, key, value)
+                cls._put_meta(conn, key, value)
 
     @staticmethod
     def _put_meta(conn: psycopg.Connection[tuple[Any, ...]], key: str, value: Any) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -295,20 +295,25 @@ class Ledger:
     def add(self, folder: str, relpath: str, size: int, mtime_ns: int, *, rule: int,
             template: str, now: float, route: dict[str, Any] | None = None) -> Entry | None:
         """Record a settled file version; None when that exact version is already known."""
+        sql = ("INSERT OR IGNORE INTO files (folder, relpath, size, mtime_ns, state, rule, "
+               "template, first_seen, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        params = (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now,
+                  None if route is None else json.dumps(route))
+        if _HAS_RETURNING:  # one statement is its own transaction
+            rows = self._query(f"{sql} RETURNING {COLUMNS}", params)
+            return row_to_entry(rows[0]) if rows else None
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
-                " first_seen, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder, relpath, size, mtime_ns, str(State.SETTLED), rule, template, now, now,
-                 None if route is None else json.dumps(route)))
+            cur = db.execute(sql, params)
             if cur.rowcount == 0:
                 return None
             new_id = cur.lastrowid
         assert new_id is not None
         return self.get(new_id)
 
-    def update(self, entry_id: int, *, now: float, **fields: Any) -> Entry:
-        """Write fields (typically a new ``state`` plus what a resumed run needs) in one transaction.
+    def update(self, entry_id: int, *, now: float, meta: Mapping[str, Any] | None = None,
+               **fields: Any) -> Entry:
+        """Write fields (typically a new ``state`` plus what a resumed run needs) in one transaction,
+        with ``meta`` keys set (as :meth:`set_meta`) in the same one.
 
         A new ``state`` must be one ``TRANSITIONS`` allows from the row's current state.
         """
@@ -316,7 +321,8 @@ class Ledger:
         state = State(fields["state"]) if "state" in fields else None
         names = sorted(fields)
         return self._write(entry_id, [f"{n} = ?" for n in names],
-                           [encode(n, fields[n]) for n in names], now=now, state=state)
+                           [encode(n, fields[n]) for n in names], now=now, state=state,
+                           meta=meta)
 
     def requeue(self, entry_id: int, *, now: float) -> Entry:
         """Queue a failed version again (``ccwatch retry``): a new attempt, so a new job tag."""
@@ -336,7 +342,7 @@ class Ledger:
 
     def _write(self, entry_id: int, assignments: list[str], values: list[Any], *, now: float,
                state: State | None, allowed: tuple[str, ...] | None = None,
-               claimed: bool = True) -> Entry:
+               claimed: bool = True, meta: Mapping[str, Any] | None = None) -> Entry:
         """UPDATE one row; with a new ``state``, only from ``allowed`` (default: what
         ``TRANSITIONS`` allows), else raise IllegalTransition and write nothing. ``claimed``: a
         write by the host working on the row (False: ``ccwatch retry``; only a shared store cares)."""
@@ -346,19 +352,25 @@ class Ledger:
             allowed = sources(state) if allowed is None else allowed
             sql += f" AND state IN ({','.join('?' * len(allowed))})"
             params.extend(allowed)
-        with self._tx() as db:
-            if _HAS_RETURNING:  # one round trip instead of two
-                rows = list(db.execute(f"{sql} RETURNING {COLUMNS}", params))
-            elif db.execute(sql, params).rowcount:
-                rows = list(db.execute(f"SELECT {COLUMNS} FROM files WHERE id = ?", (entry_id,)))
-            else:
-                rows = []
-            if not rows:
-                current = list(db.execute("SELECT state FROM files WHERE id = ?", (entry_id,)))
-                if not current:
-                    raise KeyError(entry_id)
-                assert state is not None  # without a state change only a missing row matches nothing
-                raise IllegalTransition(entry_id, State(current[0][0]), state)
+        if _HAS_RETURNING and not meta:  # one statement is its own transaction
+            rows = self._query(f"{sql} RETURNING {COLUMNS}", params)
+        else:
+            with self._tx() as db:
+                if _HAS_RETURNING:
+                    rows = list(db.execute(f"{sql} RETURNING {COLUMNS}", params))
+                elif db.execute(sql, params).rowcount:
+                    rows = list(db.execute(f"SELECT {COLUMNS} FROM files WHERE id = ?",
+                                           (entry_id,)))
+                else:
+                    rows = []
+                if rows and meta:
+                    _put_meta(db, meta)
+        if not rows:
+            current = self._query("SELECT state FROM files WHERE id = ?", (entry_id,))
+            if not current:
+                raise KeyError(entry_id)
+            assert state is not None  # without a state change only a missing row matches nothing
+            raise IllegalTransition(entry_id, State(current[0][0]), state)
         return row_to_entry(rows[0])
 
     def rename_folder(self, old: str, new: str) -> int:
@@ -373,9 +385,18 @@ class Ledger:
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``; None removes the key (a reader sees None either way)."""
+        self.set_metas({key: value})
+
+    def set_metas(self, items: Mapping[str, Any]) -> None:
+        """:meth:`set_meta` for several keys, in one transaction."""
         with self._tx() as db:
-            if value is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (key,))
-            else:
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                           (key, json.dumps(value)))
+            _put_meta(db, items)
+
+
+def _put_meta(db: sqlite3.Connection, items: Mapping[str, Any]) -> None:
+    gone = [(key,) for key, value in items.items() if value is None]
+    kept = [(key, json.dumps(value)) for key, value in items.items() if value is not None]
+    if gone:
+        db.executemany("DELETE FROM meta WHERE key = ?", gone)
+    if kept:
+        db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", kept)

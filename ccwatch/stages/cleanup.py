@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -83,13 +83,19 @@ class JobCleanup:
         if self._timer is not None:
             self._timer.stop()
 
-    def add(self, job_id: str) -> None:
+    def record(self, job_id: str) -> dict[str, Any]:
+        """The meta row that records ``job_id`` as to delete, for a caller to write in the same
+        transaction as the file's last state (then ``add(job_id, recorded=True)``)."""
+        return {_job_key(self._ledger, job_id): True}
+
+    def add(self, job_id: str, *, recorded: bool = False) -> None:
         """A file is finished: its job is to be deleted (soon, on the next sweep)."""
         with self._lock:
             if job_id in self._due:
                 return
             self._due[job_id] = (0.0, 0)
-        self._ledger.set_meta(_job_key(self._ledger, job_id), True)
+        if not recorded:
+            self._ledger.set_metas(self.record(job_id))
         if self._timer is not None:
             self._timer.soon()
 
@@ -106,18 +112,24 @@ class JobCleanup:
         with self._lock:
             due = [j for j, (at, failures) in self._due.items()
                    if at <= now or (final and failures == 0)]
-        for job_id in due:
-            try:
-                self._api.delete_job(job_id, path="")
-            except CcwatchError as exc:
-                if exc.http_status != 404:  # 404: already gone, which is all we wanted
-                    self._later(job_id, exc)
-                    continue
-            with self._lock:
-                self._due.pop(job_id, None)
-            self._ledger.set_meta(_job_key(self._ledger, job_id), None)
-            self._on_deleted()
-            logger.bind(job=job_id).debug("job deleted on CloudConvert")
+        deleted: list[str] = []
+        try:
+            for job_id in due:
+                try:
+                    self._api.delete_job(job_id, path="")
+                except CcwatchError as exc:
+                    if exc.http_status != 404:  # 404: already gone, which is all we wanted
+                        self._later(job_id, exc)
+                        continue
+                with self._lock:
+                    self._due.pop(job_id, None)
+                deleted.append(job_id)
+        finally:  # one transaction for the whole sweep (a crash before it only deletes again)
+            if deleted:
+                self._ledger.set_metas({_job_key(self._ledger, j): None for j in deleted})
+                for _ in deleted:
+                    self._on_deleted()
+                logger.debug("{} job(s) deleted on CloudConvert", len(deleted))
 
     def _later(self, job_id: str, exc: CcwatchError) -> None:
         with self._lock:

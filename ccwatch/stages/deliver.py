@@ -162,9 +162,10 @@ def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
 def deliver(ctx: Context, entry: Entry) -> Entry:
     """Write every planned, undelivered output; then apply the originals policy and finish."""
     outputs = list(entry.outputs)
-    for i, out in enumerate(outputs):
-        if out.delivered or out.final_path is None:
-            continue
+    todo = [i for i, out in enumerate(outputs) if not out.delivered and out.final_path is not None]
+    keep = ctx.folder_of(entry).originals == "keep"
+    for i in todo:
+        out = outputs[i]
         try:
             _fetch(ctx, entry, out)
         except OutputGone:
@@ -172,17 +173,21 @@ def deliver(ctx: Context, entry: Entry) -> Entry:
             out = _refreshed(ctx, entry, i, out)
             _fetch(ctx, entry, out)
         outputs[i] = replace(out, delivered=True)
-        entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), outputs=tuple(outputs))
+        if i != todo[-1] or not keep:  # the last one is recorded with ``done`` when nothing is between
+            entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), outputs=tuple(outputs))
     _originals(ctx, entry)
+    # The job to delete is recorded with ``done``: one transaction, and a restart still deletes it.
+    cleanup, job_id = ctx.cleanup, entry.job_id
     entry = ctx.ledger.update(entry.id, now=ctx.clock.wall(), state=State.DONE,
-                              transient_since=None, error=None)
+                              outputs=tuple(outputs), transient_since=None, error=None,
+                              meta=cleanup.record(job_id) if cleanup and job_id else None)
+    if cleanup is not None and job_id:
+        cleanup.add(job_id, recorded=True)
     try:
         quarantine.drop_superseded(ctx, entry)
     except OSError as exc:  # the new version is delivered; a stale copy only lingers
         logger.bind(folder=entry.folder, file=entry.relpath).warning(
             "could not remove the failed older version from quarantine: {}", exc)
-    if ctx.cleanup is not None and entry.job_id:
-        ctx.cleanup.add(entry.job_id)
     written = [ctx.output_path(entry, o.final_path) for o in entry.outputs if o.final_path]
     hooks.after_done(ctx.hooks, ctx.hook(entry, "done"), entry, ctx.source(entry), written)
     return entry
@@ -217,8 +222,8 @@ def _fetch(ctx: Context, entry: Entry, out: PlannedOutput) -> None:
             # The path was chosen as ours (and recorded) before this rename; on resume it may
             # already hold our own earlier copy, or an earlier version's output: only "skip"
             # refuses to replace a file that is not ours.
-            own = final in _own_earlier_outputs(ctx, entry)
-            committed = item.commit(name, overwrite=own or rule.on_conflict != "skip")
+            committed = item.commit(name, overwrite=rule.on_conflict != "skip"
+                                    or final in _own_earlier_outputs(ctx, entry))
     except SymlinkInPath as exc:
         raise _symlinked(entry, exc) from exc
     except OSError as exc:

@@ -265,3 +265,70 @@ def test_a_url_with_spaces_or_non_ascii_is_sent_percent_encoded(
         assert b"".join(chunks) == b"ok"
     assert server.requests[0].request_line == (
         "GET /tasks/r%C3%A9sum%C3%A9%20final%01%20v2.pdf?sig=a%20b&x=%2F HTTP/1.1")
+
+
+def _chunked(body: bytes, size: int = 7) -> bytes:
+    pieces = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+@pytest.mark.parametrize(("name", "answer", "kept"), [
+    ("chunked, with an extension and a trailer",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunked(JOB), True),
+    ("an interim 100 Continue before the answer",
+     b"HTTP/1.1 100 Continue\r\n\r\n" + length_answer(JOB), True),
+    ("header names in any case, a repeated one",
+     b"HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh: %d\r\nVia: a\r\nVia: b\r\n\r\n%s" % (len(JOB), JOB),
+     True),
+    ("delimited by the end of the connection",
+     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + JOB, False),
+    ("HTTP/1.0 without keep-alive", b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+     % (len(JOB), JOB), False),
+])
+def test_every_way_an_answer_can_be_framed_is_read_whole(
+        clients: list[CloudConvertClient], name: str, answer: bytes, kept: bool) -> None:
+    """Each framing HTTP/1.1 allows is read to its end, and the socket is kept exactly when the
+    server can take another request on it."""
+    server = ScriptedServer(lambda n, _: answer, keep=kept)
+    clients.append(api := client(server.url))
+    for _ in range(2):
+        assert api.get_job("j1", path="a")["id"] == "j1", name
+    assert server.connections == (1 if kept else 2), name
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + JOB,  # fewer bytes than announced
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # a chunk size that is not
+    b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n",
+    b"SSH-2.0-OpenSSH_9.6\r\n\r\n",  # not HTTP at all
+    b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * (70 << 10) + b"\r\n\r\n",
+])
+def test_a_broken_answer_is_a_network_error(clients: list[CloudConvertClient],
+                                            answer: bytes) -> None:
+    server = ScriptedServer(lambda n, _: answer, keep=False)
+    clients.append(api := client(server.url))
+    with pytest.raises(TransientError) as broken:
+        api.get_job("j1", path="a")
+    assert broken.value.code == "NETWORK"
+
+
+def test_a_204_with_no_length_keeps_the_connection(clients: list[CloudConvertClient]) -> None:
+    """A delete's 204 has no body whatever its headers say; the socket carries the next request."""
+    server = ScriptedServer(lambda n, _: b"HTTP/1.1 204 No Content\r\n\r\n" if n % 2
+                            else length_answer(JOB))
+    clients.append(api := client(server.url))
+    api.delete_job("j1", path="a")
+    assert api.get_job("j1", path="a")["id"] == "j1"
+    assert server.connections == 1
+
+
+def test_a_line_break_never_reaches_a_request_head(clients: list[CloudConvertClient]) -> None:
+    """A job id from a server or a file name cannot add a header or a second request."""
+    server = ScriptedServer(lambda n, _: length_answer(JOB))
+    clients.append(api := client(server.url))
+    api.get_job("j1\r\nX-Injected: 1", path="a")
+    api.get_job("j1\nGET /evil HTTP/1.1", path="a")
+    assert len(server.requests) == 2
+    assert all(seen.header("X-Injected") is None for seen in server.requests)
+    assert all("\n" not in seen.request_line and seen.request_line.count(" ") == 2
+               for seen in server.requests)

@@ -190,3 +190,20 @@ def test_routes_renamed_files_and_renamed_folders(hosts: tuple[PostgresLedger, P
     assert moved.relpath == "sub/b.png" and moved.route == route
     assert a.rename_folder("inbox", "office") == 1
     assert b.get(entry.id).folder == "office" and b.in_flight_like("inbox", 10, 7) == []
+
+
+def test_meta_written_with_a_state_lands_with_it_or_not_at_all(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url, host="a")
+    entry = ledger.add("inbox", "m.png", 10, 1, rule=0, template="t", now=1.0)
+    assert entry is not None
+    with pytest.raises(IllegalTransition):
+        ledger.update(entry.id, now=2.0, state=State.DONE, meta={"jobs@a/j1": True})
+    assert ledger.get_meta("jobs@a/j1") is None
+    for state in (State.SUBMITTING, State.UPLOADING, State.PROCESSING, State.DELIVERING):
+        ledger.update(entry.id, now=2.0, state=state)
+    assert ledger.update(entry.id, now=3.0, state=State.DONE,
+                         meta={"jobs@a/j1": True}).state is State.DONE
+    assert ledger.get_meta("jobs@a/j1") is True
+    ledger.set_metas({"jobs@a/j1": None, "jobs@a/j2": True})
+    assert ledger.meta_under("jobs@a/") == {"jobs@a/j2": True}
+    ledger.close()

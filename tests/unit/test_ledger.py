@@ -288,3 +288,23 @@ def test_a_deliverys_lookups_cost_the_same_at_any_backlog(ledger: Ledger) -> Non
     small = lookups(100)
     fill(5000)
     assert lookups(5000) <= small + 1
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_meta_written_with_a_state_lands_with_it_or_not_at_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool) -> None:
+    """``done`` and the job to delete are one transaction: a refused transition leaves no meta,
+    an allowed one writes both; ``set_metas`` sets and removes several keys at once."""
+    import ccwatch.ledger.sqlite
+
+    monkeypatch.setattr(ccwatch.ledger.sqlite, "_HAS_RETURNING", returning)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    entry_id = at(ledger, State.PROCESSING)
+    with pytest.raises(IllegalTransition):
+        ledger.update(entry_id, now=2.0, state=State.DONE, meta={"jobs/j1": True})
+    assert ledger.get_meta("jobs/j1") is None
+    ledger.update(entry_id, now=2.0, state=State.DELIVERING)
+    done = ledger.update(entry_id, now=3.0, state=State.DONE, meta={"jobs/j1": True})
+    assert done.state is State.DONE and ledger.get_meta("jobs/j1") is True
+    ledger.set_metas({"jobs/j1": None, "jobs/j2": True, "jobs/j3": [1]})
+    assert ledger.meta_under("jobs/") == {"jobs/j2": True, "jobs/j3": [1]}
