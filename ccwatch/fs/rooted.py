@@ -40,11 +40,14 @@ Version = FileStat  # what a file was when it settled: an open or delete acts on
 
 
 def split(relpath: str | PurePosixPath) -> tuple[tuple[str, ...], str]:
-    """(parent folder names, file name) of a relative path; ValueError for one that escapes."""
-    parts = PurePosixPath(relpath).parts
-    if not parts or PurePosixPath(relpath).is_absolute() or any(p in ("..", ".") for p in parts):
+    """(parent folder names, file name) of a relative path; ValueError for one that escapes.
+    As ``PurePosixPath(relpath).parts`` would split it (empty and "." components dropped),
+    without building paths: this runs several times per file."""
+    text = relpath if isinstance(relpath, str) else relpath.as_posix()
+    parts = [p for p in text.split("/") if p and p != "."]
+    if not parts or text.startswith("/") or ".." in parts:
         raise ValueError(f"not a relative path below a root: {relpath!r}")
-    return parts[:-1], parts[-1]
+    return tuple(parts[:-1]), parts[-1]
 
 
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:

@@ -27,6 +27,7 @@ class JobHandoff:
     _agenda: Agenda
     _by_job: dict[str, int]
     _trackers: ThreadPoolExecutor
+    _downloads: ThreadPoolExecutor
     _waiter: JobWaiter | None
     _stopping: bool
 
@@ -34,6 +35,9 @@ class JobHandoff:
         raise NotImplementedError
 
     def _track(self, slot: Slot) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, slot: Slot) -> None:
         raise NotImplementedError
 
     def _guarded(self, slot: Slot, work: Callable[[Slot], None]) -> None:
@@ -81,18 +85,28 @@ class JobHandoff:
         if slot is None:
             return
         work: Callable[[Slot], None] = self._track
+        pool = self._trackers
         if job is None:
             slot.poll_only = True
             slot.due = self._clock.monotonic() + self.ctx.config.daemon.poll_interval_s
             work = _nothing
         elif job != "running" and isinstance(job.get("tasks"), list):
             slot.pushed_job = job
+            pool, work = self._downloads, self._finish
         # (An ended job without its tasks is read again with them; so is one still running at the
         # wait's deadline, which also checks on it.)
         try:
-            self._trackers.submit(self._guarded, slot, work)
+            pool.submit(self._guarded, slot, work)
         except RuntimeError:
             pass  # stopping: the file resumes from the ledger on the next start
+
+
+    def _finish(self, slot: Slot) -> None:
+        """A job the waiter saw end: its outputs are planned and delivered on this download
+        thread, one hand-off instead of two (tracking pool, then download pool)."""
+        self._track(slot)
+        if slot.entry.state is State.DELIVERING and not self._stopping:
+            self._deliver(slot)
 
 
 def _nothing(slot: Slot) -> None:

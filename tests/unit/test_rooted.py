@@ -172,3 +172,16 @@ def test_remove_temps_only_touches_own_temp_files_and_follows_no_symlink(tmp_pat
     remaining = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert remaining == ["link", "sub", "sub/.ccwatch-dir.tmp", "sub/deeper", "sub/keep.tmp"]
     assert (tmp_path / "elsewhere" / ".ccwatch-3.tmp").exists()
+
+
+@pytest.mark.parametrize("relpath", ["a.png", "sub/a.png", "sub//deep/./a.png", "./a.png",
+                                     "a/b/", PurePosixPath("x/y.png"), "é/ü .png"])
+def test_split_agrees_with_pathlib(relpath: str | PurePosixPath) -> None:
+    parts = PurePosixPath(relpath).parts
+    assert rooted.split(relpath) == (parts[:-1], parts[-1])
+
+
+@pytest.mark.parametrize("relpath", ["", ".", "/etc/passwd", "../a", "a/../../b", "//a", "a/.."])
+def test_split_refuses_what_escapes_or_names_nothing(relpath: str) -> None:
+    with pytest.raises(ValueError):
+        rooted.split(relpath)
