@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import re
 import select
 import socket
 import ssl
@@ -196,6 +197,7 @@ class Client:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._proxies = urllib.request.getproxies()  # read once, as the environment was
+        self._proxy_of: dict[_Key, urllib.parse.SplitResult | None] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -249,8 +251,10 @@ class Client:
         named = _host_name(host)
         if port != (443 if parts.scheme == "https" else 80):
             named = f"{named}:{port}"
-        return _Route(url, (parts.scheme, host, port), path, named,
-                      proxy_for(parts, self._proxies))
+        key = (parts.scheme, host, port)
+        if key not in self._proxy_of:  # NO_PROXY matching reads the environment: once per host
+            self._proxy_of[key] = proxy_for(parts, self._proxies)
+        return _Route(url, key, path, named, self._proxy_of[key])
 
     def _connection(self, route: _Route) -> _Connection:
         with self._lock:
@@ -388,9 +392,14 @@ def _host_name(host: str) -> str:
 _TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
 
 
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/?:@!$&'()*+,;=\-._~%]")
+
+
 def _quoted(text: str) -> str:
     """``text`` with what cannot go on the request line (spaces, non-ASCII, controls)
     percent-encoded as UTF-8; escapes already there are kept, as browsers and httpx do."""
+    if not _NEEDS_QUOTING.search(text):
+        return text  # the usual case, as API and storage hosts write their URLs
     return urllib.parse.quote(text, safe=_TARGET_SAFE)
 
 
