@@ -79,7 +79,7 @@ class JobWaiter:
         self._lock = threading.Lock()
         self._waits: dict[int, Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        proxy = _proxy_for(url)
+        proxy = proxy_named(url)
         if proxy:
             logger.info("an HTTP proxy is set for {} ({}): jobs are polled through it",
                         self._host, proxy)
@@ -259,7 +259,7 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-def _proxy_for(url: urllib.parse.SplitResult) -> str | None:
+def proxy_named(url: urllib.parse.SplitResult) -> str | None:
     """host:port of the proxy the environment names for ``url`` (never its password), if any."""
     where = proxy_for(url, urllib.request.getproxies())
     if where is None:

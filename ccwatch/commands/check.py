@@ -26,6 +26,7 @@ from ccwatch.config import Config, FolderConfig, WebhookConfig
 from ccwatch.config.folders import check_nesting, ensure_folder
 from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
 from ccwatch.ledger import Ledger
+from ccwatch.syncwait import proxy_named
 from ccwatch.webhook import BAD_SIGNATURES
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -80,10 +81,18 @@ def _tracking(config: Config, report: Report) -> None:
         how = ("webhook: CloudConvert posts each job's end to the receiver (a poll every "
                f"{config.webhook.safety_poll_s:g} s per job still runs as a safety net)")
     elif config.daemon.tracking == "wait":
-        sync = "the embedded engine's" if config.cloudconvert.endpoint == "embedded" else (
-            config.cloudconvert.sync_base_url())
-        how = (f"wait: each job is waited on through the sync host ({sync}) and seen as it ends; "
-               "a job the sync host cannot wait on is polled")
+        embedded = config.cloudconvert.endpoint == "embedded"
+        sync = "the embedded engine's" if embedded else config.cloudconvert.sync_base_url()
+        proxy = None if embedded else proxy_named(urlsplit(sync))
+        if proxy:
+            how = (f"poll: an HTTP proxy ({proxy}) is set for the sync host ({sync}), and waits "
+                   "do not go through proxies, so each job's status is read after "
+                   f"{config.daemon.poll_interval_s:g} s, then 1.5 times later each time up to "
+                   f"{config.daemon.poll_max_s:g} s (unset the proxy for it with NO_PROXY to "
+                   "wait instead)")
+        else:
+            how = (f"wait: each job is waited on through the sync host ({sync}) and seen as it "
+                   "ends; a job the sync host cannot wait on is polled")
     else:
         how = (f"poll: each job's status is read after {config.daemon.poll_interval_s:g} s, then "
                f"1.5 times later each time up to {config.daemon.poll_max_s:g} s")

@@ -18,6 +18,7 @@ from ccwatch.wsgiserve import serve_in_thread
 # Sync waits hold a thread each; uploads of any size are buffered to disk by waitress first.
 THREADS = 48
 MAX_BODY = 1 << 40
+OUTBUF = 16 << 20
 
 
 def _url_host(host: str) -> str:
@@ -50,7 +51,11 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0,
     bind = "127.0.0.1" if host == "localhost" else host  # one socket, one port
     options: dict[str, Any] = dict(
         threads=threads, connection_limit=2000, backlog=1024, max_request_body_size=MAX_BODY,
-        channel_timeout=300, ident="ccwatch-emulator", recv_bytes=1 << 18)
+        channel_timeout=300, ident="ccwatch-emulator", recv_bytes=1 << 18,
+        # An answer the client reads slowly waits in memory up to the high watermark (which
+        # pauses the app); never spilled to a temp file, which waitress leaves to the garbage
+        # collector when the client hangs up mid-answer (a ResourceWarning in a later test).
+        outbuf_high_watermark=OUTBUF, outbuf_overflow=OUTBUF + (1 << 20))
     with contextlib.ExitStack() as stack:
         if own:
             stack.callback(emulator.close)

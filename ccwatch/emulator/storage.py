@@ -120,6 +120,10 @@ class StorageApp:
         except Exception:  # an emulator bug still answers like S3's 500
             LOG.exception("emulator storage error on %s %s", request.method, request.path)
             response = s3_error(500, *S3_CODES[500])
+        finally:
+            # An upload over 500 KB was spooled to a temp file: closed now, not whenever the
+            # garbage collector gets to it (its ResourceWarning then lands in some later test).
+            request.close()
         self.emu.log.add(LoggedRequest(*entry, response.status_code, time.time()))
         return response(environ, start_response)
 

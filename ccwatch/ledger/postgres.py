@@ -76,6 +76,13 @@ _MIGRATIONS = (
     """
     CREATE INDEX files_queue ON files (folder, state, id);
     """,
+    # One input's versions by state (the earlier outputs a delivery replaces): before autovacuum
+    # has analysed a fresh backlog the planner took files_queue and read every done row of the
+    # folder (20,000 rows, 7.5 ms a file). It covers what files_path was for.
+    """
+    CREATE INDEX files_history ON files (folder, relpath, state, id);
+    DROP INDEX files_path;
+    """,
 )
 _MIGRATION_LOCK = 0x63637761  # pg_advisory_xact_lock key: one host migrates at a time
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,8 @@ def test_schema_is_created_once_and_hosts_share_one_installation_id(pg_url: str)
     first = PostgresLedger(pg_url, host="a")
     second = PostgresLedger(pg_url, host="b")  # migrates nothing: the schema is there
     assert first.installation_id == second.installation_id
-    assert first.get_meta("schema_version") == 3  # files; routes and the version index; queue index
+    assert first.get_meta("schema_version") == 4  # files; routes and the version index; queue
+    # index; history index
     reader = PostgresLedger(pg_url, host="c", readonly=True)
     assert reader.exists() and reader.installation_id == first.installation_id
     for ledger in (first, second, reader):
@@ -206,4 +208,68 @@ def test_meta_written_with_a_state_lands_with_it_or_not_at_all(pg_url: str) -> N
     assert ledger.get_meta("jobs@a/j1") is True
     ledger.set_metas({"jobs@a/j1": None, "jobs@a/j2": True})
     assert ledger.meta_under("jobs@a/") == {"jobs@a/j2": True}
+    ledger.close()
+
+
+@pytest.mark.parametrize("analysed", [False, True])
+def test_a_deliverys_lookups_use_an_index_at_any_backlog(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, analysed: bool) -> None:
+    """Delivery's per-file queries (earlier outputs of one input, the unplanned files before one)
+    over 20,000 done rows of one folder: each plan reads an index, never the whole folder, with
+    or without the statistics autovacuum gathers later."""
+    ledger = PostgresLedger(pg_url, host="a")
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO files (folder, relpath, size, mtime_ns, state, outputs, "
+                     "first_seen, updated_at) SELECT 'big', 'f' || n || '.png', 10, n, 'done', "
+                     "'[{\"final_path\": \"f' || n || '.jpg\", \"size\": 5}]', 1, 1 "
+                     "FROM generate_series(1, 20000) AS n")
+        if analysed:
+            conn.execute("ANALYZE files")
+    queries: list[tuple[str, tuple[object, ...]]] = []
+    query = ledger._query
+
+    def spy(sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        queries.append((sql, tuple(params)))
+        return query(sql, params)
+
+    monkeypatch.setattr(ledger, "_query", spy)
+    assert ledger.earlier_outputs("big", "f77.png", 10**9) == {"f77.jpg": 5}
+    assert ledger.unplanned_before("big", 10**9) == []
+    for sql, params in queries:
+        plan = query("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)[0][0]
+        nodes = list(_plan_nodes(plan[0]["Plan"]))  # type: ignore[index]
+        assert all("Index" in n["Node Type"] for n in nodes if "Scan" in n["Node Type"]), plan
+        read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in nodes)
+        assert read < 50, (sql, plan)  # not the folder's 20,000 rows
+    ledger.close()
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_a_database_of_an_older_ccwatch_is_migrated_and_keeps_its_rows(pg_url: str) -> None:
+    """A database at schema 3 (before the history index) is brought to the current version when
+    a host opens it: the index replaces files_path, and every row is still there."""
+    import psycopg
+
+    from ccwatch.ledger import postgres
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for script in postgres._MIGRATIONS[:3]:
+            conn.execute(script)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        conn.execute("INSERT INTO files (folder, relpath, size, mtime_ns, state, first_seen, "
+                     "updated_at) VALUES ('inbox', 'old.png', 1, 1, 'done', 1, 1)")
+    ledger = PostgresLedger(pg_url, host="a")
+    assert ledger.get_meta("schema_version") == len(postgres._MIGRATIONS)
+    indexes = {r[0] for r in ledger._query("SELECT indexname FROM pg_indexes "
+                                           "WHERE tablename = 'files'")}
+    assert "files_history" in indexes and "files_path" not in indexes
+    assert ledger.lookup("inbox", "old.png", 1, 1) is not None
     ledger.close()

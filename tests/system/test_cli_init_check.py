@@ -103,3 +103,21 @@ def test_check_webhook_port_taken_and_plain_http_url(tmp_path: Path) -> None:
     assert f"webhook.listen: cannot listen on 127.0.0.1:{port}" in done.stdout
     assert "warn webhook.public_url" in done.stdout and "is not https" in done.stdout
     assert "daemon.tracking: webhook: CloudConvert posts each job's end" in done.stdout
+
+
+def test_check_says_a_proxy_for_the_sync_host_means_polling(tmp_path: Path,
+                                                            emulator: Emulator) -> None:
+    """Waits do not go through proxies: behind one, check says jobs are polled, and how to
+    wait instead; exempted with NO_PROXY, it says they are waited on."""
+    s = write_setup(tmp_path, endpoint=emulator.base_url or "")
+    proxy = {"HTTP_PROXY": "http://proxy.invalid:3128", "HTTPS_PROXY": "http://proxy.invalid:3128"}
+    behind = run_cli("check", "-c", str(s.config), cwd=tmp_path,
+                     env=cli_env(tmp_path, CLOUDCONVERT_API_KEY=emulator.api_key, **proxy))
+    assert ("daemon.tracking: poll: an HTTP proxy (proxy.invalid:3128) is set for the sync host"
+            in behind.stdout), behind.stdout
+    assert "NO_PROXY" in behind.stdout
+    exempt = run_cli("check", "-c", str(s.config), cwd=tmp_path,
+                     env=cli_env(tmp_path, CLOUDCONVERT_API_KEY=emulator.api_key,
+                                 NO_PROXY="127.0.0.1,localhost", **proxy))
+    assert exempt.returncode == 0, exempt.stdout + exempt.stderr
+    assert "daemon.tracking: wait: each job is waited on" in exempt.stdout
