@@ -41,7 +41,8 @@ from ccwatch.errors import (
     TooManyRedirects,
     TransientError,
 )
-from ccwatch.wire import CHUNK, Answer, Client
+from ccwatch.framing import CHUNK, Answer
+from ccwatch.wire import Client
 
 USER_AGENT = f"ccwatch/{__version__}"
 MAX_BODY = 32 << 20  # an API answer larger than this is refused (a job with 10,000s of files fits)

@@ -55,7 +55,8 @@ def _moved(size: int) -> None:
 
 class BoundedSocket:
     """A connected socket whose reads and writes wait at most until the running exchange's
-    deadline (and at most the socket's own timeout): what ``http.client`` is given to use."""
+    deadline (and at most the socket's own timeout): each of ``ccwatch.wire``'s connections reads
+    and writes through one."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock

@@ -6,8 +6,8 @@ A file makes about five requests. A general client (httpx) cost ~1.2 ms of CPU e
 the request a header at a time); this one writes the request in one piece and reads the answer's
 head into a dict, and does what the API and storage hosts need and no more: keep-alive, TLS with
 the process's one context, an environment proxy (``HTTP(S)_PROXY``, ``NO_PROXY``; https through
-``CONNECT``), redirects for downloads, bodies streamed both ways in 1 MiB pieces, answers framed
-by length, chunks or the end of the connection, gzip/deflate answers. Every socket operation
+``CONNECT``), redirects for downloads, bodies streamed both ways in 1 MiB pieces; answers are
+read by ``ccwatch.framing``. Every socket operation
 waits at most until the running exchange's ``deadline.Budget`` runs out. Raises OSError
 (TimeoutError when out of time), ``http.client.HTTPException`` for a broken answer and
 ``TooManyRedirects``; ``ccwatch.api`` turns them into ``ccwatch.errors`` classes.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
 import re
 import select
 import socket
@@ -25,7 +24,6 @@ import ssl
 import threading
 import urllib.parse
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,32 +31,11 @@ from typing import Any
 
 from ccwatch.deadline import BoundedSocket
 from ccwatch.errors import TooManyRedirects
+from ccwatch.framing import CHUNK, Answer, read_head
 
-CHUNK = 1 << 20
-MAX_LINE = 64 << 10  # a status, header or chunk-size line longer than this is not HTTP
-MAX_HEADERS = 100
-REDIRECTS = (301, 302, 303, 307, 308)
 IDEMPOTENT = ("GET", "HEAD", "DELETE", "PUT")
 Body = bytes | Iterable[bytes] | None
 _Key = tuple[str, str, int]
-
-
-class Headers:
-    """An answer's header fields, looked up whatever their case; repeated ones joined by ", "."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        self._fields = fields  # lower-case names
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self._fields.get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return self._fields[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields
 
 
 class _Connection:
@@ -73,102 +50,6 @@ class _Connection:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
-
-
-class Answer:
-    """A response whose body is streamed with ``chunks()``."""
-
-    def __init__(self, conn: _Connection, method: str) -> None:
-        self._file = conn.file
-        version, self.status_code, self.reason_phrase, self.headers = _read_head(self._file)
-        connection = (self.headers.get("Connection") or "").lower()
-        self._will_close = ("close" in connection if version == "HTTP/1.1"
-                            else "keep-alive" not in connection)
-        self._chunked = False
-        self._left: int | None = 0  # bytes of the body (or of its current chunk) still to read
-        if method == "HEAD" or self.status_code in (204, 304):
-            pass
-        elif "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._chunked = True
-        elif (length := self.headers.get("Content-Length")) is None:
-            self._left, self._will_close = None, True  # delimited by the end of the connection
-        elif not length.strip().isdigit():
-            raise http.client.HTTPException(f"unusable Content-Length {length[:40]!r}")
-        else:
-            self._left = int(length)
-        self._finished = self._left == 0 and not self._chunked
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
-
-    @property
-    def is_redirect(self) -> bool:
-        return self.status_code in REDIRECTS and "Location" in self.headers
-
-    @property
-    def done(self) -> bool:
-        """The whole body was read, and the server keeps the connection open."""
-        return self._finished and not self._will_close
-
-    def chunks(self) -> Iterator[bytes]:
-        """The body as it arrives (decoded when the server compressed it anyway)."""
-        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-        decoder = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
-                   "deflate": zlib.decompressobj}.get(encoding)
-        inflate = decoder() if decoder else None
-        while chunk := self._read1(CHUNK):
-            if inflate is None:
-                yield chunk
-            while inflate is not None and chunk:  # CHUNK at a time: a small answer can inflate to GBs
-                yield inflate.decompress(chunk, CHUNK)
-                chunk = inflate.unconsumed_tail
-        if inflate:
-            yield inflate.flush()
-
-    def skim(self, limit: int = 64 << 10) -> None:
-        """Read a body nobody needs, up to ``limit`` bytes (then the socket is not kept)."""
-        size = 0
-        for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                return
-
-    def _read1(self, size: int) -> bytes:
-        """Up to ``size`` bytes of the body, at most one read from the socket; b"" at its end."""
-        if self._finished:
-            return b""
-        if self._chunked and self._left == 0:
-            self._left = self._chunk_size()
-            if self._left == 0:
-                self._finished = True
-                return b""
-        if self._left is None:  # to the end of the connection
-            data = self._file.read1(size)
-            self._finished = not data
-            return data
-        data = self._file.read1(min(size, self._left))
-        if not data:
-            raise http.client.IncompleteRead(b"", self._left)
-        self._left -= len(data)
-        if self._left == 0:
-            if self._chunked:
-                self._file.readline(MAX_LINE)  # the CRLF after the chunk
-            else:
-                self._finished = True
-        return data
-
-    def _chunk_size(self) -> int:
-        line = self._file.readline(MAX_LINE + 1)
-        try:
-            size = int(line.split(b";", 1)[0], 16)
-        except ValueError:
-            raise http.client.HTTPException(f"bad chunk size line {line[:40]!r}") from None
-        if size < 0:
-            raise http.client.HTTPException(f"bad chunk size line {line[:40]!r}")
-        if size == 0:
-            _read_fields(self._file)  # trailers, if any
-        return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +194,7 @@ class Client:
             raise http.client.InvalidURL("a line break in a request's target or header")
         conn.sock.settimeout(self._timeout_s)
         _write(conn.sock, head.encode("latin-1"), body)
-        return Answer(conn, method)
+        return Answer(conn.file, method)
 
 
 def _write(sock: BoundedSocket, head: bytes, body: Body) -> None:
@@ -338,45 +219,13 @@ def _write(sock: BoundedSocket, head: bytes, body: Body) -> None:
         sock.sendall(b"".join(pending))
 
 
-def _read_head(file: io.IOBase) -> tuple[str, int, str, Headers]:
-    """An answer's status line and header fields (interim 1xx answers skipped)."""
-    while True:
-        line = file.readline(MAX_LINE + 1)
-        if not line:
-            raise http.client.RemoteDisconnected("the server closed the connection unanswered")
-        if len(line) > MAX_LINE:
-            raise http.client.LineTooLong("status line")
-        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise http.client.BadStatusLine(line[:100].decode("latin-1"))
-        fields = _read_fields(file)
-        if not 100 <= int(code) < 200 or code == "101":
-            return version, int(code), reason.strip(), Headers(fields)
-
-
-def _read_fields(file: io.IOBase) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for _ in range(MAX_HEADERS + 1):
-        line = file.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise http.client.LineTooLong("header line")
-        if line in (b"\r\n", b"\n", b""):
-            return fields
-        name, sep, value = line.decode("latin-1").partition(":")
-        if sep:
-            key, value = name.strip().lower(), value.strip()
-            fields[key] = f"{fields[key]}, {value}" if key in fields else value
-    raise http.client.HTTPException(f"more than {MAX_HEADERS} header fields")
-
-
 def _tunnel(sock: socket.socket, where: str, auth: Mapping[str, str]) -> None:
     """Ask an HTTP proxy for a tunnel to ``where`` (host:port) on ``sock``."""
     request = f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n" + "".join(
         f"{name}: {value}\r\n" for name, value in auth.items()) + "\r\n"
     sock.sendall(request.encode("latin-1"))
     with sock.makefile("rb", 0) as file:  # unbuffered: the TLS handshake's bytes stay unread
-        _, status, reason, _ = _read_head(file)
+        _, status, reason, _ = read_head(file)
     if status != 200:
         raise OSError(f"the proxy refused a tunnel to {where}: {status} {reason}")
 

@@ -21,7 +21,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 LAYERS = ("commands", "daemon", "pipeline", "stages", "config", "edges")
 EDGES_IMPORTED_BY_EDGES = {"ccwatch", "ccwatch.errors", "ccwatch.clock", "ccwatch.fs",
                            "ccwatch.mounts", "ccwatch.wsgiserve", "ccwatch.deadline",
-                           "ccwatch.wire"}
+                           "ccwatch.wire", "ccwatch.framing"}
 EMULATOR_USERS = {"ccwatch.commands.cli", "ccwatch.daemon"}
 EMULATOR_USES = {"ccwatch.clock", "ccwatch.wsgiserve"}
 
