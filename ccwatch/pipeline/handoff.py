@@ -100,7 +100,6 @@ class JobHandoff:
         except RuntimeError:
             pass  # stopping: the file resumes from the ledger on the next start
 
-
     def _finish(self, slot: Slot) -> None:
         """A job the waiter saw end: its outputs are planned and delivered on this download
         thread, one hand-off instead of two (tracking pool, then download pool)."""
