@@ -61,8 +61,6 @@ class BoundedSocket:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._timeout = self._set = sock.gettimeout()
-        self._files = 0
-        self._closed = False
 
     def settimeout(self, timeout: float | None) -> None:
         self._timeout = timeout
@@ -90,23 +88,15 @@ class BoundedSocket:
             _moved(sent)
             view = view[sent:]
 
-    def makefile(self, mode: str = "rb", buffering: int | None = None) -> io.BufferedReader:
-        if mode != "rb":
-            raise ValueError(f"unsupported mode {mode!r}")
-        self._files += 1
-        return io.BufferedReader(socket.SocketIO(self, "rb"),  # type: ignore[arg-type]
-                                 buffering or io.DEFAULT_BUFFER_SIZE)
+    def reader(self, size: int) -> io.BufferedReader:
+        """A buffered reader on this socket; closing it leaves the socket to :meth:`close`."""
+        return io.BufferedReader(socket.SocketIO(self, "rb"), size)  # type: ignore[arg-type]
 
-    # As a socket does: an answer being read keeps it open after its connection let go of it.
-    def _decref_socketios(self) -> None:
-        self._files -= 1
-        if self._closed and self._files <= 0:
-            self._sock.close()
+    def _decref_socketios(self) -> None:  # called by SocketIO.close: the socket stays open
+        pass
 
     def close(self) -> None:
-        self._closed = True
-        if self._files <= 0:
-            self._sock.close()
+        self._sock.close()
 
     def __getattr__(self, name: str) -> Any:  # fileno, setsockopt, shutdown, ...
         return getattr(self._sock, name)

@@ -44,7 +44,7 @@ class _Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = BoundedSocket(sock)
-        self.file = self.sock.makefile("rb", 64 << 10)
+        self.file = self.sock.reader(64 << 10)
         self.kept = False
 
     def close(self) -> None:
