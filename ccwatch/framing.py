@@ -40,9 +40,7 @@ class Answer:
     def __init__(self, file: io.BufferedReader, method: str) -> None:
         self._file = file
         version, self.status_code, self.reason_phrase, self.headers = read_head(self._file)
-        connection = (self.headers.get("Connection") or "").lower()
-        self._will_close = ("close" in connection if version == "HTTP/1.1"
-                            else "keep-alive" not in connection)
+        self._will_close = not keeps_alive(version, self.headers.get("Connection") or "")
         self._chunked = False
         self._left: int | None = 0  # bytes of the body (or of its current chunk) still to read
         if method == "HEAD" or self.status_code in (204, 304):
@@ -138,13 +136,10 @@ def read_head(file: io.IOBase) -> tuple[str, int, str, Headers]:
             raise http.client.RemoteDisconnected("the server closed the connection unanswered")
         if len(line) > MAX_LINE:
             raise http.client.LineTooLong("status line")
-        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise http.client.BadStatusLine(line[:100].decode("latin-1"))
+        version, status, reason = parse_status(line.decode("latin-1"))
         fields = read_fields(file)
-        if not 100 <= int(code) < 200 or code == "101":
-            return version, int(code), reason.strip(), Headers(fields)
+        if not 100 <= status < 200 or status == 101:
+            return version, status, reason, Headers(fields)
 
 
 def read_fields(file: io.IOBase) -> dict[str, str]:
@@ -155,8 +150,29 @@ def read_fields(file: io.IOBase) -> dict[str, str]:
             raise http.client.LineTooLong("header line")
         if line in (b"\r\n", b"\n", b""):
             return fields
-        name, sep, value = line.decode("latin-1").partition(":")
-        if sep:
-            key, value = name.strip().lower(), value.strip()
-            fields[key] = f"{fields[key]}, {value}" if key in fields else value
+        add_field(fields, line.decode("latin-1"))
     raise http.client.HTTPException(f"more than {MAX_HEADERS} header fields")
+
+
+def parse_status(line: str) -> tuple[str, int, str]:
+    """(version, status, reason) of a status line; BadStatusLine if it is not HTTP/1.x."""
+    version, _, rest = line.rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(line[:100])
+    return version, int(code), reason.strip()
+
+
+def add_field(fields: dict[str, str], line: str) -> None:
+    """One header line into ``fields`` (lower-case names; a repeated field joined by ", ")."""
+    name, sep, value = line.partition(":")
+    if sep:
+        key, value = name.strip().lower(), value.strip()
+        fields[key] = f"{fields[key]}, {value}" if key in fields else value
+
+
+def keeps_alive(version: str, connection: str) -> bool:
+    """Whether the server keeps the connection open after an answer with this version and
+    ``Connection`` header."""
+    connection = connection.lower()
+    return "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection

@@ -16,6 +16,7 @@ through the API client, which honours the proxy.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import ssl
 import threading
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from loguru import logger
 
 from ccwatch import __version__
+from ccwatch.framing import add_field, keeps_alive, parse_status
 from ccwatch.wire import proxy_for
 
 ENDED = ("finished", "error")
@@ -154,8 +156,8 @@ class JobWaiter:
             status, body = await self._get(f"{self._path}/v2/jobs/{job_id}", deadline_s)
         except TimeoutError:
             return "running"  # the client deadline passed with the job still running
-        except (OSError, EOFError, SyncHostError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError) as exc:
+        except (OSError, EOFError, SyncHostError, ValueError, http.client.HTTPException,
+                asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             logger.bind(job=job_id).info("the sync host failed ({}); polling the job",
                                          exc.__class__.__name__)
             return None
@@ -217,18 +219,13 @@ class JobWaiter:
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
     """Read one answer: (status, whether the socket can carry another request, body)."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    version, _, rest = head[0].partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise SyncHostError(f"not an HTTP/1.1 answer: {head[0][:80]!r}")
+    version, status, _ = parse_status(head[0])
     headers: dict[str, str] = {}
     for line in head[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        add_field(headers, line)
+    keep = keeps_alive(version, headers.get("connection", ""))
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        return int(code), keep, await _chunked(reader)
+        return status, keep, await _chunked(reader)
     length = headers.get("content-length")
     if length is None:  # delimited by the end of the connection
         body = await reader.read(MAX_BODY + 1)
@@ -239,7 +236,7 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
         body = await reader.readexactly(int(length))
     if len(body) > MAX_BODY:
         raise SyncHostError(f"an answer over {MAX_BODY} bytes")
-    return int(code), keep, body
+    return status, keep, body
 
 
 async def _chunked(reader: asyncio.StreamReader) -> bytes:
