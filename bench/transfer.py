@@ -28,7 +28,7 @@ JOB = {"tasks": {"in": {"operation": "import/upload"},
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import SystemClock
 from ccwatch.fs import rooted
 from ccwatch.fs.roots import Root
@@ -92,7 +92,7 @@ def _measure(size_mb: int) -> tuple[float, float, float, float]:
     """(ccwatch upload s, curl upload s, ccwatch download + fsync s, curl download + fsync s)."""
     if shutil.which("curl") is None:
         raise BenchError("curl is not installed (apt-get install curl)")
-    from ccwatch.api import CloudConvertClient
+    from ccwatch.client.api import CloudConvertClient
     from ccwatch.clock import SystemClock
 
     with workspace("transfer") as ws, emulator() as emu:

@@ -17,7 +17,8 @@ from pathlib import Path
 from loguru import logger
 
 from ccwatch import logs, watch
-from ccwatch.api import CloudConvertClient, tls_context
+from ccwatch.client.api import CloudConvertClient, tls_context
+from ccwatch.client.syncwait import JobWaiter
 from ccwatch.clock import Clock, SystemClock
 from ccwatch.config import Config, FolderConfig
 from ccwatch.config import load as load_config
@@ -38,7 +39,6 @@ from ccwatch.process import Alert, install_signal_handlers, sd_notify, single_in
 from ccwatch.stages.cleanup import JobCleanup
 from ccwatch.stages.context import Context, follow_renamed_folders
 from ccwatch.stages.hooks import Hooks
-from ccwatch.syncwait import JobWaiter
 
 # How often the main loop looks at the watchers and the pipeline's health (and tells systemd's
 # watchdog, at least this often); stops and reloads wake it at once.

@@ -20,7 +20,7 @@
                                      pipeline's boundary logs it whole like any unexpected error
 
 Foreign exceptions (httpx, OSError from the API client) are translated into this tree at one boundary,
-``ccwatch.api``; everything else branches on these classes only.
+``ccwatch.client.api``; everything else branches on these classes only.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class FileVanished(CcwatchError):
 
 
 class TooManyRedirects(OSError):
-    """Raised by ``ccwatch.wire`` when an answer redirects past its limit (a network error)."""
+    """Raised by ``ccwatch.client.wire`` when an answer redirects past its limit (a network error)."""
 
 
 class IllegalTransition(RuntimeError):

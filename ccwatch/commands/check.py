@@ -19,14 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ccwatch import fs, watch
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
+from ccwatch.client.syncwait import proxy_named
 from ccwatch.clock import SystemClock, iso
 from ccwatch.commands.status import bad_signatures, ledger_path
 from ccwatch.config import Config, FolderConfig, WebhookConfig
 from ccwatch.config.folders import check_nesting, ensure_folder
 from ccwatch.errors import AccountError, CcwatchError, ConfigError, ExitCode, TransientError
 from ccwatch.ledger import Ledger
-from ccwatch.syncwait import proxy_named
 from ccwatch.webhook import BAD_SIGNATURES
 
 OK, WARN, FAIL = "ok", "warn", "fail"

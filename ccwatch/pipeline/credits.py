@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from loguru import logger
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.errors import AccountError, CcwatchError
 from ccwatch.pipeline.gate import SubmissionGate

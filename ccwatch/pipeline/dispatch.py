@@ -23,6 +23,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from ccwatch.client.syncwait import Done, JobWaiter
 from ccwatch.config import Config, FolderConfig
 from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
@@ -37,7 +38,6 @@ from ccwatch.pipeline.waker import Waker
 from ccwatch.stages import deliver, submit, track
 from ccwatch.stages.context import Context
 from ccwatch.stages.intake import Intake
-from ccwatch.syncwait import Done, JobWaiter
 
 # The shortest wait the pipeline asks the waker for when the gate holds submissions back.
 MIN_WAIT_S = 0.01

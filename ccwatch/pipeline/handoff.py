@@ -9,11 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from ccwatch.client.syncwait import JobWaiter, Waited
 from ccwatch.clock import Clock
 from ccwatch.ledger import State
 from ccwatch.pipeline.due import SUBMIT_STATES, Agenda, Slot
 from ccwatch.stages.context import Context
-from ccwatch.syncwait import JobWaiter, Waited
 
 # What a webhook delivery came to: tracked now, not ours, or nothing left to do for it.
 Pushed = Literal["accepted", "unknown", "done"]

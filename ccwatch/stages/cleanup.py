@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.errors import CcwatchError
 from ccwatch.ledger import Ledger

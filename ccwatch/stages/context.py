@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import Clock
 from ccwatch.config import Config, FolderConfig, Rule
 from ccwatch.config.templates import Template

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import FakeClock
 from ccwatch.emulator import Emulator, serve
 from ccwatch.errors import AccountError, FileError, RateLimited, TransientError

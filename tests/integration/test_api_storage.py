@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ccwatch.api import MAX_BODY, MAX_REDIRECTS, CloudConvertClient, retry_after_s
+from ccwatch.client.api import MAX_BODY, MAX_REDIRECTS, CloudConvertClient, retry_after_s
 from ccwatch.clock import FakeClock, SystemClock
 from ccwatch.emulator import Emulator
 from ccwatch.errors import FormRefused, OutputGone, RateLimited, TransientError

@@ -1,4 +1,4 @@
-"""The API client's own HTTP/1.1 (``ccwatch.wire``) against a scripted server on a real loopback
+"""The API client's own HTTP/1.1 (``ccwatch.client.wire``) against a scripted server on a real loopback
 socket: kept connections (and one the server dropped while idle), compressed answers, an
 environment proxy with its credentials, and the multipart body the storage host is sent."""
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from scripted_server import ScriptedServer, Seen, length_answer
 
-from ccwatch.api import MAX_BODY, CloudConvertClient, tls_context
+from ccwatch.client.api import MAX_BODY, CloudConvertClient, tls_context
 from ccwatch.clock import SystemClock
 from ccwatch.errors import TransientError
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from scripted_server import ENDED, ScriptedServer, length_answer
 
-from ccwatch.syncwait import JobWaiter, Waited
+from ccwatch.client.syncwait import JobWaiter, Waited
 from ccwatch.testing import wait_for
 
 

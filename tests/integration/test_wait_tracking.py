@@ -10,10 +10,10 @@ from typing import Any
 
 from daemon_harness import Dirs, MakeConfig, files_under, once
 
-from ccwatch.api import CloudConvertClient
+from ccwatch.client.api import CloudConvertClient
+from ccwatch.client.syncwait import JobWaiter
 from ccwatch.clock import SystemClock
 from ccwatch.errors import ExitCode
-from ccwatch.syncwait import JobWaiter
 from ccwatch.testing import make_image, wait_for
 
 LATENCY_S = 1.5

@@ -20,8 +20,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # Left to right in docs/architecture.md: a module may import its own layer and those after it.
 LAYERS = ("commands", "daemon", "pipeline", "stages", "config", "edges")
 EDGES_IMPORTED_BY_EDGES = {"ccwatch", "ccwatch.errors", "ccwatch.clock", "ccwatch.fs",
-                           "ccwatch.mounts", "ccwatch.wsgiserve", "ccwatch.deadline",
-                           "ccwatch.wire", "ccwatch.framing"}
+                           "ccwatch.mounts", "ccwatch.wsgiserve"}
 EMULATOR_USERS = {"ccwatch.commands.cli", "ccwatch.daemon"}
 EMULATOR_USES = {"ccwatch.clock", "ccwatch.wsgiserve"}
 

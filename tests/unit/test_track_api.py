@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ccwatch.api import error_for
+from ccwatch.client.api import error_for
 from ccwatch.errors import AccountError, FileError, RateLimited, TransientError
 from ccwatch.pipeline.backoff import poll_delay, retry_delay
 from ccwatch.stages.track import outputs_of, root_failure

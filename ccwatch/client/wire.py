@@ -1,4 +1,4 @@
-"""The HTTP/1.1 client under ``ccwatch.api``: requests written and answers read on plain sockets,
+"""The HTTP/1.1 client under ``ccwatch.client.api``: requests written and answers read on plain sockets,
 connections kept per host.
 
 A file makes about five requests. A general client (httpx) cost ~1.2 ms of CPU each, and
@@ -7,10 +7,10 @@ the request a header at a time); this one writes the request in one piece and re
 head into a dict, and does what the API and storage hosts need and no more: keep-alive, TLS with
 the process's one context, an environment proxy (``HTTP(S)_PROXY``, ``NO_PROXY``; https through
 ``CONNECT``), redirects for downloads, bodies streamed both ways in 1 MiB pieces; answers are
-read by ``ccwatch.framing``. Every socket operation
+read by ``ccwatch.client.framing``. Every socket operation
 waits at most until the running exchange's ``deadline.Budget`` runs out. Raises OSError
 (TimeoutError when out of time), ``http.client.HTTPException`` for a broken answer and
-``TooManyRedirects``; ``ccwatch.api`` turns them into ``ccwatch.errors`` classes.
+``TooManyRedirects``; ``ccwatch.client.api`` turns them into ``ccwatch.errors`` classes.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ccwatch.deadline import BoundedSocket
+from ccwatch.client.deadline import BoundedSocket
+from ccwatch.client.framing import CHUNK, Answer, read_head
 from ccwatch.errors import TooManyRedirects
-from ccwatch.framing import CHUNK, Answer, read_head
 
 IDEMPOTENT = ("GET", "HEAD", "DELETE", "PUT")
 Body = bytes | Iterable[bytes] | None

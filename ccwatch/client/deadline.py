@@ -3,7 +3,7 @@
 A socket timeout applies to each read and write: a server that sends a byte every few seconds keeps
 an exchange alive for ever. Here every socket operation of the exchange running on this thread
 waits at most until its ``Budget`` runs out, so headers and body together end in time. Used by
-``ccwatch.wire`` and ``ccwatch.api`` only.
+``ccwatch.client.wire`` and ``ccwatch.client.api`` only.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _moved(size: int) -> None:
 
 class BoundedSocket:
     """A connected socket whose reads and writes wait at most until the running exchange's
-    deadline (and at most the socket's own timeout): each of ``ccwatch.wire``'s connections reads
+    deadline (and at most the socket's own timeout): each of ``ccwatch.client.wire``'s connections reads
     and writes through one."""
 
     def __init__(self, sock: socket.socket) -> None:

@@ -29,8 +29,8 @@ from typing import Any, Literal
 from loguru import logger
 
 from ccwatch import __version__
-from ccwatch.framing import add_field, keeps_alive, parse_status
-from ccwatch.wire import proxy_for
+from ccwatch.client.framing import add_field, keeps_alive, parse_status
+from ccwatch.client.wire import proxy_for
 
 ENDED = ("finished", "error")
 # Below the idle timeout of most proxies and load balancers (60 s), so a healthy wait is not cut.

@@ -1,4 +1,4 @@
-"""CloudConvert API v2 client over ``ccwatch.wire``: the one boundary that maps HTTP into ``errors``.
+"""CloudConvert API v2 client over ``ccwatch.client.wire``: the one boundary that maps HTTP into ``errors``.
 
 Every network exception and every non-2xx answer becomes a ``ccwatch.errors`` class here, with the
 job, task and path it concerned; nothing outside this module sees the wire. No retries happen here:
@@ -29,8 +29,10 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol
 
 from ccwatch import __version__
+from ccwatch.client.deadline import Budget, deadline
+from ccwatch.client.framing import CHUNK, Answer
+from ccwatch.client.wire import Client
 from ccwatch.clock import Clock
-from ccwatch.deadline import Budget, deadline
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
@@ -41,8 +43,6 @@ from ccwatch.errors import (
     TooManyRedirects,
     TransientError,
 )
-from ccwatch.framing import CHUNK, Answer
-from ccwatch.wire import Client
 
 USER_AGENT = f"ccwatch/{__version__}"
 MAX_BODY = 32 << 20  # an API answer larger than this is refused (a job with 10,000s of files fits)

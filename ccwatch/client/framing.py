@@ -1,5 +1,5 @@
 """Reading an HTTP/1.1 answer off a connection: its status line and header fields, then its
-body framed by length, by chunks or by the end of the connection (what ``ccwatch.wire`` sends
+body framed by length, by chunks or by the end of the connection (what ``ccwatch.client.wire`` sends
 requests for). Broken answers raise ``http.client.HTTPException`` subclasses, a connection that
 ends early ``http.client.IncompleteRead`` or ``RemoteDisconnected``."""
 
