@@ -13,7 +13,31 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import WSGITask
+
+
+class _KeepAliveTask(WSGITask):
+    """waitress closes an HTTP/1.1 connection after every answer that has no body (204, 304),
+    though neither side asked to; real hosts keep it (the SDKs' recorded traffic shows a job
+    delete's 204 with ``Connection: keep-alive``), and a reconnect per delete is not what
+    clients see in production."""
+
+    def build_response_header(self) -> bytes:
+        asked_to_close = self.close_on_finish or any(
+            name.lower() == "connection" and value.lower() == "close"
+            for name, value in self.response_headers)
+        head: bytes = super().build_response_header()
+        if (not self.has_body and self.version == "1.1" and not asked_to_close
+                and getattr(self.request, "headers", {}).get("CONNECTION", "").lower() != "close"):
+            self.close_on_finish = False
+            head = head.replace(b"\r\nConnection: close", b"", 1)
+        return head
+
+
+class _Channel(HTTPChannel):
+    task_class = _KeepAliveTask
 
 
 class _Loop:
@@ -50,6 +74,7 @@ class _Loop:
 def serve_in_thread(app: Any, *, host: str, port: int, name: str, **options: Any) -> Iterator[int]:
     """Bind (OSError if it cannot), serve on a daemon thread, yield the bound port; stop on exit."""
     server: Any = create_server(app, host=host, port=port, asyncore_use_poll=True, **options)
+    server.channel_class = _Channel
     loop = _Loop(server, name)
     loop.thread.start()
     try:

@@ -3,8 +3,10 @@ error messages without the emulator's own paths, storage faults that speak S3.""
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -81,3 +83,28 @@ def test_storage_faults_answer_like_s3(emulator: Emulator, api: httpx.Client) ->
         moved = web.get(url)
     assert moved.status_code == 302 and moved.headers["location"].startswith(url.split("?")[0])
     assert web_get(moved.headers["location"]).status_code == 200
+
+
+@pytest.mark.parametrize("client_closes", [False, True])
+def test_a_204_keeps_the_connection_unless_the_client_asks_to_close(
+        emulator: Emulator, api: httpx.Client, client_closes: bool) -> None:
+    """waitress on its own closes after every answer without a body; the real host keeps it."""
+    job = create_job(api)
+    assert emulator.base_url
+    conn = http.client.HTTPConnection(urlsplit(emulator.base_url).netloc, timeout=10)
+    auth = {"Authorization": f"Bearer {emulator.api_key}"}
+    try:
+        conn.request("DELETE", f"/v2/jobs/{job['id']}",
+                     headers={**auth, **({"Connection": "close"} if client_closes else {})})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 204
+        assert (answer.getheader("Connection") == "close") is client_closes
+        assert answer.will_close is client_closes
+        if not client_closes:
+            sock = conn.sock
+            conn.request("GET", "/v2/users/me", headers=auth)
+            assert conn.getresponse().status == 200
+            assert conn.sock is sock  # the same socket answered: no reconnect
+    finally:
+        conn.close()
