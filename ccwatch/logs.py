@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_longest_first: tuple[str, ...] = ()  # what scrub replaces, read without the lock
 REDACTED = "[secure]"
 LOG_FILE_ROTATION = "10 MB"
 LOG_FILE_RETENTION = 5  # rotated files kept beside the current one
@@ -27,15 +28,16 @@ LOG_FILE_RETENTION = 5  # rotated files kept beside the current one
 
 def redact(*secrets: str | None) -> None:
     """Register values that must never appear in log output."""
+    global _longest_first
     with _secrets_lock:
         _secrets.update(s for s in secrets if s and len(s) >= 4)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
+    for secret in _longest_first:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     return text
 
 
@@ -48,6 +50,8 @@ _CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 def escape(text: str) -> str:
     """``text`` on one printable line: control characters escaped, and the bytes of a name that
     is not UTF-8 (surrogate escapes) written as ``\\udcXX``."""
+    if text.isprintable():  # no control character, no surrogate: nothing to escape
+        return text
     text = text.translate(_CONTROLS)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
