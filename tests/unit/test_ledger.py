@@ -290,6 +290,52 @@ def test_a_deliverys_lookups_cost_the_same_at_any_backlog(ledger: Ledger) -> Non
     assert lookups(5000) <= small + 1
 
 
+def test_in_flight_lookups_cost_the_same_at_any_backlog(ledger: Ledger) -> None:
+    """What a restart, a rename and the status page ask about the rows in flight reads the
+    state index, not every done row: the same steps with 100 done rows as with 5,000."""
+    for name in ("a", "b", "c"):
+        at(ledger, State.PROCESSING, name)
+
+    def lookups() -> int:
+        return _steps(ledger, lambda: (ledger.active(), ledger.oldest_in_flight("f"),
+                                       ledger.oldest_in_flight(),
+                                       ledger.in_flight_like("f", 1, 1),
+                                       ledger.unplanned_before("f", 10**9)))
+
+    def fill(upto: int) -> None:
+        with ledger._tx() as db:
+            db.executemany(
+                "INSERT INTO files (folder, relpath, size, mtime_ns, state, rule, template,"
+                " first_seen, updated_at) VALUES ('f', ?, 1, ?, 'done', 0, 't', 1, 1)",
+                ((f"d{i}.png", 1000 + i) for i in range(max(0, upto - 100), upto)))
+
+    fill(100)
+    small = lookups()
+    for upto in range(200, 5001, 100):
+        fill(upto)
+    assert len(ledger.active()) == 3
+    assert lookups() <= small + 1
+
+
+def test_an_older_ledger_loses_the_two_state_indexes_for_one(tmp_path: Path) -> None:
+    """A state change rewrites every index holding the state: (state) and (folder, state, id)
+    are one index now, and a ledger made before keeps its rows and loses the two."""
+    import sqlite3
+
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).add("f", "a.png", 1, 1, rule=0, template="t", now=1.0)
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX files_state ON files (state)")
+    db.execute("CREATE INDEX files_queue ON files (folder, state, id)")
+    db.commit()
+    db.close()
+    reopened = Ledger(path)
+    indexes = {r[1] for r in reopened._db.execute("PRAGMA index_list(files)")}
+    assert "files_by_state" in indexes
+    assert not indexes & {"files_state", "files_queue"}
+    assert [e.relpath for e in reopened.active()] == ["a.png"]
+
+
 @pytest.mark.parametrize("returning", [True, False])
 def test_meta_written_with_a_state_lands_with_it_or_not_at_all(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool) -> None:
