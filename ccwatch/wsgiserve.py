@@ -39,6 +39,18 @@ class _KeepAliveTask(WSGITask):
 class _Channel(HTTPChannel):
     task_class = _KeepAliveTask
 
+    def writable(self) -> bool:
+        """Not while a task holds the output lock: the task flushes what it writes itself (and
+        wakes the loop if the socket takes only part), so the loop would only spin on the lock;
+        on a busy machine that spin took a core from the client under test for as long as the
+        task's thread waited for one."""
+        if (self.requests and self.total_outbufs_len and not self.will_close
+                and not self.close_when_flushed):
+            if not self.outbuf_lock.acquire(False):
+                return False
+            self.outbuf_lock.release()
+        return bool(super().writable())
+
 
 class _Loop:
     """The lock orders "stop and wake the loop" before "close every socket": waking a closed
