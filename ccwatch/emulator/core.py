@@ -129,7 +129,7 @@ class Emulator:
         self._closed = True
         with self.store.changed:
             self.store.closing = True
-            self.store.changed.notify_all()
+        self.store.wake_all()
         self.runner.close()
         self.webhooks.close()
         if self._own_storage:
@@ -237,8 +237,8 @@ class Emulator:
                     d in self.store.tasks and self.store.tasks[d].status == "finished"
                     for d in dep.depends_on):
                 self.start_task(dep)
+        self.store.wake(task.id)
         self.settle_job(task.job_id)
-        self.store.changed.notify_all()
 
     def fail_task(self, task: Task, code: str, message: str) -> None:
         """The task and, transitively, every task waiting on it end in ``error``."""
@@ -246,6 +246,7 @@ class Emulator:
         while pending:
             current, c, m = pending.pop()
             current.status, current.code, current.message = "error", c, m
+            self.store.wake(current.id)
             current.ended_at = self.clock.wall()
             current.result = None
             for dep_id in self.store.dependants.get(current.id, []):
@@ -253,7 +254,6 @@ class Emulator:
                 if dep is not None and dep.status not in TERMINAL:
                     pending.append((dep, "INPUT_TASK_FAILED", "Input task has failed"))
         self.settle_job(task.job_id)
-        self.store.changed.notify_all()
 
     def settle_job(self, job_id: str | None) -> None:
         job = self.store.jobs.get(job_id) if job_id else None
@@ -267,6 +267,7 @@ class Emulator:
         if job.status in TERMINAL:
             return
         job.status = "finished" if all(t.status == "finished" for t in tasks) else "error"
+        self.store.wake(job.id)
         job.started_at = job.started_at or self.clock.wall()
         job.ended_at = self.clock.wall()
         event = "job.finished" if job.status == "finished" else "job.failed"

@@ -78,7 +78,7 @@ def delete_job(emu: Emulator, job_id: str) -> bool:
             return False
         for task_id in job.task_ids:
             emu.store.remove_task(task_id)
-        emu.store.changed.notify_all()
+        emu.store.wake(job_id, *job.task_ids)
     _drop_task_files(emu, job.task_ids)
     return True
 
@@ -91,7 +91,7 @@ def delete_task(emu: Emulator, task_id: str) -> bool:
         job = emu.store.jobs.get(task.job_id) if task.job_id else None
         if job is not None and task_id in job.task_ids:
             job.task_ids.remove(task_id)
-        emu.store.changed.notify_all()
+        emu.store.wake(task_id, task.job_id)
     _drop_task_files(emu, [task_id])
     return True
 
@@ -148,7 +148,7 @@ def _wait_ended(emu: Emulator, items: Mapping[str, _Item], item_id: str,
         item = items.get(item_id)
         return item is None or item.status in TERMINAL
 
-    emu.store.wait_until(ended, emu.sync_wait_cap_s)
+    emu.store.wait_until(ended, emu.sync_wait_cap_s, key=item_id)
     with emu.store.lock:
         item = items.get(item_id)
         return None if item is None else shape(item)

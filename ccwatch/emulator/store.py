@@ -102,6 +102,9 @@ class Store:
         # current state (the server stays responsive; clients then poll). None: no limit.
         self.max_waits: int | None = None
         self.waits = 0
+        # Sync waits by the job or task they wait on: an ending task wakes its own waiters, not
+        # every blocked server thread (a herd of ~16 wake-ups per task at 16 jobs in flight).
+        self._keyed: dict[str, tuple[threading.Condition, list[int]]] = {}
 
     def add_task(self, task: Task) -> None:
         self.tasks[task.id] = task
@@ -116,21 +119,40 @@ class Store:
     def job_tasks(self, job: Job) -> list[Task]:
         return [self.tasks[t] for t in job.task_ids if t in self.tasks]
 
-    def wait_until(self, done: Any, timeout_s: float) -> None:
-        """Block (on the condition, no polling) until ``done()`` is true, the cap passes or we close
-        (at once when ``max_waits`` waits are blocked already)."""
+    def wait_until(self, done: Any, timeout_s: float, key: str | None = None) -> None:
+        """Block (on a condition, no polling) until ``done()`` is true, the cap passes or we close
+        (at once when ``max_waits`` waits are blocked already). With ``key`` (a job or task id)
+        only :meth:`wake` of that key or :meth:`wake_all` wakes it."""
         with self.changed:
             if self.max_waits is not None and self.waits >= self.max_waits:
                 return
+            if key is None:
+                cond, count = self.changed, [0]
+            elif (keyed := self._keyed.get(key)) is not None:
+                cond, count = keyed
+            else:
+                cond, count = self._keyed[key] = threading.Condition(self.lock), [0]
             self.waits += 1
+            count[0] += 1
             try:
-                self.changed.wait_for(lambda: self.closing or done(), timeout=timeout_s)
+                cond.wait_for(lambda: self.closing or done(), timeout=timeout_s)
             finally:
                 self.waits -= 1
+                count[0] -= 1
+                if key is not None and not count[0]:
+                    del self._keyed[key]
 
-    def notify(self) -> None:
+    def wake(self, *keys: str | None) -> None:
+        """Wake the waits on these jobs or tasks (the caller holds ``lock``)."""
+        for key in keys:
+            if key is not None and (keyed := self._keyed.get(key)) is not None:
+                keyed[0].notify_all()
+
+    def wake_all(self) -> None:
         with self.changed:
             self.changed.notify_all()
+            for cond, _ in self._keyed.values():
+                cond.notify_all()
 
 
 class Shapes:

@@ -52,3 +52,45 @@ def test_five_hundred_slow_jobs_wait_together(api_key: str) -> None:
         # (~1 s on an idle 2-core box). The margin absorbs a machine busy with other suites.
         assert 0.5 <= elapsed < created + 10.0, (created, elapsed)
         assert threading.active_count() - threads_before <= 8
+
+
+def test_a_sync_wait_wakes_for_its_own_job_not_for_every_change() -> None:
+    """Sync waits are keyed by the job or task they wait on: tasks ending elsewhere (16 jobs in
+    flight each end three) do not wake every blocked server thread; its own end, or a close, does."""
+    from ccwatch.emulator.store import Store
+
+    store = Store()
+    ended = threading.Event()
+    checks: list[float] = []
+
+    def done() -> bool:
+        checks.append(time.monotonic())
+        return ended.is_set()
+
+    waiter = threading.Thread(target=store.wait_until, args=(done, 30.0), kwargs={"key": "job-a"})
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while store.waits != 1:  # blocked on its condition
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with store.lock:
+        for _ in range(50):
+            store.wake("job-b", "task-b")
+    waiter.join(0.3)  # a woken wait would have checked again within this
+    assert len(checks) == 1 and waiter.is_alive()
+    ended.set()
+    with store.lock:
+        store.wake("job-a")
+    waiter.join(10)
+    assert not waiter.is_alive() and len(checks) == 2
+
+    closing = threading.Thread(target=store.wait_until, args=(lambda: False, 30.0),
+                               kwargs={"key": "job-c"})
+    closing.start()
+    while store.waits != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    store.closing = True
+    store.wake_all()
+    closing.join(10)
+    assert not closing.is_alive()
