@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import resource
+
 from bench.common import (
     BenchError,
     Settings,
@@ -22,17 +25,26 @@ SETTINGS = Settings(settle_s=0.5, poll_interval_s=0.25, poll_max_s=1.0)
 TARGET_MS = 5.0
 
 
-def _once(n: int) -> tuple[float, float]:
-    """(CPU s, wall s) of ``run --once`` over ``n`` images (n = 0: start-up and exit only)."""
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _once(n: int) -> tuple[float, float, float]:
+    """(CPU s, wall s) of ``run --once`` over ``n`` images (n = 0: start-up and exit only), and
+    the CPU s this process (the emulator, serving on the same cores) used meanwhile."""
     with workspace("overhead") as ws, emulator() as emu:
         stage_images(ws, n)
         for path in sorted(ws.staging.iterdir()):
             path.rename(ws.input / path.name)
         assert emu.base_url
-        usage = run_ccwatch_once(ws, write_config(ws, emu.base_url, SETTINGS), timeout_s=60 + n)
+        config = write_config(ws, emu.base_url, SETTINGS)
+        before = _own_cpu_s()
+        usage = run_ccwatch_once(ws, config, timeout_s=60 + n)
+        served = _own_cpu_s() - before
         if count_files(ws.output) != n:
             raise BenchError(f"run --once delivered {count_files(ws.output)} of {n} files")
-        return usage.cpu_s, usage.wall_s
+        return usage.cpu_s, usage.wall_s, served
 
 
 def _daemon(n: int) -> tuple[float, float]:
@@ -46,7 +58,7 @@ def _daemon(n: int) -> tuple[float, float]:
 
 def run(size: Size) -> Result:
     n = by_size(size, full=500, quick=40, smoke=3)
-    (base_cpu, base_wall), (cpu, wall), (daemon_cpu, _) = measure_all(
+    (base_cpu, base_wall, _), (cpu, wall, served), (daemon_cpu, _) = measure_all(
         size, lambda: _once(0), lambda: _once(n), lambda: _daemon(n))
     per_file_ms = cpu / n * 1000
     marginal_ms = (cpu - base_cpu) / n * 1000
@@ -65,7 +77,10 @@ def run(size: Size) -> Result:
         settings=[f"{n} PNG images of 32x24 px to JPEG, emulator latency 0",
                   f"ccwatch: {SETTINGS.describe()}"],
         notes=["CPU is user + system time of the ccwatch process alone (wait4 at exit; psutil for "
-               "the running daemon); the emulator and the bench run in another process."],
+               "the running daemon); the emulator and the bench run in another process.",
+               f"That process (the emulator serving: waitress threads, the image engine) used "
+               f"{served / n * 1000:.2f} ms of CPU per file during the {n}-file run, on the same "
+               f"{os.cpu_count()} CPUs: ccwatch's figure includes what sharing them costs."],
         targets=[Target(f"<= {TARGET_MS} ms CPU per file, run --once including start-up "
                         f"({per_file_ms:.2f} ms)", per_file_ms <= TARGET_MS)],
     )
