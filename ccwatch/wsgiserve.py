@@ -32,7 +32,7 @@ class _KeepAliveTask(WSGITask):
         if (not self.has_body and self.version == "1.1" and not asked_to_close
                 and getattr(self.request, "headers", {}).get("CONNECTION", "").lower() != "close"):
             self.close_on_finish = False
-            head = head.replace(b"\r\nConnection: close", b"", 1)
+            head = head.replace(b"\r\nConnection: close\r\n", b"\r\n", 1)
         return head
 
 
