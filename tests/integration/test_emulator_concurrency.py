@@ -11,6 +11,7 @@ from emulator_helpers import client, create_job, export_url, png_bytes, poll, up
 from PIL import Image
 
 from ccwatch.emulator import Emulator
+from ccwatch.testing import wait_for
 
 
 def test_fifty_concurrent_jobs_all_finish_with_valid_images(emulator: Emulator) -> None:
@@ -69,10 +70,7 @@ def test_a_sync_wait_wakes_for_its_own_job_not_for_every_change() -> None:
 
     waiter = threading.Thread(target=store.wait_until, args=(done, 30.0), kwargs={"key": "job-a"})
     waiter.start()
-    deadline = time.monotonic() + 10
-    while store.waits != 1:  # blocked on its condition
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: store.waits == 1, timeout=10, message="the wait is blocked on its condition")
     with store.lock:
         for _ in range(50):
             store.wake("job-b", "task-b")
@@ -87,9 +85,7 @@ def test_a_sync_wait_wakes_for_its_own_job_not_for_every_change() -> None:
     closing = threading.Thread(target=store.wait_until, args=(lambda: False, 30.0),
                                kwargs={"key": "job-c"})
     closing.start()
-    while store.waits != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: store.waits == 1, timeout=10, message="the second wait is blocked")
     store.closing = True
     store.wake_all()
     closing.join(10)
