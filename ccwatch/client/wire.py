@@ -36,6 +36,8 @@ from ccwatch.errors import TooManyRedirects
 IDEMPOTENT = ("GET", "HEAD", "DELETE", "PUT")
 Body = bytes | Iterable[bytes] | None
 _Key = tuple[str, str, int]
+_Origin = tuple[_Key, str, urllib.parse.SplitResult | None]  # key, Host header, proxy
+MAX_ORIGINS = 256  # origins remembered (the API, sync and storage hosts: a handful)
 
 
 class _Connection:
@@ -78,7 +80,7 @@ class Client:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._proxies = urllib.request.getproxies()  # read once, as the environment was
-        self._proxy_of: dict[_Key, urllib.parse.SplitResult | None] = {}
+        self._origins: dict[tuple[str, str], _Origin] = {}  # (scheme, netloc) → origin
 
     def close(self) -> None:
         with self._lock:
@@ -123,19 +125,27 @@ class Client:
 
     def _route(self, url: str) -> _Route:
         parts = urllib.parse.urlsplit(url)
+        origin = self._origins.get((parts.scheme, parts.netloc))
+        if origin is None:
+            origin = self._origin(url, parts)
+        path, query = _quoted(parts.path) or "/", _quoted(parts.query)
+        return _Route(url, origin[0], f"{path}?{query}" if query else path, *origin[1:])
+
+    def _origin(self, url: str, parts: urllib.parse.SplitResult) -> _Origin:
+        """Where a scheme and host lead (key, Host header, proxy): worked out once per origin,
+        as NO_PROXY matching reads the environment."""
         host = parts.hostname
         if parts.scheme not in ("http", "https") or not host:
             raise http.client.InvalidURL(f"not an http(s) URL: {url[:200]!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        path = urllib.parse.urlunsplit(("", "", _quoted(parts.path) or "/", _quoted(parts.query),
-                                        ""))
         named = _host_name(host)
         if port != (443 if parts.scheme == "https" else 80):
             named = f"{named}:{port}"
-        key = (parts.scheme, host, port)
-        if key not in self._proxy_of:  # NO_PROXY matching reads the environment: once per host
-            self._proxy_of[key] = proxy_for(parts, self._proxies)
-        return _Route(url, key, path, named, self._proxy_of[key])
+        origin = ((parts.scheme, host, port), named, proxy_for(parts, self._proxies))
+        if len(self._origins) >= MAX_ORIGINS:
+            self._origins.clear()
+        self._origins[(parts.scheme, parts.netloc)] = origin
+        return origin
 
     def _connection(self, route: _Route) -> _Connection:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -119,12 +120,24 @@ def row_to_entry(row: tuple[Any, ...]) -> Entry:
     outputs = tuple(PlannedOutput(**o) for o in json.loads(row[12])) if row[12] else ()
     return Entry(
         id=row[0], folder=row[1], relpath=row[2], size=row[3], mtime_ns=row[4],
-        state=State(row[5]), rule=row[6], template=row[7], attempt=row[8], job_tag=row[9],
-        job_id=row[10], upload_task_id=row[11], outputs=outputs,
+        state=_STATES.get(row[5]) or State(row[5]), rule=row[6], template=row[7],
+        attempt=row[8], job_tag=row[9], job_id=row[10], upload_task_id=row[11], outputs=outputs,
         error=json.loads(row[13]) if row[13] else None,
         first_seen=row[14], updated_at=row[15], transient_since=row[16],
-        route=json.loads(row[17]) if row[17] else None,
+        route=_route(row[17]) if row[17] else None,
     )
+
+
+_STATES = {str(s): s for s in State}
+
+
+@functools.lru_cache(maxsize=64)
+def _route(text: str) -> dict[str, Any]:
+    """Every file of a rule has the same route, read back with each of its rows: decoded once.
+    The dict is shared, so nothing may change it (nothing does: a route is only read)."""
+    route = json.loads(text)
+    assert isinstance(route, dict)
+    return route
 
 
 def encode(field: str, value: Any) -> Any:

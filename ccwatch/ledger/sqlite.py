@@ -66,10 +66,12 @@ CREATE TABLE IF NOT EXISTS files (
     route TEXT,
     UNIQUE (folder, relpath, size, mtime_ns)
 );
--- One input's versions by state: without it the planner took a folder's queue for the earlier
--- outputs of a path and read every done row of the folder, per delivery (O(n²) over a backlog).
+-- One input's versions: without it the planner took a folder's queue for the earlier outputs
+-- of a path and read every done row of the folder, per delivery (O(n²) over a backlog). Without
+-- the state (the old files_history had it) a state change leaves this index alone.
 DROP INDEX IF EXISTS files_path;
-CREATE INDEX IF NOT EXISTS files_history ON files (folder, relpath, state, id);
+DROP INDEX IF EXISTS files_history;
+CREATE INDEX IF NOT EXISTS files_versions ON files (folder, relpath, id);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
 -- Rows by state, then folder and age: a folder's queue, what is in flight, the oldest of it. One
@@ -80,6 +82,10 @@ DROP INDEX IF EXISTS files_queue;
 CREATE INDEX IF NOT EXISTS files_by_state ON files (state, folder, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# The state of one input's versions, as an expression: no index can serve it, so the planner
+# reads that input's versions (files_versions) instead of a folder's done rows (files_by_state).
+_BY_PATH = "state || ''"
 
 # UPDATE … RETURNING needs SQLite 3.35 (2021); older system libraries still run, one query slower.
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -252,14 +258,14 @@ class Ledger:
 
     def failed_for_path(self, folder: str, relpath: str) -> Entry | None:
         rows = self._query(
-            f"SELECT {COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND state = ? "
+            f"SELECT {COLUMNS} FROM files WHERE folder = ? AND relpath = ? AND {_BY_PATH} = ? "
             "ORDER BY id DESC LIMIT 1", (folder, relpath, str(State.FAILED)))
         return row_to_entry(rows[0]) if rows else None
 
     def earlier_outputs(self, folder: str, relpath: str, before_id: int) -> dict[str, int | None]:
         """Final path → size of the outputs delivered for earlier versions of one input."""
         rows = self._query("SELECT outputs FROM files WHERE folder = ? AND relpath = ? AND id < ? "
-                           "AND state = ? AND outputs IS NOT NULL ORDER BY id",
+                           f"AND {_BY_PATH} = ? AND outputs IS NOT NULL ORDER BY id",
                            (folder, relpath, before_id, str(State.DONE)))
         return {o["final_path"]: o.get("size") for r in rows for o in json.loads(r[0])
                 if o.get("final_path")}

@@ -3,9 +3,10 @@ its files leave CloudConvert's storage at once instead of after 24 hours.
 
 A deletion never holds up a delivery: finishing a file only records the job id (in the ledger's
 meta table, one row per job, so a restart still deletes it); :meth:`JobCleanup.sweep`, run on its
-own waker thread when a job is added or a retry falls due, deletes what is due. A failed deletion
-is retried later (after ``poll_max_s``, then twice as long each time, up to 10 minutes);
-``ccwatch status`` counts the jobs still to delete.
+own waker thread a moment after a job is added (jobs finishing together share a sweep) or when a
+retry falls due, deletes what is due. A failed deletion is retried later (after ``poll_max_s``,
+then twice as long each time, up to 10 minutes); ``ccwatch status`` counts the jobs still to
+delete.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ccwatch.ledger import Ledger
 
 META_KEY = "jobs_to_delete"
 RETRY_MAX_S = 600.0
+GATHER_S = 0.25  # the longest a finished job waits for its deletion to start
 
 
 def meta_key(ledger: Ledger) -> str:
@@ -97,7 +99,9 @@ class JobCleanup:
         if not recorded:
             self._ledger.set_metas(self.record(job_id))
         if self._timer is not None:
-            self._timer.soon()
+            # At the next multiple of GATHER_S: jobs finishing meanwhile ask for the same time,
+            # so one sweep (one ledger write, one wake) takes them all, not one sweep a job.
+            self._timer.at((self._clock.monotonic() // GATHER_S + 1) * GATHER_S)
 
     def pending(self) -> int:
         with self._lock:

@@ -24,6 +24,8 @@ from ccwatch.ledger import Entry, PlannedOutput, State
 from ccwatch.stages import hooks, quarantine, track
 from ccwatch.stages.context import Context, version
 
+MAX_PREDICTED = 4096  # elders whose predicted paths are remembered (~0.5 KB each)
+
 
 class Reservations:
     """Final output paths chosen by unfinished deliveries, behind their own lock: planning a job
@@ -32,6 +34,9 @@ class Reservations:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._paths: set[Path] = set()
+        # (id, relpath, date) of a file not planned yet → the paths it is expected to take: every
+        # later file's plan asks again while it waits (see _expected_by_elders).
+        self.predicted: dict[tuple[int, str, str], frozenset[Path]] = {}
 
     def update(self, paths: Iterable[Path]) -> None:
         with self.lock:
@@ -89,7 +94,8 @@ def _plan(ctx: Context, entry: Entry, outputs: tuple[PlannedOutput, ...], *,
     dest_dir = folder.output / relpath.parent
     date = dt.datetime.fromtimestamp(ctx.clock.wall(), dt.UTC).strftime("%Y-%m-%d")
     own = _own_earlier_outputs(ctx, entry)
-    elders = _expected_by_elders(ctx, entry, date) if rule.on_conflict == "rename" else set()
+    elders = (_expected_by_elders(ctx, entry, date, reserved) if rule.on_conflict == "rename"
+              else set())
     planned: list[PlannedOutput] = []
     # Outputs often share a name (page.png, 4,000 times): each base's numbering resumes where it
     # stopped, so choosing is linear, not a search from "(1)" every time.
@@ -139,24 +145,36 @@ def _own_earlier_outputs(ctx: Context, entry: Entry) -> set[Path]:
     return own
 
 
-def _expected_by_elders(ctx: Context, entry: Entry, date: str) -> set[Path]:
+def _expected_by_elders(ctx: Context, entry: Entry, date: str, reserved: Reservations
+                        ) -> set[Path]:
     """The output paths that files of this folder settled before ``entry`` and not yet planned
-    are expected to take (predicted from their templates)."""
+    are expected to take (predicted from their templates; each file's once a date, as a file's
+    folder, rule and template are those it settled under)."""
     expected: set[Path] = set()
     for elder in ctx.ledger.unplanned_before(entry.folder, entry.id):
         if elder.relpath == entry.relpath:
             continue  # an older version of this same input: this one supersedes it
-        try:
-            folder, rule, template = ctx.folder_of(elder), ctx.rule(elder), ctx.template(elder)
-        except (KeyError, IndexError):  # a folder or rule no configuration has any more
-            continue
-        rel = PurePosixPath(elder.relpath)
-        for n, server_name in enumerate(templates.predicted_filenames(template, rel), start=1):
-            name = templates.format_output_name(
-                rule.output_name, input_relpath=rel, n=n, date=date,
-                output_filename=fs.sanitize_filename(server_name))
-            expected.add(folder.output / rel.parent / fs.sanitize_filename(name))
+        key = (elder.id, elder.relpath, date)
+        paths = reserved.predicted.get(key)
+        if paths is None:
+            if len(reserved.predicted) >= MAX_PREDICTED:
+                reserved.predicted.clear()
+            paths = reserved.predicted[key] = _predicted(ctx, elder, date)
+        expected.update(paths)
     return expected
+
+
+def _predicted(ctx: Context, elder: Entry, date: str) -> frozenset[Path]:
+    try:
+        folder, rule, template = ctx.folder_of(elder), ctx.rule(elder), ctx.template(elder)
+    except (KeyError, IndexError):  # a folder or rule no configuration has any more
+        return frozenset()
+    rel = PurePosixPath(elder.relpath)
+    return frozenset(
+        folder.output / rel.parent / fs.sanitize_filename(templates.format_output_name(
+            rule.output_name, input_relpath=rel, n=n, date=date,
+            output_filename=fs.sanitize_filename(server_name)))
+        for n, server_name in enumerate(templates.predicted_filenames(template, rel), start=1))
 
 
 def deliver(ctx: Context, entry: Entry) -> Entry:
