@@ -60,7 +60,17 @@ class _Loop:
         self.server = server
         self.lock = threading.Lock()
         self.stopping = False
+        self.closed = False
+        self._pull_trigger = server.pull_trigger
+        # Worker threads wake the loop through this (a task flushing its answer): once the
+        # sockets are closed, a request still running must not write into the trigger's old fd.
+        server.pull_trigger = self._wake
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _wake(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self._pull_trigger()
 
     def _run(self) -> None:
         try:
@@ -68,7 +78,7 @@ class _Loop:
                 wasyncore.loop(timeout=1.0, map=self.server._map, use_poll=True, count=1)
         finally:
             with self.lock:
-                self.stopping = True
+                self.stopping = self.closed = True
                 for channel in list(self.server._map.values()):
                     with suppress(OSError):
                         channel.close()
@@ -78,7 +88,7 @@ class _Loop:
         with self.lock:
             if not self.stopping:
                 self.stopping = True
-                self.server.pull_trigger()
+                self._pull_trigger()
         self.thread.join(timeout=10)
 
 

@@ -6,6 +6,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +77,18 @@ def test_the_loop_does_not_poll_for_output_a_task_is_still_writing(channel: Any)
         assert channel.writable()
     channel.total_outbufs_len = 0
     assert not channel.writable()
+
+
+def test_a_request_ending_after_the_stop_does_not_wake_the_closed_loop(tmp_path: Path) -> None:
+    """Stopping closes every socket, the loop's trigger first, while a request may still run (a
+    sync wait): when it ends, its thread wakes the loop. That must not write into the trigger's
+    closed descriptor (EBADF), nor into the file that has its number by then."""
+    server: Any = create_server(_app, host="127.0.0.1", port=0, asyncore_use_poll=True)
+    loop = wsgiserve._Loop(server, "test-loop")
+    loop.thread.start()
+    loop.stop()
+    assert not loop.thread.is_alive()
+    with (tmp_path / "innocent").open("wb+") as innocent:  # likely the trigger's old number
+        server.pull_trigger()  # what a request's thread does when its answer is written
+        innocent.flush()
+        assert (tmp_path / "innocent").read_bytes() == b""
