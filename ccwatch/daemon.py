@@ -68,8 +68,9 @@ def api_base(config: Config) -> Iterator[tuple[str, str, str | None]]:
 
     # With [webhook] the engine signs deliveries with the configured secret, as CloudConvert would.
     hook_secret = config.webhook.secret if config.webhook else None
-    engine = Emulator(api_key=EMBEDDED_KEY, webhook_secret=hook_secret.reveal() if hook_secret else "")
-    with serve(engine, host="127.0.0.1", port=0) as base_url:
+    # Closed on the way out: its storage (copies of the files it converted) leaves the temp dir.
+    with (Emulator(api_key=EMBEDDED_KEY, webhook_secret=hook_secret.reveal() if hook_secret else "")
+          as engine, serve(engine, host="127.0.0.1", port=0) as base_url):
         logger.info("embedded engine serving on {} (no account, no network)", base_url)
         yield base_url, base_url + "/sync", EMBEDDED_KEY
 

@@ -22,12 +22,17 @@ def test_run_once_on_the_example_config_converts_the_samples(tmp_path: Path) -> 
     make_image(tmp_path / "inbox" / "photo.png")
     make_image(tmp_path / "inbox" / "scans" / "page.bmp")
     make_image(tmp_path / "inbox" / "picture.jpg")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCONVERT")}
+    env["TMPDIR"] = str(temp)
 
     done = subprocess.run([sys.executable, "-m", "ccwatch", "run", "--once", "-c", str(config)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
 
     assert done.returncode == 0, done.stderr
+    # The engine's storage (copies of the inputs and outputs) went with it.
+    assert list(temp.iterdir()) == []
     assert "3 converted, 0 failed" in done.stderr
     for rel, fmt in (("photo.jpg", "JPEG"), ("scans/page.jpg", "JPEG"), ("picture.pdf", None)):
         path = tmp_path / "outbox" / rel
