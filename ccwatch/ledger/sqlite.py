@@ -66,17 +66,15 @@ CREATE TABLE IF NOT EXISTS files (
     route TEXT,
     UNIQUE (folder, relpath, size, mtime_ns)
 );
--- One input's versions: without it the planner took a folder's queue for the earlier outputs
--- of a path and read every done row of the folder, per delivery (O(n²) over a backlog). Without
--- the state (the old files_history had it) a state change leaves this index alone.
+-- Only files_by_state holds the state, so a state change rewrites no other index (the dropped
+-- files_history, files_state and files_queue held it too: each a quarter of a write's cost).
+-- One input's versions (its earlier outputs): a range, never a folder's done rows per delivery.
 DROP INDEX IF EXISTS files_path;
 DROP INDEX IF EXISTS files_history;
-CREATE INDEX IF NOT EXISTS files_versions ON files (folder, relpath, id);
+CREATE INDEX IF NOT EXISTS files_by_path ON files (folder, relpath, id);
 CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
 CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
--- Rows by state, then folder and age: a folder's queue, what is in flight, the oldest of it. One
--- index where there were two, (state) and (folder, state, id): a state change rewrote both, a
--- quarter of each ledger write's cost.
+-- Rows by state, then folder and age: a folder's queue, what is in flight, the oldest of it.
 DROP INDEX IF EXISTS files_state;
 DROP INDEX IF EXISTS files_queue;
 CREATE INDEX IF NOT EXISTS files_by_state ON files (state, folder, id);
@@ -84,7 +82,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 # The state of one input's versions, as an expression: no index can serve it, so the planner
-# reads that input's versions (files_versions) instead of a folder's done rows (files_by_state).
+# reads that input's versions (files_by_path) instead of a folder's done rows (files_by_state).
 _BY_PATH = "state || ''"
 
 # UPDATE … RETURNING needs SQLite 3.35 (2021); older system libraries still run, one query slower.

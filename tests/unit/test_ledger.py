@@ -333,7 +333,7 @@ def test_an_older_ledger_loses_the_indexes_a_state_change_rewrote(tmp_path: Path
     db.close()
     reopened = Ledger(path)
     indexes = {r[1] for r in reopened._db.execute("PRAGMA index_list(files)")}
-    assert {"files_by_state", "files_versions"} <= indexes
+    assert {"files_by_state", "files_by_path"} <= indexes
     assert not indexes & {"files_state", "files_queue", "files_history"}
     assert [e.relpath for e in reopened.active()] == ["a.png"]
 
