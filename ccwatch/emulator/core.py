@@ -123,6 +123,10 @@ class Emulator:
     def shapes(self, include: frozenset[str] = frozenset()) -> Shapes:
         return Shapes(self.store, self.base_url or "", include)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return
@@ -331,7 +335,7 @@ class Emulator:
         if payload.get("archive_multiple_files") and len(inputs) > 1:
             from ccwatch.emulator.engines import archive
 
-            out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(exist_ok=True)
             archive(inputs, out_dir / "archive.zip", "zip")
             inputs = [("archive.zip", out_dir / "archive.zip")]
         expires = self.clock.wall() + self.url_ttl_s

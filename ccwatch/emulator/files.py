@@ -81,8 +81,10 @@ def handle_upload(emu: Emulator, request: Request) -> Response:
     """``POST /<bucket>``: the task comes from the signed policy's key prefix, as in S3."""
     if "Authorization" in request.headers:  # S3 refuses presigned posts that carry a Bearer key
         return s3_error(400, "InvalidArgument", "Unsupported Authorization Type")
+    if emu.closed:  # an upload still arriving as the emulator stops: its storage is gone
+        return s3_error(503, "ServiceUnavailable", "Service is unable to handle request.")
     incoming = emu.storage / ".incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
+    incoming.mkdir(exist_ok=True)  # never the storage itself: a late one must not bring it back
     filename, chosen, fields = _receive(request, incoming)
     task_id, problem = emu.signer.check_form(fields, emu.clock.wall())
     if not problem and task_id and form_expired(emu, task_id):

@@ -27,7 +27,7 @@ def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, 
             received.unlink(missing_ok=True)
             return False
         folder = emu.storage / task_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)  # never the storage itself (gone once closed)
         final = folder / name
         received.replace(final)
         file = stored(final, name)

@@ -184,3 +184,17 @@ def test_download_urls_expire_after_their_ttl(api_key: str) -> None:
         clock.advance(2)
         expired = web_get(url)
         assert expired.status_code == 403 and "AccessDenied" in expired.text
+
+
+def test_an_upload_arriving_after_close_is_refused_and_leaves_no_storage(
+        api: httpx.Client, emulator: Emulator) -> None:
+    """The emulator closed (its storage removed) while a client still uploads: the upload is
+    answered 503 and does not bring the storage folder back (an empty ``.incoming`` was left in
+    the temp dir for ever)."""
+    job = create_job(api)
+    emulator.close()  # as a stopping daemon's embedded engine does; the servers still answer here
+    assert not emulator.storage.exists()
+    response = upload(job, "photo.png", png_bytes())
+    assert response.status_code == 503
+    assert "ServiceUnavailable" in response.text
+    assert not emulator.storage.exists()
