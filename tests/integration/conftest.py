@@ -1,12 +1,18 @@
-"""Fixtures for daemon tests: real folders and a config bound to the served emulator."""
+"""Fixtures for daemon tests (real folders and a config bound to the served emulator) and an
+emulator in a child process (for tests that measure this process's memory)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from daemon_harness import Dirs, MakeConfig
+from emulator_helpers import EMULATOR_PROCESS_KEY
 
 from ccwatch import config as config_mod
 from ccwatch.config import Config
@@ -43,3 +49,26 @@ def make_config(dirs: Dirs, emulator: Any) -> MakeConfig:
     return make
 
 
+
+@pytest.fixture
+def emulator_process(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """``python -m ccwatch emulator --port 0``; the URL comes from its one stdout line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccwatch", "emulator", "--port", "0", "--api-key",
+         EMULATOR_PROCESS_KEY, "--storage", str(tmp_path / "storage")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the server is listening (or it died)
+        assert line.startswith("ccwatch emulator listening on http://"), line
+        yield line.rsplit(" ", 1)[1].strip(), psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -25,6 +25,7 @@ TO_JPG = {
 
 # One SSL context for every client: building one per httpx.Client costs ~0.1 s.
 SSL = ssl.create_default_context()
+EMULATOR_PROCESS_KEY = "child-key"  # the key of the ``emulator_process`` fixture's emulator
 
 
 def plain() -> httpx.Client:

@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from emulator_helpers import SSL, create_job, task_named, wait_job
+from emulator_helpers import EMULATOR_PROCESS_KEY, SSL, create_job, task_named, wait_job
 
 GIB = 1 << 30
-KEY = "big-key"
-
-
-@pytest.fixture
-def emulator_process(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
-    """``python -m ccwatch emulator --port 0``; the URL comes from its one stdout line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ccwatch", "emulator", "--port", "0", "--api-key", KEY,
-         "--storage", str(tmp_path / "storage")],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server is listening (or it died)
-        assert line.startswith("ccwatch emulator listening on http://"), line
-        yield line.rsplit(" ", 1)[1].strip(), psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+KEY = EMULATOR_PROCESS_KEY
 
 
 @pytest.mark.slow
