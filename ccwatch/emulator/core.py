@@ -127,13 +127,18 @@ class Emulator:
     def closed(self) -> bool:
         return self._closed
 
+    def storage_folder(self, name: str) -> Path:
+        """``storage/name``, created if missing; never the storage itself (parents are not
+        created): work still running once :meth:`close` removed it must not bring it back."""
+        folder = self.storage / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with self.store.changed:
-            self.store.closing = True
-        self.store.wake_all()
+        self.store.release_waits()
         self.runner.close()
         self.webhooks.close()
         if self._own_storage:
@@ -335,7 +340,7 @@ class Emulator:
         if payload.get("archive_multiple_files") and len(inputs) > 1:
             from ccwatch.emulator.engines import archive
 
-            out_dir.mkdir(exist_ok=True)
+            out_dir.mkdir(exist_ok=True)  # no parents: as storage_folder, never the storage
             archive(inputs, out_dir / "archive.zip", "zip")
             inputs = [("archive.zip", out_dir / "archive.zip")]
         expires = self.clock.wall() + self.url_ttl_s

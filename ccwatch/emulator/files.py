@@ -83,9 +83,7 @@ def handle_upload(emu: Emulator, request: Request) -> Response:
         return s3_error(400, "InvalidArgument", "Unsupported Authorization Type")
     if emu.closed:  # an upload still arriving as the emulator stops: its storage is gone
         return s3_error(503, "ServiceUnavailable", "Service is unable to handle request.")
-    incoming = emu.storage / ".incoming"
-    incoming.mkdir(exist_ok=True)  # never the storage itself: a late one must not bring it back
-    filename, chosen, fields = _receive(request, incoming)
+    filename, chosen, fields = _receive(request, emu.storage_folder(".incoming"))
     task_id, problem = emu.signer.check_form(fields, emu.clock.wall())
     if not problem and task_id and form_expired(emu, task_id):
         problem = "Invalid according to Policy: Policy expired."

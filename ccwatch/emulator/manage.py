@@ -26,9 +26,7 @@ def complete_upload(emu: Emulator, task_id: str, filename: str, received: Path, 
                 or task.result is None:
             received.unlink(missing_ok=True)
             return False
-        folder = emu.storage / task_id
-        folder.mkdir(exist_ok=True)  # never the storage itself (gone once closed)
-        final = folder / name
+        final = emu.storage_folder(task_id) / name
         received.replace(final)
         file = stored(final, name)
         file.md5 = md5

@@ -76,9 +76,7 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0,
 
 def _release_sync_waits(emulator: Emulator) -> None:
     """Wake blocked sync waits before the server stops, so their threads can finish."""
-    with emulator.store.changed:
-        emulator.store.closing = True
-    emulator.store.wake_all()
+    emulator.store.release_waits()
 
 
 def run_forever(host: str = "127.0.0.1", port: int = 8400, api_key: str = "emulator-key",

@@ -154,6 +154,12 @@ class Store:
             for cond, _ in self._keyed.values():
                 cond.notify_all()
 
+    def release_waits(self) -> None:
+        """End every sync wait now and refuse new ones (the server or the emulator stops)."""
+        with self.changed:
+            self.closing = True
+        self.wake_all()
+
 
 class Shapes:
     """Builds the API's JSON objects; ``base`` is the emulator's own base URL.

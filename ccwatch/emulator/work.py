@@ -70,7 +70,7 @@ UrlResolver = Callable[[str], tuple[str, Path] | None]
 def run_operation(op: str, payload: dict[str, Any], inputs: list[tuple[str, Path]], out_dir: Path,
                   engines: Engines, resolve_url: UrlResolver) -> Outcome:
     """Everything but ``import/upload`` (the form does that) and ``export/url`` (the core signs URLs)."""
-    out_dir.mkdir(exist_ok=True)  # a task's folder in the storage, never the storage itself
+    out_dir.mkdir(exist_ok=True)  # no parents: as Emulator.storage_folder, never the storage
     if op == "import/base64":
         return Outcome([_write(out_dir, payload["filename"], base64.b64decode(payload["file"]))])
     if op == "import/raw":
