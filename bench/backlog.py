@@ -30,7 +30,7 @@ GROWTH = 1.2
 
 def _once(n: int) -> tuple[float, float]:
     """(CPU s, wall s) of ``run --once`` over ``n`` images."""
-    with workspace("backlog") as ws, emulator() as emu:
+    with workspace("backlog") as ws, emulator(in_memory=True) as emu:
         for path in stage_images(ws, n):
             path.rename(ws.input / path.name)
         assert emu.base_url
@@ -41,7 +41,7 @@ def _once(n: int) -> tuple[float, float]:
 
 
 def _sdk(n: int) -> tuple[float, float]:
-    with workspace("backlog-sdk") as ws, emulator() as emu:
+    with workspace("backlog-sdk") as ws, emulator(in_memory=True) as emu:
         for path in stage_images(ws, n):
             path.rename(ws.input / path.name)
         assert emu.base_url

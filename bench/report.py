@@ -30,7 +30,9 @@ Every contender runs against a fresh emulator (`ccwatch.emulator`) served in the
 loopback port; ccwatch and the SDK scripts run as child processes, and their CPU time and peak RSS
 are their own (CPU from `wait4`; peak RSS the child's VmHWM read from /proc while it runs, since
 wait4's ru_maxrss also counts the bench process it was spawned from), never the bench's or the
-emulator's. The figures come from a shared 2-core machine where other work (test suites) may run at
+emulator's. ccwatch is byte-compiled before the first run, as installing it does; workspaces
+are removed only when the bench exits, so no run pays for an earlier one's deletions (ext4 scans
+recently freed inodes when it creates a file). The figures come from a shared 2-core machine where other work (test suites) may run at
 the same time: read them as orders of magnitude and ratios, not as exact timings.
 """
 
