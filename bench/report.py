@@ -32,8 +32,9 @@ are their own (CPU from `wait4`; peak RSS the child's VmHWM read from /proc whil
 wait4's ru_maxrss also counts the bench process it was spawned from), never the bench's or the
 emulator's. ccwatch is byte-compiled before the first run, as installing it does; workspaces
 are removed only when the bench exits, so no run pays for an earlier one's deletions (ext4 scans
-recently freed inodes when it creates a file). The figures come from a shared 2-core machine where other work (test suites) may run at
-the same time: read them as orders of magnitude and ratios, not as exact timings.
+recently freed inodes when it creates a file). The figures come from a shared 2-core machine
+where other work (test suites) may run at the same time: read them as orders of magnitude and
+ratios, not as exact timings.
 """
 
 
