@@ -62,6 +62,12 @@ def _matches(st: os.stat_result | None, version: Version) -> bool:
             and st.st_mtime_ns == version.mtime_ns)
 
 
+def is_regular(dir_fd: int, name: str) -> bool:
+    """``name`` in ``dir_fd`` is a regular file itself (not a symlink to one)."""
+    st = _lstat(dir_fd, name)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
 def stat_file(root: Root, relpath: str | PurePosixPath) -> Version | None:
     """Size and mtime of the regular file at ``relpath``; None if missing, not a regular file, or
     reached through a symlink."""

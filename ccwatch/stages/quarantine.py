@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,14 +15,15 @@ from loguru import logger
 from ccwatch import __version__, fs
 from ccwatch.clock import iso
 from ccwatch.config import FolderConfig
-from ccwatch.errors import CcwatchError
+from ccwatch.errors import CcwatchError, FolderUnavailable
 from ccwatch.fs import FileStat, rooted
-from ccwatch.fs.roots import Root
+from ccwatch.fs.roots import CLOEXEC, Root, SymlinkInPath
 from ccwatch.ledger import Entry, State
 from ccwatch.stages import hooks
 from ccwatch.stages.context import Context, version
 
 ERROR_SUFFIX = ".error.json"
+MAX_RECORD = 1 << 20  # an error record is a few hundred bytes; a bigger file is not one
 
 
 def error_record(ctx: Context, entry: Entry, error: CcwatchError) -> dict[str, Any]:
@@ -75,20 +78,41 @@ def drop_superseded(ctx: Context, entry: Entry) -> None:
     """A newer version of a file converted: its older, failed version leaves the quarantine.
 
     Only a quarantined file whose error record names this folder and path is removed (with its
-    error file): the quarantine lists what still needs a person, and this no longer does.
+    error file): the quarantine lists what still needs a person, and this no longer does. Read
+    and removed through the quarantine's folder fds, so a subfolder swapped for a symlink
+    meanwhile leads nowhere outside it.
     """
     folder = ctx.folder_of(entry)
     stale = folder.quarantine / PurePosixPath(entry.relpath)
-    error_file = error_file_for(stale)
-    record = read_error_file(error_file)
-    if record.get("folder") != entry.folder or record.get("file") != entry.relpath:
+    if not os.path.lexists(error_file_for(stale)):  # the usual case: nothing failed before
         return
-    if not fs.inside(folder.quarantine, stale) or fs.stat_regular(stale) is None:
+    parent, name = rooted.split(entry.relpath)
+    try:
+        with ctx.root(folder.quarantine).directory(parent) as fd:
+            record = _read_record(fd, name + ERROR_SUFFIX)
+            if record.get("folder") != entry.folder or record.get("file") != entry.relpath:
+                return
+            if not rooted.is_regular(fd, name):
+                return
+            for gone in (name, name + ERROR_SUFFIX):
+                with suppress(FileNotFoundError):
+                    os.unlink(gone, dir_fd=fd)
+    except (FileNotFoundError, SymlinkInPath, FolderUnavailable):
         return
-    stale.unlink(missing_ok=True)
-    error_file.unlink(missing_ok=True)
     logger.bind(folder=entry.folder, file=entry.relpath).info(
         "a newer version converted; removed the failed older one from quarantine ({})", stale)
+
+
+def _read_record(dir_fd: int, name: str) -> dict[str, Any]:
+    """The error record ``name`` in ``dir_fd`` (never through a symlink), or {} as
+    :func:`read_error_file` would have it."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(MAX_RECORD).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def refuse(ctx: Context, folder: FolderConfig, relpath: PurePosixPath, st: FileStat, rule: int,

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cli_helpers import cli_env, run_cli, write_setup
 from proc_harness import daemon, make_setup
 
 from ccwatch.testing import make_image, wait_for
@@ -66,3 +67,37 @@ def test_symlinked_folders_in_output_quarantine_and_archive_receive_nothing(
     assert (setup.input / "sub" / "b.png").exists()
     assert (setup.input / "arc" / "c.png").exists()
     assert "a folder on the way is a symlink" in log
+
+
+def test_a_newer_version_removes_nothing_behind_a_symlinked_quarantine_folder(
+        tmp_path: Path, emulator: Any) -> None:
+    """A failed ``sub/bad.png`` waits in the quarantine; ``sub`` there is then swapped for a
+    symlink to a folder outside holding the same names. When a newer version converts, the
+    quarantined copy is dropped only through the quarantine itself: nothing outside goes."""
+    s = write_setup(tmp_path, endpoint=emulator.base_url or "")
+    env = cli_env(tmp_path, CLOUDCONVERT_API_KEY=emulator.api_key)
+
+    def once() -> int:
+        return run_cli("run", "--once", "-c", str(s.config), cwd=tmp_path, env=env).returncode
+
+    make_image(s.input / "sub" / "bad.png")
+    emulator.faults.task_error(glob="bad*", message="the engine choked")
+    assert once() == 1
+    record = s.quarantine / "sub" / "bad.png.error.json"
+    assert record.is_file() and (s.quarantine / "sub" / "bad.png").is_file()
+
+    outside = tmp_path / "private"
+    shutil.move(s.quarantine / "sub", outside)
+    os.symlink(outside, s.quarantine / "sub")
+    emulator.faults.clear()
+    make_image(s.input / "sub" / "bad.png", size=(40, 30), color=(10, 200, 10))
+    assert once() == 0
+    assert (s.output / "sub" / "bad.jpg").is_file()
+    assert sorted(p.name for p in outside.iterdir()) == ["bad.png", "bad.png.error.json"]
+
+    # The same names in a real folder again: the newer version's delivery clears them.
+    (s.quarantine / "sub").unlink()
+    shutil.move(outside, s.quarantine / "sub")
+    make_image(s.input / "sub" / "bad.png", size=(30, 20), color=(200, 10, 10))
+    assert once() == 0
+    assert list((s.quarantine / "sub").iterdir()) == []
