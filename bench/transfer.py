@@ -1,10 +1,11 @@
 """Transfers: one big file up and down through the emulator, ccwatch's client against curl.
 
-Each contender runs as its own process against the same served emulator, one after the other:
-ccwatch's API client (``CloudConvertClient.upload`` from an open file, then ``download`` into
-``fs.rooted.staged``, the code the submit and deliver stages run) and curl posting the same form,
-then fetching the same URL to a file that is fsynced once. Upload and download + fsync are timed
-inside each process.
+Each contender runs as its own process against the same served emulator: ccwatch's API client
+(``CloudConvertClient.upload`` from an open file, then ``download`` into ``fs.rooted.staged``, the
+code the submit and deliver stages run) and curl posting the same form, then fetching the same URL
+to a file that is fsynced once. Upload and download + fsync are timed inside each process, three
+times each, who goes first alternating: one transfer of a gigabyte is at the mercy of whatever
+else the machine did in those seconds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import API_KEY, BenchError, Size, by_size, emulator, measure_all, workspace
@@ -27,6 +30,7 @@ JOB = {"tasks": {"in": {"operation": "import/upload"},
 # The ccwatch side, run in a child: python -c CHILD base form.json file url out_dir
 CHILD = """
 import json, sys, time
+from collections.abc import Callable
 from pathlib import Path
 from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import SystemClock
@@ -88,8 +92,25 @@ def _curl_download(url: str, out: Path) -> float:
     return seconds
 
 
-def _measure(size_mb: int) -> tuple[float, float, float, float]:
-    """(ccwatch upload s, curl upload s, ccwatch download + fsync s, curl download + fsync s)."""
+def _alternating(rounds: int, ours: Callable[[int], float], curls: Callable[[int], float]
+                 ) -> tuple[list[float], list[float]]:
+    """Each contender ``rounds`` times (given the round), who goes first alternating so that
+    neither is always the one after the other's writeback; sync() before each."""
+    mine: list[float] = []
+    theirs: list[float] = []
+    for i in range(rounds):
+        for ccwatch_now in ((True, False) if i % 2 == 0 else (False, True)):
+            os.sync()
+            if ccwatch_now:
+                mine.append(ours(i))
+            else:
+                theirs.append(curls(i))
+    return mine, theirs
+
+
+def _measure(size_mb: int, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Seconds of each round: ccwatch upload, curl upload, ccwatch download + fsync, curl
+    download + fsync."""
     if shutil.which("curl") is None:
         raise BenchError("curl is not installed (apt-get install curl)")
     from ccwatch.client.api import CloudConvertClient
@@ -102,20 +123,19 @@ def _measure(size_mb: int) -> tuple[float, float, float, float]:
             for _ in range(size_mb):
                 f.write(block)
         assert emu.base_url
-        api = CloudConvertClient(emu.base_url, emu.base_url + "/sync", API_KEY, timeout_s=600,
-                                 clock=SystemClock())
+        base = emu.base_url
+        api = CloudConvertClient(base, base + "/sync", API_KEY, timeout_s=600, clock=SystemClock())
         try:
             forms, jobs = [], []
-            for _ in range(2):
+            for _ in range(2 * rounds):  # a fresh upload form for every upload
                 job = api.create_job(JOB, path="big.bin")
                 jobs.append(job["id"])
                 forms.append(next(t for t in job["tasks"] if t["name"] == "in")["result"]["form"])
             # Each timed transfer starts with no dirty pages left by the one before (the writeback
             # of a gigabyte just written would otherwise slow whichever contender runs next).
-            os.sync()
-            up = _ccwatch(emu.base_url, forms[0], src, None, ws.output)["upload_s"]
-            os.sync()
-            curl_up = _curl_upload(forms[1], src)
+            ups, curl_ups = _alternating(
+                rounds, lambda i: _ccwatch(base, forms[2 * i], src, None, ws.output)["upload_s"],
+                lambda i: _curl_upload(forms[2 * i + 1], src))
             deadline = time.monotonic() + 120
             while (job := api.get_job(jobs[0], path="big.bin"))["status"] != "finished":
                 if time.monotonic() > deadline:
@@ -126,22 +146,29 @@ def _measure(size_mb: int) -> tuple[float, float, float, float]:
             # cache: one untimed read first, so neither contender is the one that pays for it.
             subprocess.run(["curl", "-sS", "-o", os.devnull, "--fail", url], check=True,
                            timeout=900)
-            os.sync()
-            got = _ccwatch(emu.base_url, None, src, url, ws.output)
-            if got["download_bytes"] != src.stat().st_size:  # a fast but short download is no win
-                raise BenchError(f"ccwatch downloaded {got['download_bytes']:.0f} of "
-                                 f"{src.stat().st_size} bytes")
-            down = got["download_s"]
-            os.sync()
-            curl_down = _curl_download(url, ws.output)
+
+            def download(_: int) -> float:
+                got = _ccwatch(base, None, src, url, ws.output)
+                if got["download_bytes"] != src.stat().st_size:  # a fast but short one is no win
+                    raise BenchError(f"ccwatch downloaded {got['download_bytes']:.0f} of "
+                                     f"{src.stat().st_size} bytes")
+                return got["download_s"]
+
+            downs, curl_downs = _alternating(rounds, download,
+                                             lambda _: _curl_download(url, ws.output))
         finally:
             api.close()
-        return up, curl_up, down, curl_down
+        return ups, curl_ups, downs, curl_downs
 
 
 def run(size: Size) -> Result:
     size_mb = by_size(size, full=1000, quick=200, smoke=4)
-    ((up, curl_up, down, curl_down),) = measure_all(size, lambda: _measure(size_mb))
+    rounds = by_size(size, full=3, quick=1, smoke=2)
+    ((ups, curl_ups, downs, curl_downs),) = measure_all(size, lambda: _measure(size_mb, rounds))
+    up, curl_up, down, curl_down = (statistics.median(s) for s in (ups, curl_ups, downs, curl_downs))
+    each = "; ".join(f"{what} {', '.join(f'{x:.2f}' for x in xs)} s"
+                     for what, xs in (("ccwatch up", ups), ("curl up", curl_ups),
+                                      ("ccwatch down", downs), ("curl down", curl_downs)))
     rows = [("upload (POST the form)", f"{up:.2f}", f"{curl_up:.2f}", f"{up / curl_up:.2f}x",
              f"{size_mb / up:.0f}"),
             ("download + fsync", f"{down:.2f}", f"{curl_down:.2f}", f"{down / curl_down:.2f}x",
@@ -153,7 +180,9 @@ def run(size: Size) -> Result:
         headers=("transfer", "ccwatch s", "curl s", "ccwatch / curl", "ccwatch MB/s"), rows=rows,
         settings=[f"one {size_mb} MB file of random bytes; a pass-through job (import/upload → "
                   "export/url) on the emulator; ccwatch's client and curl each in their own process"],
-        notes=["The emulator serves both in the bench process (waitress buffers an upload to disk "
+        notes=[f"Each transfer made {rounds} times, who goes first alternating; the medians are "
+               f"shown ({each}).",
+               "The emulator serves both in the bench process (waitress buffers an upload to disk "
                "before the app sees it), so the absolute MB/s are the loopback emulator's; the "
                "ratio is the client's cost.",
                "Before each timed transfer the bench calls sync(), so no contender pays for the "
