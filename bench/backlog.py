@@ -7,8 +7,8 @@ at a time) is the reference: ccwatch should cost less per file than the plain lo
 
 from __future__ import annotations
 
+from bench.child import BenchError
 from bench.common import (
-    BenchError,
     Settings,
     Size,
     by_size,

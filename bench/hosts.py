@@ -16,9 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     Workspace,

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     by_size,

@@ -11,9 +11,8 @@ import time
 
 import psutil
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     by_size,

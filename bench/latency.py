@@ -13,9 +13,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     by_size,

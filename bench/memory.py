@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.child import BenchError
 from bench.common import (
-    BenchError,
     Settings,
     Size,
     Workspace,

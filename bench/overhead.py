@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import resource
 
+from bench.child import BenchError, reference_cpu_s
 from bench.common import (
-    BenchError,
     Settings,
     Size,
     by_size,
@@ -14,7 +14,6 @@ from bench.common import (
     daemon_drop,
     emulator,
     measure_all,
-    reference_cpu_s,
     run_ccwatch_once,
     stage_images,
     workspace,
@@ -99,7 +98,7 @@ def run(size: Size) -> Result:
                "inodes freed in the last ~30 s when it creates one, so the harness's own deletions "
                "made ccwatch's output creates scan them (~10 % of its CPU in perf).",
                f"The machine's speed: a fixed pure-Python loop ({loop:,} additions, "
-               f"bench.common.reference_cpu_s) took {speed_before:.2f} s of CPU before these runs "
+               f"bench.child.reference_cpu_s) took {speed_before:.2f} s of CPU before these runs "
                f"and {speed_after:.2f} s after them; CPU figures scale with it."],
         targets=[Target(f"<= {TARGET_MS} ms CPU per file, run --once including start-up "
                         f"({per_file_ms:.2f} ms)", per_file_ms <= TARGET_MS)],

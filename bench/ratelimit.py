@@ -8,9 +8,9 @@ time from the first create to it is the rate ccwatch kept, against ``limit / win
 
 from __future__ import annotations
 
+from bench.child import BenchError
 from bench.common import (
     API_KEY,
-    BenchError,
     Settings,
     Size,
     by_size,

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 import time
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     by_size,

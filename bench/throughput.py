@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.child import BenchError
 from bench.common import (
-    BenchError,
     Settings,
     Size,
     by_size,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.child import BenchError
 from bench.common import (
-    BenchError,
     Settings,
     Size,
     by_size,

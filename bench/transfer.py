@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import API_KEY, BenchError, Size, by_size, emulator, measure_all, workspace
+from bench.child import BenchError
+from bench.common import API_KEY, Size, by_size, emulator, measure_all, workspace
 from bench.report import Result, Target
 
 RATIO = 1.2

@@ -15,9 +15,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+from bench.child import BenchError, Child
 from bench.common import (
-    BenchError,
-    Child,
     Settings,
     Size,
     by_size,
