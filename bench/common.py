@@ -93,9 +93,9 @@ class Workspace:
 
 @functools.cache
 def _trash() -> Path:
-    """Where finished workspaces wait until the bench exits. ext4 skips inodes freed in the last
-    ~30 s when it allocates one: a workspace deleted just before the next run made each of that
-    run's creates scan the freed ones (~10 % of ccwatch's CPU in perf), a cost of the harness."""
+    """Where finished workspaces wait until the bench exits. ext4 without a journal skips inodes
+    freed in the last minutes when it allocates one: a workspace deleted just before the next run
+    made each of that run's creates scan the freed ones, a cost of the harness, not of ccwatch."""
     trash = Path(tempfile.mkdtemp(prefix="ccwatch-bench-trash-"))
     atexit.register(shutil.rmtree, trash, ignore_errors=True)
     return trash

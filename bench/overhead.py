@@ -95,7 +95,7 @@ def run(size: Size) -> Result:
                f"{os.cpu_count()} CPUs: ccwatch's figure includes what sharing them costs.",
                "ccwatch is byte-compiled first, as installing it does. The emulator keeps its files "
                "in memory (/dev/shm) and each workspace is removed when the bench exits: ext4 skips "
-               "inodes freed in the last ~30 s when it creates one, so the harness's own deletions "
+               "inodes freed in the last minutes when it creates one, so the harness's own deletions "
                "made ccwatch's output creates scan them (~10 % of its CPU in perf).",
                f"The machine's speed: a fixed pure-Python loop ({loop:,} additions, "
                f"bench.child.reference_cpu_s) took {speed_before:.2f} s of CPU before these runs "
