@@ -31,7 +31,6 @@ JOB = {"tasks": {"in": {"operation": "import/upload"},
 # The ccwatch side, run in a child: python -c CHILD base form.json file url out_dir
 CHILD = """
 import json, sys, time
-from collections.abc import Callable
 from pathlib import Path
 from ccwatch.client.api import CloudConvertClient
 from ccwatch.clock import SystemClock

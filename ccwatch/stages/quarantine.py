@@ -109,10 +109,9 @@ def _read_record(dir_fd: int, name: str) -> dict[str, Any]:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | CLOEXEC, dir_fd=dir_fd)
         with os.fdopen(fd, "rb") as fh:
-            data = json.loads(fh.read(MAX_RECORD).decode("utf-8"))
-    except (OSError, ValueError):
+            return _record(fh.read(MAX_RECORD))
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def refuse(ctx: Context, folder: FolderConfig, relpath: PurePosixPath, st: FileStat, rule: int,
@@ -168,8 +167,15 @@ def in_quarantine(quarantine_dir: Path) -> Iterator[tuple[Path, Path]]:
 def read_error_file(error_file: Path) -> dict[str, Any]:
     """The error record, or {} when it is unreadable or damaged (a person may have edited it)."""
     try:
-        data = json.loads(error_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return _record(error_file.read_bytes())
+    except OSError:
+        return {}
+
+
+def _record(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both
         return {}
     return data if isinstance(data, dict) else {}
 
