@@ -6,7 +6,8 @@
     ├── ConfigError                  refuse to start, exit 2; names the key (folders[1].rules[0].template)
     ├── AccountError                 401, 403, 402: pause submissions, probe, resume; exit 3 (check, --once)
     ├── TransientError               transport errors, timeouts, 5xx, 429: retry with backoff, keep the state
-    │   ├── RateLimited              429 with the server's Retry-After
+    │   ├── RateLimited              429 with the server's Retry-After: hold every submission
+    │   │   └── CreateRateLimited        a job create's 429: the create pacer has it, nothing else waits
     │   ├── LedgerUnavailable        the shared ledger's database is unreachable: back off, reconnect
     │   ├── FormRefused              the storage host refused an upload form (403): renew the form or the job
     │   └── FolderUnavailable        a root is missing or on another device than at start: wait
@@ -89,6 +90,12 @@ class TransientError(CcwatchError):
 
 class RateLimited(TransientError):
     """HTTP 429: wait at least ``retry_after_s``."""
+
+
+class CreateRateLimited(RateLimited):
+    """HTTP 429 to a job create, told to the create pacer (``ccwatch.pipeline.pacing``): it holds
+    creation until ``retry_after_s`` has passed and learns the window from it. Creates count in
+    their own window, so nothing else need wait."""
 
 
 class FolderUnavailable(TransientError):

@@ -36,6 +36,7 @@ from ccwatch.clock import Clock
 from ccwatch.errors import (
     AccountError,
     CcwatchError,
+    CreateRateLimited,
     FileError,
     FormRefused,
     OutputGone,
@@ -84,9 +85,9 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_for(status: int, headers: Headers, content: bytes, reason: str = "",
-              **context: Any) -> CcwatchError:
-    """The error class for a non-2xx API answer and its body."""
+def error_for(status: int, headers: Headers, content: bytes, reason: str = "", *,
+              limited: type[RateLimited] = RateLimited, **context: Any) -> CcwatchError:
+    """The error class for a non-2xx API answer and its body (``limited``: for a 429)."""
     body = _body(content)
     code = body.get("code") if isinstance(body.get("code"), str) else None
     message = str(body.get("message") or reason or f"HTTP {status}")
@@ -98,7 +99,7 @@ def error_for(status: int, headers: Headers, content: bytes, reason: str = "",
     kw = {"code": code, "http_status": status, **context}
     wait = retry_after_s(headers.get("Retry-After"))
     if status == 429:
-        return RateLimited(f"rate limited: {message}", retry_after_s=wait, **kw)
+        return limited(f"rate limited: {message}", retry_after_s=wait, **kw)
     if status >= 500 or status in (408, 409, 425):
         return TransientError(f"server error {status}: {message}", retry_after_s=wait, **kw)
     if status == 401:
@@ -154,13 +155,11 @@ def _network(exc: Exception, what: str, **context: Any) -> TransientError:
 class CreatePacing(Protocol):
     """Told about every job creation, to pace the next ones (``ccwatch.pipeline.pacing``)."""
 
-    def sent(self, now: float) -> None: ...
+    def answered(self, sent: float, now: float, remaining: int | None) -> None: ...
 
-    def answered(self, now: float, remaining: int | None, limit: int | None) -> None: ...
+    def refused(self, sent: float, now: float, retry_after_s: float | None) -> None: ...
 
-    def refused(self, now: float, retry_after_s: float | None) -> None: ...
-
-    def failed(self) -> None: ...
+    def failed(self, sent: float) -> None: ...
 
 
 @functools.cache
@@ -205,8 +204,7 @@ class CloudConvertClient:
               json: Any = None, note_rate: bool = False, **context: Any) -> dict[str, Any]:
         what = f"{method} {route}"
         pacing = self._pacing if note_rate else None
-        if pacing:
-            pacing.sent(self._clock.monotonic())
+        sent = self._clock.monotonic() if pacing else 0.0
         url = self.base_url + route
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -219,13 +217,14 @@ class CloudConvertClient:
                 content = _read_capped(response, limit, what, **context)
         except NETWORK_ERRORS as exc:
             if pacing:
-                pacing.failed()
+                pacing.failed(sent)
             raise _network(exc, what, **context) from exc
         if pacing:
-            self._note_rate(pacing, response)
+            self._note_rate(pacing, sent, response)
         if not response.is_success:
             raise error_for(response.status_code, response.headers, content,
-                            response.reason_phrase, **context)
+                            response.reason_phrase,
+                            limited=CreateRateLimited if pacing else RateLimited, **context)
         try:
             data = jsonlib.loads(content) if content.strip() else {}
         except ValueError:
@@ -233,15 +232,13 @@ class CloudConvertClient:
                                  **context) from None
         return data if isinstance(data, dict) else {}
 
-    def _note_rate(self, pacing: CreatePacing, response: Answer) -> None:
+    def _note_rate(self, pacing: CreatePacing, sent: float, response: Answer) -> None:
         now = self._clock.monotonic()
         if response.status_code == 429:
-            pacing.refused(now, retry_after_s(response.headers.get("Retry-After")))
+            pacing.refused(sent, now, retry_after_s(response.headers.get("Retry-After")))
             return
-        remaining, limit = ((response.headers.get(f"X-RateLimit-{name}") or "").strip()
-                            for name in ("Remaining", "Limit"))
-        pacing.answered(now, int(remaining) if remaining.lstrip("-").isdigit() else None,
-                        int(limit) if limit.isdigit() else None)
+        remaining = (response.headers.get("X-RateLimit-Remaining") or "").strip()
+        pacing.answered(sent, now, int(remaining) if remaining.lstrip("-").isdigit() else None)
 
     # -- jobs and tasks ------------------------------------------------------------------------
 

@@ -220,7 +220,8 @@ class Pipeline(JobHandoff):
 
     def _submit(self, slot: Slot) -> None:
         # The pool may have queued this before a 429 or an account pause arrived: look again.
-        held = self.gate.held_until(slot.entry.id, self._clock.monotonic())
+        held = self.gate.held_until(slot.entry.id, self._clock.monotonic(),
+                                    creates=slot.entry.state is not State.UPLOADING)
         if held is not None:
             slot.due = held
             return

@@ -78,15 +78,21 @@ class SubmissionGate:
                 at = max(at, now + CREDITS_RECHECK_S)  # the credits guard lifts it by itself
         return max(at, now + self._pacer.delay(now))
 
-    def held_until(self, entry_id: int, now: float) -> float | None:
-        """In the worker, just before submitting: the time to wait instead, if a hold or a pause
-        arrived after this entry was queued (None: go ahead)."""
+    def held_until(self, entry_id: int, now: float, *, creates: bool) -> float | None:
+        """In the worker, just before submitting: the time to wait instead, if a hold, a pause or
+        (``creates``) a 429 to another create arrived after this entry was queued (None: go)."""
         with self._lock:
+            held = None
             if now < self._hold_until:
-                return self._hold_until
-            if self.pause is not None and entry_id != self.pause.probe_id:
-                return self.pause.next_probe
-        return None
+                held = self._hold_until
+            elif self.pause is not None and entry_id != self.pause.probe_id:
+                held = self.pause.next_probe
+        if not creates:
+            return held
+        held = held if held is not None else self._pacer.held_until(now)
+        if held is not None:
+            self._pacer.withdraw()  # admitted, not sent: it asks the pacer again when due
+        return held
 
     def hold(self, until: float) -> None:
         """A 429: nothing is submitted before ``until``."""

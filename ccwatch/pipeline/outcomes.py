@@ -28,6 +28,7 @@ from ccwatch.errors import (
     AccountError,
     CcwatchError,
     ClaimLost,
+    CreateRateLimited,
     FileVanished,
     FolderUnavailable,
     LedgerUnavailable,
@@ -148,6 +149,14 @@ class Outcomes:
         if wall - entry.transient_since >= self.ctx.config.daemon.give_up_after_s:
             return self._fail(slot, exc)
         now = self._clock.monotonic()
+        log = logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id)
+        if isinstance(exc, CreateRateLimited):
+            # The create pacer heard it and holds creation (only) until the window reopens; the
+            # file waits for the pacer like any other create.
+            slot.due = now
+            log.warning("{} (job creation waits for the rate window, Retry-After {} s)",
+                        exc.message, "none" if exc.retry_after_s is None else f"{exc.retry_after_s:g}")
+            return Verdict.RETRY
         delay = backoff.retry_delay(slot.retries, exc.retry_after_s, rng=self._rng)
         if isinstance(exc, RateLimited):
             # The whole account is throttled, not this file: hold every submission, do not let
@@ -157,8 +166,7 @@ class Outcomes:
         else:
             slot.retries += 1
         slot.due = now + delay
-        logger.bind(folder=entry.folder, file=entry.relpath, job=entry.job_id).warning(
-            "{} (retrying in {:.1f} s)", exc.message, delay)
+        log.warning("{} (retrying in {:.1f} s)", exc.message, delay)
         return Verdict.RETRY
 
     def _fail(self, slot: Slot, exc: CcwatchError) -> Verdict:

@@ -49,7 +49,7 @@ def test_a_429_on_one_host_holds_the_others(hosts: tuple[Host, Host]) -> None:
     b.tend(0.0, wall)
     now = LEASE_S  # b's monotonic time at that turn
     assert not b.gate.admits(1, now + 5.0, creates=True)
-    assert b.gate.held_until(1, now + 5.0) == pytest.approx(now + 20.0)
+    assert b.gate.held_until(1, now + 5.0, creates=True) == pytest.approx(now + 20.0)
     assert b.gate.admits(1, now + 20.5, creates=True)
 
 

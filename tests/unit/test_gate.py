@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ccwatch.errors import AccountError
 from ccwatch.ledger import Ledger
 from ccwatch.pipeline.gate import SubmissionGate
@@ -20,9 +22,9 @@ def test_a_429_holds_every_submission_until_it_passes(tmp_path: Path) -> None:
     gate, _ = _gate(tmp_path)
     gate.hold(110.0)
     assert not gate.admits(1, 100.0, creates=True)
-    assert gate.held_until(1, 100.0) == 110.0
+    assert gate.held_until(1, 100.0, creates=True) == 110.0
     assert gate.admits(1, 110.0, creates=True)
-    assert gate.held_until(1, 110.0) is None
+    assert gate.held_until(1, 110.0, creates=True) is None
 
 
 def test_a_pause_lets_one_probe_through_per_interval(tmp_path: Path) -> None:
@@ -34,8 +36,8 @@ def test_a_pause_lets_one_probe_through_per_interval(tmp_path: Path) -> None:
     assert not gate.admits(1, 120.0, creates=True)
     assert gate.admits(7, 130.0, creates=True)  # the probe
     assert not gate.admits(8, 130.5, creates=True)
-    assert gate.held_until(7, 130.5) is None
-    assert gate.held_until(8, 130.5) == 160.0
+    assert gate.held_until(7, 130.5, creates=True) is None
+    assert gate.held_until(8, 130.5, creates=True) == 160.0
 
 
 def test_what_lifts_a_pause(tmp_path: Path) -> None:
@@ -56,12 +58,27 @@ def test_creation_pacing_holds_only_new_jobs(tmp_path: Path) -> None:
     resumed; the gate says when it reopens."""
     pacer = CreatePacer()
     gate, _ = _gate(tmp_path, pacer)
-    pacer.sent(0.0)
-    pacer.refused(0.0, 5.0)  # the window ends at 5.0
+    pacer.refused(0.0, 0.0, 5.0)  # the window ends at 5.0
     assert not gate.admits(1, 1.0, creates=True)
     assert gate.admits(1, 1.0, creates=False)
     assert 5.0 <= gate.reopens_at(1.0) <= 5.1
     assert gate.admits(1, 5.1, creates=True)
+
+
+def test_a_create_queued_before_a_429_waits_its_retry_after_and_is_uncounted(
+        tmp_path: Path) -> None:
+    """Two creates admitted at once; the first is refused (Retry-After 2) before the worker
+    sends the second: the second waits too, and no longer counts as in flight."""
+    pacer = CreatePacer()
+    gate, _ = _gate(tmp_path, pacer)
+    assert gate.admits(1, 0.0, creates=True) and gate.admits(2, 0.0, creates=True)
+    pacer.refused(0.0, 0.1, 2.0)  # the first one's answer
+    assert gate.held_until(2, 0.2, creates=True) == pytest.approx(2.1)
+    assert gate.held_until(3, 0.2, creates=False) is None  # resuming an upload creates nothing
+    assert not gate.admits(2, 2.0, creates=True)
+    assert gate.admits(2, 2.2, creates=True)  # opens the next window
+    pacer.answered(2.2, 2.3, 4)
+    assert sum(gate.admits(n, 2.4, creates=True) for n in range(10, 20)) == 4  # all four left
 
 
 def test_low_credits_hold_new_jobs_only_and_lift_by_themselves(tmp_path: Path) -> None:
