@@ -4,7 +4,8 @@ The API counts job creations in a window (``X-RateLimit-Limit`` per window, ``X-
 left in it) but says neither how long the window is nor when it ends. So the pacer learns that:
 
 - each create answer tells how many are left; creates admitted but not yet answered are
-  subtracted, so several uploads in parallel do not overshoot;
+  subtracted, so several uploads in parallel do not overshoot (and the very first create goes
+  alone: the window may be used up already, by an earlier run or another host);
 - a window begins with the first create that reaches the server after the last one ended:
   between that create's sending and its answer. Its end is held as an interval: a 429's
   ``Retry-After`` bounds it (whole seconds are taken as rounded up, so the end is within the
@@ -16,10 +17,12 @@ left in it) but says neither how long the window is nor when it ends. So the pac
   ``PRECISION_S`` idle;
 - before anything bounds the end, one create is let through when nothing is left: its 429 says.
   Our first window may have begun long before our first create: what it suggests is used, but
-  not tried early on.
+  not tried early on;
+- no create goes before a 429's ``Retry-After`` has passed (a try refused costs the rest of
+  that second).
 
 So a backlog runs at the limit with two or three 429s while the length is learnt (more if the
-server's window changes), whatever the server's rounding.
+server's window changes, or if it rounds ``Retry-After`` down).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class CreatePacer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._left: int | None = None  # creates left in the window, as last answered
+        self._heard = False  # any create answered yet (before that, one at a time)
         self._outstanding: collections.deque[float] = collections.deque()  # admitted, unanswered
         self._trying = False  # a create sent with nothing left is out: the others wait for it
         self._last_try = float("-inf")  # when a create was last let through with nothing left
@@ -80,6 +84,8 @@ class CreatePacer:
         with self._lock:
             self._answer(sent)
             if remaining is None:
+                if self._left_before(sent) == 0:
+                    self._left = None  # it went after "none left", but says nothing: run free
                 return
             # Every create answered before this one was sent reached the server first: in the
             # same window this one's Remaining is lower. (Answers to parallel creates arrive out
@@ -125,6 +131,7 @@ class CreatePacer:
             self._answer(sent)
 
     def _answer(self, sent: float) -> None:
+        self._heard = True
         if sent >= self._last_try:  # (sent no earlier than the try was let through: may be it)
             self._trying = False
         if self._outstanding:
@@ -203,7 +210,9 @@ class CreatePacer:
         while self._outstanding and self._outstanding[0] < now - STALE_S:
             self._outstanding.popleft()
             self._trying = False
-        if self._left is None or self._left - len(self._outstanding) > 0:
+        if self._left is None:  # (the first create alone: the window may be used up already)
+            return 0.0 if self._heard or not self._outstanding else RECHECK_S
+        if self._left - len(self._outstanding) > 0:
             return 0.0
         if self._trying or self._left > 0:
             return RECHECK_S  # what is left is spoken for: the answers out tell what next

@@ -42,6 +42,30 @@ def test_429_503_and_dropped_connections_during_a_50_file_run(dirs: Dirs, make_c
     assert sum(r.status == 0 for r in emulator.requests) == 5  # the dropped connections
 
 
+def test_a_backlog_over_the_rate_window_is_paced_with_few_429s(dirs: Dirs, make_config: MakeConfig,
+                                                               emulator: Any) -> None:
+    """41 files, 8 creates per 2 s window (the emulator's real limiter, whole-second Retry-After):
+    all delivered once; a few 429s while the window is learnt; after each, the next create
+    waits for the window's end as Retry-After said, so it is never refused too (nor is a burst
+    sent before the first answer says how many are left)."""
+    emulator.rate_limit_per_minute, emulator.rate_window_s = 8, 2.0
+    for i in range(41):
+        make_image(dirs.input / f"f{i:02}.png")
+
+    code, delivered, failed = once(make_config(daemon_extra="max_in_flight = 32"))
+
+    assert (code, delivered, failed) == (ExitCode.OK, 41, 0)
+    assert len(emulator.jobs()) == 41
+    creates = sorted((r for r in emulator.requests if r.method == "POST" and r.path == "/v2/jobs"),
+                     key=lambda r: r.at)
+    statuses = [r.status for r in creates]
+    assert statuses.count(201) == 41
+    assert 1 <= statuses.count(429) <= 4, statuses
+    timeline = [(round(r.at - creates[0].at, 3), r.status) for r in creates]
+    assert all(after == 201 for before, after in itertools.pairwise(statuses) if before == 429), \
+        str(timeline)
+
+
 def test_500_after_create_leaves_exactly_one_job_per_file(dirs: Dirs, make_config: MakeConfig,
                                                           emulator: Any) -> None:
     """A 500 that arrives after the server created the job: the retry finds it by tag."""

@@ -152,6 +152,7 @@ def test_answers_out_of_order_are_not_a_new_window() -> None:
     """Four creates in flight answered 57, 59, 58, 56: no window began; but a create sent
     after an answer that says fewer are left, answered with more, began one."""
     pacer = CreatePacer()
+    assert create(pacer, 0.0, 60)
     for _ in range(4):
         assert pacer.admit(0.0)
     for remaining in (57, 59, 58, 56):
@@ -201,3 +202,23 @@ def test_a_network_error_releases_the_try() -> None:
     assert pacer.admit(0.1)
     pacer.failed(0.1)
     assert pacer.admit(1.2)  # one a second while nothing bounds the end
+
+
+def test_answers_without_a_count_run_free_and_do_not_stall_after_a_429() -> None:
+    pacer = CreatePacer()
+    assert all(create(pacer, 0.0, None) for _ in range(20))  # no X-RateLimit-Remaining at all
+    refuse(pacer, 0.1, 2.0)
+    assert not pacer.admit(1.0)
+    assert create(pacer, 2.2, None)  # went through after the 429, still no count: free again
+    assert all(pacer.admit(2.3) for _ in range(10))
+
+
+def test_the_first_create_goes_alone() -> None:
+    """Before any answer the window may be used up already (a restart, another host): one
+    create asks; with its answer the others go."""
+    pacer = CreatePacer()
+    assert pacer.admit(0.0)
+    assert not pacer.admit(0.0)
+    assert pacer.delay(0.0) == RECHECK_S
+    pacer.answered(0.0, 0.01, 40)
+    assert sum(pacer.admit(0.02) for _ in range(50)) == 40
