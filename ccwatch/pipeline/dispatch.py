@@ -67,8 +67,10 @@ class Pipeline(JobHandoff):
         self._uploads = ThreadPoolExecutor(daemon.upload_workers, "ccwatch-upload")
         self._downloads = ThreadPoolExecutor(daemon.download_workers, "ccwatch-download")
         self._trackers = ThreadPoolExecutor(2, "ccwatch-track")
-        self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s,
-                                   pacer=pacer or CreatePacer(), on_pause=ctx.metrics.pauses.inc)
+        pacer = pacer or CreatePacer()
+        pacer.wake_on_answer(self._waker.soon)  # a create held for another's answer goes at once
+        self.gate = SubmissionGate(ctx.ledger, probe_s=daemon.poll_max_s, pacer=pacer,
+                                   on_pause=ctx.metrics.pauses.inc)
         self._claims = ClaimKeeper(ctx.ledger, self.gate, lease_s=ctx.config.ledger.lease_s,
                                    now=self._last_step)
         self._outcomes = Outcomes(ctx, self.gate, self._rng, share_hold=self._claims.share_hold)

@@ -28,8 +28,10 @@ server's window changes, or if it rounds ``Retry-After`` down).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
+from collections.abc import Callable, Iterator
 
 # A window end held to within this is opened at its late edge: no more tries, no 429s.
 PRECISION_S = 0.3
@@ -65,6 +67,8 @@ class CreatePacer:
         self._lock = threading.Lock()
         self._left: int | None = None  # creates left in the window, as last answered
         self._heard = False  # any create answered yet (before that, one at a time)
+        self._held_back = False  # a create was refused admission since the last answer
+        self._on_answer: Callable[[], None] | None = None
         self._outstanding: collections.deque[float] = collections.deque()  # admitted, unanswered
         self._trying = False  # a create sent with nothing left is out: the others wait for it
         self._last_try = float("-inf")  # when a create was last let through with nothing left
@@ -81,8 +85,7 @@ class CreatePacer:
 
     def answered(self, sent: float, now: float, remaining: int | None) -> None:
         """A create sent at ``sent`` succeeded with ``X-RateLimit-Remaining`` (None: absent)."""
-        with self._lock:
-            self._answer(sent)
+        with self._answering(sent):
             if remaining is None:
                 if self._left_before(sent) == 0:
                     self._left = None  # it went after "none left", but says nothing: run free
@@ -104,8 +107,7 @@ class CreatePacer:
     def refused(self, sent: float, now: float, retry_after_s: float | None) -> None:
         """A create sent at ``sent`` was answered 429: nothing is left; ``Retry-After`` says when
         the window ends."""
-        with self._lock:
-            self._answer(sent)
+        with self._answering(sent):
             window = self._window
             if window is None:
                 window = self._window = _Window(None, now)  # it had begun by now
@@ -127,15 +129,26 @@ class CreatePacer:
 
     def failed(self, sent: float) -> None:
         """A create sent at ``sent`` got no answer (network error): it may or may not have counted."""
-        with self._lock:
-            self._answer(sent)
+        with self._answering(sent):
+            pass
 
-    def _answer(self, sent: float) -> None:
-        self._heard = True
-        if sent >= self._last_try:  # (sent no earlier than the try was let through: may be it)
-            self._trying = False
-        if self._outstanding:
-            self._outstanding.popleft()
+    def wake_on_answer(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the answering thread) after an answer when a create was held
+        back since the last one: what held it may be over."""
+        self._on_answer = callback
+
+    @contextlib.contextmanager
+    def _answering(self, sent: float) -> Iterator[None]:
+        with self._lock:
+            self._heard = True
+            if sent >= self._last_try:  # (sent no earlier than the try was let through: may be it)
+                self._trying = False
+            if self._outstanding:
+                self._outstanding.popleft()
+            yield
+            held_back, self._held_back = self._held_back, False
+        if held_back and self._on_answer is not None:
+            self._on_answer()
 
     def _tell(self, now: float, left: int) -> None:
         """Remember what was left as of ``now``, for answers to creates sent after it."""
@@ -183,6 +196,7 @@ class CreatePacer:
         """May a create be started now? Yes counts it as outstanding until answered."""
         with self._lock:
             if self._wait(now) > 0:
+                self._held_back = True
                 return False
             if self._left is not None and self._left - len(self._outstanding) <= 0:
                 self._trying, self._last_try = True, now  # it opens the next window, or learns

@@ -222,3 +222,18 @@ def test_the_first_create_goes_alone() -> None:
     assert pacer.delay(0.0) == RECHECK_S
     pacer.answered(0.0, 0.01, 40)
     assert sum(pacer.admit(0.02) for _ in range(50)) == 40
+
+
+def test_an_answer_wakes_whoever_was_held_back() -> None:
+    """A create held for another's answer is asked again when that answer comes, not a recheck
+    later; answers while nobody waits wake no one."""
+    woken: list[int] = []
+    pacer = CreatePacer()
+    pacer.wake_on_answer(lambda: woken.append(1))
+    assert pacer.admit(0.0)
+    assert not pacer.admit(0.0)  # the first create goes alone
+    pacer.answered(0.0, 0.01, 5)
+    assert woken == [1]
+    assert pacer.admit(0.02)
+    pacer.answered(0.02, 0.03, 4)
+    assert woken == [1]
