@@ -222,12 +222,13 @@ class Pipeline(JobHandoff):
 
     def _submit(self, slot: Slot) -> None:
         # The pool may have queued this before a 429 or an account pause arrived: look again.
-        held = self.gate.held_until(slot.entry.id, self._clock.monotonic(),
-                                    creates=slot.entry.state is not State.UPLOADING)
+        creates = slot.entry.state is not State.UPLOADING
+        held = self.gate.held_until(slot.entry.id, self._clock.monotonic(), creates=creates)
         if held is not None:
             slot.due = held
             return
-        entry = submit.advance(self.ctx, slot.entry)
+        with self.gate.submitting(creates=creates):
+            entry = submit.advance(self.ctx, slot.entry)
         self._progress(slot, entry)
         self.gate.succeeded()
         # A webhook may have arrived while the upload was finishing: then track at once.

@@ -13,6 +13,7 @@ the hosts sharing a ledger follow each other's pauses (:mod:`.claims`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,8 +62,8 @@ class SubmissionGate:
                 return False
             pause = self.pause
             if pause is not None:
-                if now < pause.next_probe:
-                    return False
+                if now < pause.next_probe or (creates and not self._pacer.admit(now)):
+                    return False  # (a probe that creates a job keeps to the rate window too)
                 pause.next_probe = now + self._probe_s
                 pause.probe_id = entry_id
                 return True
@@ -93,6 +94,10 @@ class SubmissionGate:
         if held is not None:
             self._pacer.withdraw()  # admitted, not sent: it asks the pacer again when due
         return held
+
+    def submitting(self, *, creates: bool) -> contextlib.AbstractContextManager[None]:
+        """Around one admitted submission's work (``creates``: admitted as a create)."""
+        return self._pacer.creating() if creates else contextlib.nullcontext()
 
     def hold(self, until: float) -> None:
         """A 429: nothing is submitted before ``until``."""

@@ -69,6 +69,7 @@ class CreatePacer:
         self._heard = False  # any create answered yet (before that, one at a time)
         self._held_back = False  # a create was refused admission since the last answer
         self._on_answer: Callable[[], None] | None = None
+        self._here = threading.local()  # answers heard on this thread (see ``creating``)
         self._outstanding: collections.deque[float] = collections.deque()  # admitted, unanswered
         self._trying = False  # a create sent with nothing left is out: the others wait for it
         self._last_try = float("-inf")  # when a create was last let through with nothing left
@@ -138,7 +139,19 @@ class CreatePacer:
         self._on_answer = callback
 
     @contextlib.contextmanager
+    def creating(self) -> Iterator[None]:
+        """Around the work of one admitted create, on its thread: if it sent no create after all
+        (its job found by its tag, its file unreadable), the create is withdrawn."""
+        before = getattr(self._here, "answers", 0)
+        try:
+            yield
+        finally:
+            if getattr(self._here, "answers", 0) == before:
+                self.withdraw()
+
+    @contextlib.contextmanager
     def _answering(self, sent: float) -> Iterator[None]:
+        self._here.answers = getattr(self._here, "answers", 0) + 1
         with self._lock:
             self._heard = True
             if sent >= self._last_try:  # (sent no earlier than the try was let through: may be it)

@@ -97,3 +97,14 @@ def test_low_credits_hold_new_jobs_only_and_lift_by_themselves(tmp_path: Path) -
     gate.credits(50, 50, wall=7.0)
     assert gate.admits(1, 100.0, creates=True)
     assert gate.why_paused() is None and ledger.get_meta("paused") is None
+
+
+def test_a_pause_probe_that_creates_a_job_keeps_to_the_rate_window(tmp_path: Path) -> None:
+    pacer = CreatePacer()
+    gate, _ = _gate(tmp_path, pacer)
+    pacer.answered(0.0, 0.0, 5)
+    pacer.refused(0.0, 0.1, 50.0)  # another create: the window ends 50 s on
+    gate.paused(AccountError("out of credits", http_status=402), now=0.0, wall=5.0)
+    assert not gate.admits(7, 30.0, creates=True)  # the probe is due, but it would create a job
+    assert gate.admits(8, 30.0, creates=False)  # resuming an upload creates none: it probes
+    assert gate.held_until(8, 30.1, creates=False) is None

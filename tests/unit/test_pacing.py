@@ -237,3 +237,16 @@ def test_an_answer_wakes_whoever_was_held_back() -> None:
     assert pacer.admit(0.02)
     pacer.answered(0.02, 0.03, 4)
     assert woken == [1]
+
+
+def test_an_admitted_create_that_sends_nothing_is_withdrawn() -> None:
+    """The first create's file turned out unreadable (or its job was found by its tag): nothing
+    was sent, so the creates behind it do not wait for an answer that never comes."""
+    pacer = CreatePacer()
+    assert pacer.admit(0.0)
+    with pytest.raises(PermissionError), pacer.creating():
+        raise PermissionError("unreadable")
+    assert pacer.admit(0.1)  # the first create again, alone
+    with pacer.creating():
+        pacer.answered(0.1, 0.2, 3)  # this one was sent: it stays answered, not withdrawn
+    assert sum(pacer.admit(0.3) for _ in range(5)) == 3
