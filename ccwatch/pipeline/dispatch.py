@@ -29,7 +29,7 @@ from ccwatch.errors import LedgerUnavailable
 from ccwatch.ledger import TERMINAL, Entry, State
 from ccwatch.pipeline import backoff
 from ccwatch.pipeline.claims import ClaimKeeper
-from ccwatch.pipeline.due import Agenda, Slot, Work
+from ccwatch.pipeline.due import Agenda, Slot, Work, creates_job
 from ccwatch.pipeline.gate import SubmissionGate
 from ccwatch.pipeline.handoff import JobHandoff
 from ccwatch.pipeline.outcomes import Outcomes, Verdict
@@ -221,13 +221,13 @@ class Pipeline(JobHandoff):
     # -- stage work (pool threads) --------------------------------------------------------------
 
     def _submit(self, slot: Slot) -> None:
-        # The pool may have queued this before a 429 or an account pause arrived: look again.
-        creates = slot.entry.state is not State.UPLOADING
-        held = self.gate.held_until(slot.entry.id, self._clock.monotonic(), creates=creates)
-        if held is not None:
-            slot.due = held
-            return
-        with self.gate.submitting(creates=creates):
+        creates = creates_job(slot.entry)
+        with self.gate.submitting(creates=creates):  # (a create that sends none is uncounted)
+            # The pool may have queued this before a 429 or an account pause arrived: look again.
+            held = self.gate.held_until(slot.entry.id, self._clock.monotonic(), creates=creates)
+            if held is not None:
+                slot.due = held
+                return
             entry = submit.advance(self.ctx, slot.entry)
         self._progress(slot, entry)
         self.gate.succeeded()

@@ -23,6 +23,11 @@ from ccwatch.ledger import Entry, State
 SUBMIT_STATES = (State.SETTLED, State.SUBMITTING, State.UPLOADING)
 
 
+def creates_job(entry: Entry) -> bool:
+    """Whether submitting this entry creates a job (an upload being resumed has one)."""
+    return entry.state is not State.UPLOADING
+
+
 class Work(enum.Enum):
     SUBMIT = "submit"  # on the upload pool: settled/submitting/uploading → processing
     TRACK = "track"  # read the job (or the pushed one) once, or wait on it
@@ -148,7 +153,7 @@ class Agenda:
                 if slot is None or slot.busy:
                     self._queued.discard(heapq.heappop(queue))
                     continue
-                if not admits(slot.entry.id, slot.entry.state is not State.UPLOADING):
+                if not admits(slot.entry.id, creates_job(slot.entry)):
                     self.refused = True
                     return chosen
                 self._queued.discard(heapq.heappop(queue))

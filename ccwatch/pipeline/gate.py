@@ -88,12 +88,7 @@ class SubmissionGate:
                 held = self._hold_until
             elif self.pause is not None and entry_id != self.pause.probe_id:
                 held = self.pause.next_probe
-        if not creates:
-            return held
-        held = held if held is not None else self._pacer.held_until(now)
-        if held is not None:
-            self._pacer.withdraw()  # admitted, not sent: it asks the pacer again when due
-        return held
+        return held if held is not None or not creates else self._pacer.held_until(now)
 
     def submitting(self, *, creates: bool) -> contextlib.AbstractContextManager[None]:
         """Around one admitted submission's work (``creates``: admitted as a create)."""

@@ -87,14 +87,14 @@ class CreatePacer:
     def answered(self, sent: float, now: float, remaining: int | None) -> None:
         """A create sent at ``sent`` succeeded with ``X-RateLimit-Remaining`` (None: absent)."""
         with self._answering(sent):
-            if remaining is None:
-                if self._left_before(sent) == 0:
-                    self._left = None  # it went after "none left", but says nothing: run free
-                return
             # Every create answered before this one was sent reached the server first: in the
             # same window this one's Remaining is lower. (Answers to parallel creates arrive out
             # of order, so what is left is the least answered.)
             before = self._left_before(sent)
+            if remaining is None:
+                if before == 0:
+                    self._left = None  # it went after "none left", but says nothing: run free
+                return
             if self._window is None or (before is not None and remaining >= before):
                 # A new window; if this create followed a "none left", it is the one that began
                 # it. Our first may have been, or the window began long before: a guess.
@@ -223,7 +223,7 @@ class CreatePacer:
             return self._not_before if self._not_before > now else None
 
     def withdraw(self) -> None:
-        """A create admitted earlier is not sent after all (it waits for a hold): uncount it."""
+        """A create admitted earlier is not sent after all: uncount it (see ``creating``)."""
         with self._lock:
             if self._outstanding and self._outstanding.pop() >= self._last_try:
                 self._trying = False

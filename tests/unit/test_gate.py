@@ -74,7 +74,8 @@ def test_a_create_queued_before_a_429_waits_its_retry_after_and_is_uncounted(
     pacer.answered(0.0, 0.0, 2)
     assert gate.admits(1, 0.0, creates=True) and gate.admits(2, 0.0, creates=True)
     pacer.refused(0.0, 0.1, 2.0)  # the first one's answer: another host took the window's last
-    assert gate.held_until(2, 0.2, creates=True) == pytest.approx(2.1)
+    with gate.submitting(creates=True):  # the worker's look, just before sending: held
+        assert gate.held_until(2, 0.2, creates=True) == pytest.approx(2.1)
     assert gate.held_until(3, 0.2, creates=False) is None  # resuming an upload creates nothing
     assert not gate.admits(2, 2.0, creates=True)
     assert gate.admits(2, 2.2, creates=True)  # opens the next window
