@@ -1,7 +1,8 @@
 """The ledger: one row per file version, written before each side effect it announces.
 
-:mod:`.model` says what a row is; :mod:`.sqlite` is the default store (SQLite in the state dir) and
-holds the queries every store shares; :mod:`.postgres` is the store several hosts share.
+:mod:`.model` says what a row is; :mod:`.sqlite` is the default store (SQLite in the state dir,
+its tables in :mod:`.sqlite_schema`) and holds the queries every store shares; :mod:`.postgres` is
+the store several hosts share.
 """
 
 from __future__ import annotations

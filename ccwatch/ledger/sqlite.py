@@ -43,43 +43,7 @@ from ccwatch.ledger.model import (
     row_to_entry,
     sources,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
-    folder TEXT NOT NULL,
-    relpath TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    rule INTEGER NOT NULL DEFAULT 0,
-    template TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 1,
-    job_tag TEXT,
-    job_id TEXT,
-    upload_task_id TEXT,
-    outputs TEXT,
-    error TEXT,
-    first_seen REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    transient_since REAL,
-    route TEXT,
-    UNIQUE (folder, relpath, size, mtime_ns)
-);
--- Only files_by_state holds the state, so a state change rewrites no other index (the dropped
--- files_history, files_state and files_queue held it too: each a quarter of a write's cost).
--- One input's versions (its earlier outputs): a range, never a folder's done rows per delivery.
-DROP INDEX IF EXISTS files_path;
-DROP INDEX IF EXISTS files_history;
-CREATE INDEX IF NOT EXISTS files_by_path ON files (folder, relpath, id);
-CREATE INDEX IF NOT EXISTS files_job ON files (job_id);
-CREATE INDEX IF NOT EXISTS files_version ON files (folder, size, mtime_ns);
--- Rows by state, then folder and age: a folder's queue, what is in flight, the oldest of it.
-DROP INDEX IF EXISTS files_state;
-DROP INDEX IF EXISTS files_queue;
-CREATE INDEX IF NOT EXISTS files_by_state ON files (state, folder, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+from ccwatch.ledger.sqlite_schema import SCHEMA
 
 # The state of one input's versions, as an expression: no index can serve it, so the planner
 # reads that input's versions (files_by_path) instead of a folder's done rows (files_by_state).
@@ -107,7 +71,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across process crashes in WAL mode (only power loss can drop the tail).
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
         if "route" not in {r[1] for r in self._db.execute("PRAGMA table_info(files)")}:
             # A ledger from before routes were kept: add the column (read-only: a view adds it).
             self._db.execute("CREATE TEMP VIEW files AS SELECT *, NULL AS route FROM main.files"
