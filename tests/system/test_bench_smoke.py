@@ -34,4 +34,5 @@ def test_smoke_bench_runs_every_benchmark() -> None:
     assert "  3 PNG images of 32x24 px, converted to JPEG" in done.stdout
     assert "20 done files:" in results["restart"] and " 0 new," in results["restart"]
     assert "target met: 0 API calls (0)" in done.stdout, "a restart over done files called the API"
+    assert "floor: the work each file needs" in done.stdout  # (it raises unless all 3 delivered)
     assert (doc.read_text() if doc.exists() else None) == doc_before
