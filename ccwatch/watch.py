@@ -20,7 +20,16 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from loguru import logger
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -56,6 +65,10 @@ JUNK_DIRS: tuple[str, ...] = ("@eaDir", ".Trashes", "__MACOSX", ".stfolder")
 
 _JUNK_DIR_NAMES = frozenset(d.lower() for d in JUNK_DIRS)
 _WATCHED_EVENTS = frozenset({"created", "modified", "closed", "moved"})
+# What the handler acts on; inotify is asked for these alone, so a file that is only read (our own
+# upload, a backup, a file manager's thumbnails) or deleted raises no event at all.
+_EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
+                 DirCreatedEvent, DirMovedEvent]
 
 
 class RuleLike(Protocol):
@@ -279,6 +292,7 @@ class FolderWatcher:
                 _Handler(self.root, self.recursive, self._on_path),
                 str(self.root),
                 recursive=self.recursive,
+                event_filter=_EVENT_FILTER,
             )
             try:
                 observer.start()

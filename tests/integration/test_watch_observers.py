@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,3 +168,42 @@ def test_stop_is_clean(inbox: Path, mode: str) -> None:
 def test_unknown_mode_is_refused(inbox: Path) -> None:
     with pytest.raises(ValueError, match="auto"):
         FolderWatcher(inbox, mode="auto", recursive=True, poll_s=1, on_path=Recorder())
+
+
+def _inotify_masks(folder: Path) -> list[int]:
+    """The event masks of this process's inotify watches on ``folder``, as the kernel holds them."""
+    ino = format(os.stat(folder).st_ino, "x")
+    masks = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue  # closed meanwhile
+        masks += [int(mask, 16) for mask in re.findall(rf"^inotify wd:\S+ ino:{ino} \S+ mask:([0-9a-f]+)",
+                                                       info, re.MULTILINE)]
+    return masks
+
+
+IN_MODIFY, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x2, 0x8, 0x10, 0x20
+IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x80, 0x100, 0x200
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="inotify and /proc/self/fdinfo are Linux's")
+def test_events_mode_asks_the_kernel_for_writes_and_arrivals_only(
+    watching: Callable[..., tuple[FolderWatcher, Recorder]], inbox: Path
+) -> None:
+    """A file that is only read (ccwatch's own upload, a backup, a file manager's thumbnails) or
+    deleted raises no inotify event at all: every watch, the subfolders' too, leaves out opens,
+    read-only closes and deletions, and keeps what a new or rewritten file raises."""
+    sub = inbox / "sub"
+    sub.mkdir()
+    _, recorder = watching("events")
+    for folder in (inbox, sub):
+        wait_until(lambda folder=folder: bool(_inotify_masks(folder)), f"a watch on {folder}")
+        for mask in _inotify_masks(folder):
+            assert mask & (IN_OPEN | IN_CLOSE_NOWRITE | IN_DELETE) == 0, hex(mask)
+            wanted = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+            assert mask & wanted == wanted, hex(mask)
+    recorder.wait_for(write(sub / "new.pdf"))  # and what it asks for still arrives
