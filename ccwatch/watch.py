@@ -33,7 +33,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from ccwatch.fs import TEMP_PREFIX, TEMP_SUFFIX, is_own_temp
+from ccwatch.fs import TEMP_PREFIX, TEMP_SUFFIX
 from ccwatch.mounts import choose_mode
 
 __all__ = [
@@ -96,7 +96,8 @@ def _junk_dir(name: str, ignore: Sequence[str]) -> bool:
 
 
 def _junk_file(name: str, ignore: Sequence[str]) -> bool:
-    return _BUILTIN_RE.match(name) is not None or is_own_temp(name) or _matches(name, ignore)
+    # (ccwatch's own temp files are in BUILTIN_JUNK.)
+    return _BUILTIN_RE.match(name) is not None or _matches(name, ignore)
 
 
 def is_junk(relpath: PurePosixPath, ignore: Sequence[str] = ()) -> bool:
@@ -124,6 +125,7 @@ def _walk(
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(relative path with "/", entry) of regular non-junk files; the poll loop's hot path."""
     stack: list[tuple[str, str]] = [("", str(root))]
+    ignored = _compile(tuple(ignore)) if ignore else None  # once, not per name: 100,000s of them
     while stack:
         rel_dir, abs_dir = stack.pop()
         try:
@@ -140,9 +142,10 @@ def _walk(
                 if entry.is_dir():
                     if recursive and not _junk_dir(name, ignore):
                         stack.append((f"{rel_dir}{name}/", entry.path))
-                elif entry.is_file() and not _junk_file(name, ignore):
+                elif entry.is_file() and _BUILTIN_RE.match(name) is None and (
+                        ignored is None or ignored.match(name) is None):
                     relpath = rel_dir + name
-                    if not (ignore and _matches(relpath, ignore)):
+                    if ignored is None or ignored.match(relpath) is None:
                         yield relpath, entry
             except OSError as exc:
                 warn(f"cannot examine {entry.path}: {exc.strerror or exc}")
