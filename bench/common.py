@@ -298,6 +298,13 @@ def stage_images(ws: Workspace, count: int, prefix: str = "img") -> list[Path]:
     return paths
 
 
+def place_images(ws: Workspace, count: int) -> None:
+    """``count`` small PNGs already in the input folder when ccwatch starts (made in staging,
+    then renamed in, in name order)."""
+    for path in stage_images(ws, count):
+        path.rename(ws.input / path.name)
+
+
 def drop(paths: Sequence[Path], into: Path) -> None:
     """Copy files in as fast as possible: each is created and closed, one change event per file."""
     for path in paths:

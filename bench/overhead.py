@@ -17,6 +17,7 @@ from bench.common import (
     daemon_drop,
     emulator,
     measure_all,
+    place_images,
     run_ccwatch_once,
     stage_images,
     workspace,
@@ -37,9 +38,7 @@ def _once(n: int) -> tuple[float, float, float]:
     """(CPU s, wall s) of ``run --once`` over ``n`` images (n = 0: start-up and exit only), and
     the CPU s this process (the emulator, serving on the same cores) used meanwhile."""
     with workspace("overhead") as ws, emulator(in_memory=True) as emu:
-        stage_images(ws, n)
-        for path in sorted(ws.staging.iterdir()):
-            path.rename(ws.input / path.name)
+        place_images(ws, n)
         assert emu.base_url
         config = write_config(ws, emu.base_url, SETTINGS)
         before = _own_cpu_s()
@@ -54,9 +53,7 @@ def _floor(n: int) -> tuple[float, float]:
     """(CPU s, wall s) of bench/floor_client.py over ``n`` images: the work each file needs, done
     one file after another with ccwatch's own parts, start-up included."""
     with workspace("overhead-floor") as ws, emulator(in_memory=True) as emu:
-        stage_images(ws, n)
-        for path in sorted(ws.staging.iterdir()):
-            path.rename(ws.input / path.name)
+        place_images(ws, n)
         assert emu.base_url
         config = write_config(ws, emu.base_url, SETTINGS)
         args = [sys.executable, "-m", "bench.floor_client", str(config), str(n)]

@@ -21,6 +21,7 @@ from bench.common import (
     drop,
     emulator,
     measure_all,
+    place_images,
     run_ccwatch_once,
     sdk_child,
     stage_images,
@@ -51,9 +52,7 @@ class Measure:
 
 def _once(n: int) -> Measure:
     with workspace("once") as ws, emulator(LATENCY_S) as emu:
-        stage_images(ws, n)
-        for path in sorted(ws.staging.iterdir()):
-            path.rename(ws.input / path.name)
+        place_images(ws, n)
         assert emu.base_url
         usage = run_ccwatch_once(ws, write_config(ws, emu.base_url, SETTINGS), timeout_s=60 + n)
         _check_outputs(ws.output, n, "run --once")
@@ -70,9 +69,7 @@ def _daemon(n: int) -> Measure:
 
 def _sdk_loop(n: int) -> Measure:
     with workspace("sdk") as ws, emulator(LATENCY_S) as emu:
-        stage_images(ws, n)
-        for path in sorted(ws.staging.iterdir()):
-            path.rename(ws.input / path.name)
+        place_images(ws, n)
         assert emu.base_url
         with sdk_child(ws, "loop", emu.base_url, "to-jpg", n, input_dir=ws.input) as child:
             usage = child.wait(60 + 5 * n)
